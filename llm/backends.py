@@ -1,0 +1,62 @@
+"""One interface for every engine that can answer: `stream(messages, options, stats) -> Iterator[str]`."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator, Protocol
+
+from llm.errors import BackendError
+from llm.generation import GenerationStats, stream_text
+from llm.loading import LoadedModel
+from llm.options import GenerationOptions
+from llm.prompts import Message, build_prompt
+
+
+class ChatBackend(Protocol):
+    name: str  # what the page shows as "model"
+    notes: list[str]  # facts the page shows once (e.g. "this is the demo model")
+    can_trim: bool  # whether it drops old turns itself to fit the context
+
+    def stream(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        stats: GenerationStats,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]: ...
+
+    def list_models(self) -> list[str]: ...
+
+
+class TransformersBackend:
+    """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read."""
+
+    can_trim = True
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.name = loaded.name
+        self.notes = loaded.notes
+
+    def stream(self, messages, options, stats, cancel=None) -> Iterator[str]:
+        lm = self.loaded
+        prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
+        stats.dropped_messages = prompt.dropped_messages
+        return _explain_failures(stream_text(lm.model, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel), stats)
+
+    def list_models(self) -> list[str]:
+        return [self.name]
+
+
+def _explain_failures(chunks: Iterator[str], stats: GenerationStats) -> Iterator[str]:
+    """Turn the errors a forward pass can raise into a message that says what to do."""
+    try:
+        yield from chunks
+    except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+        stats.finish_reason = "error"
+        if "out of memory" in str(exc).lower():
+            raise BackendError(
+                "The GPU ran out of memory for this answer. Lower max new tokens, start a new chat, "
+                "or lower CONTEXT_LENGTH."
+            ) from None
+        raise BackendError(f"Generation failed ({type(exc).__name__}). The app is still running; try again.") from exc

@@ -1,0 +1,168 @@
+"""Decoding as small named steps: prefill, decode_one_token, sample, generate_tokens, stream_text.
+
+The loop runs in the caller's thread and yields as it goes, so a consumer that stops iterating
+(Streamlit's stop button closes the generator) stops the computation too, not just the rendering.
+Everything per request (cache, RNG, sampling options) is local: the shared model is only read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from llm.options import GenerationOptions
+
+
+@dataclass
+class GenerationStats:
+    """Figures shown under an answer; filled in while the answer streams."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dropped_messages: int = 0
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    finish_reason: str = "running"  # "stop" (end of turn), "length", "cancelled", "error"
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed, first token excluded (that one is prefill's)."""
+        if self.first_token_s is None or self.completion_tokens < 2:
+            return None
+        decode_s = self.total_s - self.first_token_s
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "dropped_messages": self.dropped_messages,
+            "first_token_s": self.first_token_s,
+            "tokens_per_s": self.tokens_per_s,
+            "finish_reason": self.finish_reason,
+        }
+
+
+def make_processors(options: GenerationOptions):
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if options.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
+    if not options.greedy:
+        processors.append(TemperatureLogitsWarper(options.temperature))
+        if options.top_k:
+            processors.append(TopKLogitsWarper(options.top_k))
+        if options.top_p < 1.0:
+            processors.append(TopPLogitsWarper(options.top_p))
+    return processors
+
+
+def prefill(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
+    """Run the whole prompt once; returns the last position's logits, shape (1, vocab)."""
+    with torch.inference_mode():
+        return model(input_ids=input_ids, past_key_values=cache, use_cache=True).logits[:, -1, :]
+
+
+def decode_one_token(model, token: torch.Tensor, cache) -> torch.Tensor:
+    """Feed one token (shape (1, 1)) against the cache; returns logits (1, vocab)."""
+    with torch.inference_mode():
+        return model(input_ids=token, past_key_values=cache, use_cache=True).logits[:, -1, :]
+
+
+def sample(logits: torch.Tensor, seen: torch.Tensor, processors, greedy: bool, rng: torch.Generator) -> int:
+    """Pick the next token id. Sampling happens on the CPU so a seed gives the same answer on any device."""
+    scores = processors(seen, logits.float())
+    if greedy:
+        return int(scores.argmax(dim=-1))
+    probs = torch.softmax(scores, dim=-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=rng))
+
+
+def generate_tokens(
+    model,
+    prompt_ids: list[int],
+    stop_ids: frozenset[int],
+    options: GenerationOptions,
+    cancel: threading.Event | None = None,
+) -> Iterator[int]:
+    """Yield new token ids until an end-of-turn id, `max_new_tokens`, or `cancel` is set.
+
+    Stop ids are not yielded.
+    """
+    from transformers import DynamicCache
+
+    device = model.device
+    cache = DynamicCache(config=model.config)
+    rng = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
+    processors = make_processors(options)
+    seen = torch.tensor([prompt_ids], device=device)  # (1, T) prompt + answer so far, for the penalty
+    logits = prefill(model, seen, cache)
+    for _ in range(options.max_new_tokens):
+        token = sample(logits, seen, processors, options.greedy, rng)
+        if token in stop_ids:
+            return
+        yield token
+        if cancel is not None and cancel.is_set():
+            return
+        next_token = torch.tensor([[token]], device=device)
+        seen = torch.cat([seen, next_token], dim=1)
+        logits = decode_one_token(model, next_token, cache)
+
+
+class IncrementalDecoder:
+    """Token ids in, text out, holding back bytes of a character split across tokens."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = 0  # characters of decode(self.ids) already returned
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # incomplete UTF-8 sequence: wait for the next token
+            return ""
+        new, self.emitted = text[self.emitted:], len(text)
+        if new.endswith("\n"):  # start a fresh segment so decoding stays O(line), not O(answer)
+            self.ids, self.emitted = [], 0
+        return new
+
+
+def stream_text(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    stop_ids: frozenset[int],
+    options: GenerationOptions,
+    stats: GenerationStats,
+    cancel: threading.Event | None = None,
+) -> Iterator[str]:
+    """Yield the answer as text pieces, filling in `stats` as it goes."""
+    stats.prompt_tokens = len(prompt_ids)
+    decoder = IncrementalDecoder(tokenizer)
+    stats.finish_reason = "cancelled"  # until the loop ends on its own
+    try:
+        for token in generate_tokens(model, prompt_ids, stop_ids, options, cancel):
+            stats.completion_tokens += 1
+            if stats.first_token_s is None:
+                stats.first_token_s = time.perf_counter() - stats.started
+            stats.total_s = time.perf_counter() - stats.started
+            piece = decoder.push(token)
+            if piece:
+                yield piece
+        if cancel is None or not cancel.is_set():
+            stats.finish_reason = "length" if stats.completion_tokens >= options.max_new_tokens else "stop"
+    finally:
+        stats.total_s = time.perf_counter() - stats.started

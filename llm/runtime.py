@@ -1,0 +1,49 @@
+"""The process-wide backend, built once and shared by every page and session (`st.cache_resource`)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from llm.backends import ChatBackend, TransformersBackend
+from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
+from llm.settings import Settings, get_settings
+
+_fetch_lock = threading.Lock()  # two sessions opening the page at once must not download twice
+
+
+@st.cache_resource(show_spinner="Loading the model into memory…")
+def _transformers_backend(folder: str, kind: str, ref: str, _settings: Settings) -> TransformersBackend:
+    from llm.loading import ModelSource
+
+    return TransformersBackend(load_from_folder(Path(folder), ModelSource(kind, ref), _settings))
+
+
+def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBackend:
+    # Fetching (download / GGUF conversion) runs outside the cache so the page can show its progress.
+    source = resolve_source(settings, cuda_available())
+    with _fetch_lock:
+        folder = fetch(source, settings.models_dir, progress)
+    return _transformers_backend(str(folder), source.kind, source.ref, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _openai_backend(base_url: str, model: str, _settings: Settings) -> ChatBackend:
+    from llm.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(_settings)
+
+
+def _make_openai(settings: Settings, progress: Progress | None) -> ChatBackend:
+    return _openai_backend(settings.openai_base_url, settings.openai_model, settings)
+
+
+BACKENDS = {"transformers": _make_transformers, "openai": _make_openai}
+
+
+def get_backend(progress: Progress | None = None, settings: Settings | None = None) -> ChatBackend:
+    """The shared backend for LLM_BACKEND. Raises `StudioError` with a fix when it cannot start."""
+    settings = settings or get_settings()
+    return BACKENDS[settings.llm_backend](settings, progress)

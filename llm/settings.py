@@ -1,0 +1,89 @@
+"""One typed settings object, read from environment variables and `.streamlit/secrets.toml`.
+
+Environment variables win over the secrets file, so a one-off `LLM_MODEL=demo streamlit run app.py`
+works without editing files. Field names are the variable names in lower case.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SecretsTomlSource(PydanticBaseSettingsSource):
+    """Reads top-level keys of `.streamlit/secrets.toml` (the file `st.secrets` reads), any case."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the base class
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            # A broken secrets file must not stop the app; the error names the file, never its content.
+            raise ValueError(f"{self.path} is not valid TOML ({exc.__class__.__name__}). Fix or remove it.") from None
+        fields = set(self.settings_cls.model_fields)
+        return {k.lower(): v for k, v in data.items() if k.lower() in fields and not isinstance(v, dict)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # Which engine answers: the in-process transformers model, or an OpenAI-compatible server.
+    llm_backend: Literal["transformers", "openai"] = "transformers"
+    # `auto`: Llama-3.1-8B-Instruct on CUDA, the bundled demo model without it. Also `demo`,
+    # a modelscope id, a Hugging Face id (`hf:` prefix or MODEL_HUB=huggingface), or a local folder.
+    llm_model: str = "auto"
+    # Where bare `org/name` ids are fetched from; modelscope is reachable from mainland China.
+    model_hub: Literal["modelscope", "huggingface"] = "modelscope"
+    llm_device: Literal["auto", "cuda", "cpu"] = "auto"
+    # `auto` is bf16 on CUDA (Llama-3.1 was trained in bf16) and fp32 on CPU (bf16 matmuls are slow there).
+    llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # Everything the app writes lives under here unless overridden: put it on the big data disk.
+    data_dir: Path = PROJECT_ROOT / "data"
+    # Downloaded and converted weights (16 GB for the 8B model). Defaults to DATA_DIR/models.
+    model_cache_dir: Path | None = None
+    # Upper bound on prompt + answer tokens. Llama-3.1 allows 128k, but its KV cache at that length
+    # needs ~16 GB more than the weights; 8k fits a 24 GB card comfortably.
+    context_length: int = Field(default=8192, ge=256)
+    # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
+    max_prompt_chars: int = Field(default=32_000, ge=100)
+
+    # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_model: str = ""
+    request_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("data_dir", "model_cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        secrets = SecretsTomlSource(settings_cls, PROJECT_ROOT / ".streamlit" / "secrets.toml")
+        return init_settings, env_settings, secrets
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,145 @@
+"""Drawing helpers shared by the pages: loading the backend, the sidebar, messages, streaming.
+
+These only draw and keep per-session state; all model work goes through `llm.backends`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import streamlit as st
+from pydantic import ValidationError
+
+from llm.backends import ChatBackend
+from llm.errors import PromptTooLongError, StudioError
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.prompts import Message, conversation
+from llm.runtime import get_backend
+from llm.settings import get_settings
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful, honest assistant. Answer in the language of the question."
+
+
+def backend_or_stop() -> ChatBackend:
+    """The shared backend; on failure the page shows why and how to fix it, then stops this run."""
+    box = st.empty()
+
+    def progress(message: str, fraction: float | None) -> None:
+        if fraction is None:
+            box.info(message)
+        else:
+            box.progress(fraction, text=message)
+
+    try:
+        backend = get_backend(progress)
+    except StudioError as exc:
+        box.empty()
+        st.error(f"The model is not available. {exc}")
+        st.stop()
+    box.empty()
+    return backend
+
+
+def sidebar_options(prefix: str) -> tuple[str, GenerationOptions]:
+    """System prompt and sampling options, one set per page, kept in this session only."""
+    with st.sidebar:
+        system_prompt = st.text_area("System prompt", DEFAULT_SYSTEM_PROMPT, key=f"{prefix}.system", height=100)
+        with st.expander("Sampling", expanded=False):
+            values = dict(
+                max_new_tokens=st.number_input("Max new tokens", 1, 8192, 512, step=64, key=f"{prefix}.max_new"),
+                temperature=st.slider("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.05, key=f"{prefix}.temperature"),
+                top_p=st.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key=f"{prefix}.top_p"),
+                top_k=st.number_input("Top-k (0 = off)", 0, 1000, 50, key=f"{prefix}.top_k"),
+                repetition_penalty=st.slider("Repetition penalty", 1.0, 2.0, 1.1, 0.05, key=f"{prefix}.rep"),
+                seed=st.number_input("Seed (empty = random)", 0, 2**32 - 1, None, key=f"{prefix}.seed"),
+            )
+    try:
+        return system_prompt, GenerationOptions(**values)
+    except ValidationError as exc:
+        st.sidebar.error(f"Invalid option: {exc.errors()[0]['msg']}. Using the defaults.")
+        return system_prompt, GenerationOptions()
+
+
+def stats_caption(stats: dict) -> str:
+    parts = []
+    if stats.get("first_token_s") is not None:
+        parts.append(f"first token {stats['first_token_s']:.2f} s")
+    if stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
+    prompt, answer = stats.get("prompt_tokens") or 0, stats.get("completion_tokens") or 0
+    parts.append(f"{prompt + answer:,} tokens used ({prompt:,} prompt + {answer:,} answer)")
+    if stats.get("finish_reason") == "length":
+        parts.append("stopped at max new tokens")
+    return " · ".join(parts)
+
+
+def render_message(message: dict) -> None:
+    with st.chat_message(message["role"]):
+        # st.markdown never runs HTML from the text (unsafe_allow_html stays False).
+        st.markdown(message["content"] or "*(empty answer)*")
+        render_footer(message)
+
+
+def render_footer(message: dict) -> None:
+    if message.get("cut"):
+        st.caption(":orange[Stopped: this answer was cut off before it finished.]")
+    if message.get("dropped"):
+        st.caption(f"{message['dropped']} older messages were left out to fit the model's context.")
+    if message.get("stats"):
+        st.caption(stats_caption(message["stats"]))
+
+
+def check_prompt(text: str | None) -> str | None:
+    """The message to send, or None when there is nothing to send (shows why if it is too long)."""
+    if text is None or not text.strip():
+        return None
+    limit = get_settings().max_prompt_chars
+    if len(text) > limit:
+        st.error(
+            f"Your message is {len(text):,} characters; the limit is {limit:,} (MAX_PROMPT_CHARS). "
+            "Nothing was sent. Shorten it or raise MAX_PROMPT_CHARS."
+        )
+        return None
+    return text
+
+
+def commit_pending(history_key: str) -> None:
+    """An answer interrupted by stop (or by a new message) is kept, marked as cut."""
+    pending = st.session_state.pop(f"{history_key}.pending", None)
+    if pending is not None:
+        st.session_state[history_key].append({**pending, "cut": True})
+
+
+def answer(backend: ChatBackend, history_key: str, system_prompt: str, options: GenerationOptions) -> None:
+    """Stream the assistant's reply to the history under `history_key` and append it when done."""
+    history: list[dict] = st.session_state[history_key]
+    messages: list[Message] = conversation(system_prompt, history)
+    stats = GenerationStats()
+    pending = {"role": "assistant", "content": ""}
+    st.session_state[f"{history_key}.pending"] = pending
+
+    def chunks() -> Iterator[str]:
+        for piece in backend.stream(messages, options, stats):
+            pending["content"] += piece
+            pending["stats"] = stats.as_dict()
+            yield piece
+
+    with st.chat_message("assistant"):
+        try:
+            st.write_stream(chunks())
+        except StudioError as exc:
+            st.session_state.pop(f"{history_key}.pending", None)
+            st.error(str(exc))
+            if pending["content"]:
+                history.append({**pending, "cut": True, "stats": stats.as_dict()})
+            elif isinstance(exc, PromptTooLongError) and history and history[-1]["role"] == "user":
+                # Not answerable as it stands: take it out of the history so later turns still work,
+                # and hand the text back so nothing the user typed is lost.
+                with st.expander("Your unsent message (copy it from here)"):
+                    st.code(history.pop()["content"], language=None)
+            return
+        st.session_state.pop(f"{history_key}.pending", None)
+        message = {**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages}
+        history.append(message)
+        render_footer(message)
