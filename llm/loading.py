@@ -285,11 +285,10 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
     limit = getattr(model.config, "max_position_embeddings", settings.context_length) or settings.context_length
     notes = []
     if source.kind == "demo":
+        why = "No CUDA GPU was found, so this" if settings.llm_model == "auto" else "LLM_MODEL=demo: this"
         notes.append(
-            "No CUDA GPU found, so this is the small bundled demo model (SmolLM2-135M) on CPU. "
-            "On a GPU box it loads Llama-3.1-8B-Instruct; set LLM_MODEL to choose another model."
-            if settings.llm_model == "auto"
-            else "LLM_MODEL=demo: the small bundled SmolLM2-135M model. Set LLM_MODEL=auto for Llama-3.1-8B on a GPU."
+            f"{why} is the small bundled demo model (SmolLM2-135M) on CPU: fine for trying the app, weak at answering. "
+            "On a GPU box LLM_MODEL=auto loads Llama-3.1-8B-Instruct; set LLM_MODEL to choose another model."
         )
     return LoadedModel(
         model=model,

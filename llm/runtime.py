@@ -15,7 +15,8 @@ _fetch_lock = threading.Lock()  # two sessions opening the page at once must not
 
 
 @st.cache_resource(show_spinner="Loading the model into memory…")
-def _transformers_backend(folder: str, kind: str, ref: str, _settings: Settings) -> TransformersBackend:
+def _transformers_backend(folder: str, kind: str, ref: str, load_key: str, _settings: Settings) -> TransformersBackend:
+    # load_key holds the settings that change the loaded model, so changing one loads anew.
     from llm.loading import ModelSource
 
     return TransformersBackend(load_from_folder(Path(folder), ModelSource(kind, ref), _settings))
@@ -26,7 +27,8 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
     source = resolve_source(settings, cuda_available())
     with _fetch_lock:
         folder = fetch(source, settings.models_dir, progress)
-    return _transformers_backend(str(folder), source.kind, source.ref, settings)
+    load_key = settings.model_dump_json(include={"llm_device", "llm_dtype", "context_length"})
+    return _transformers_backend(str(folder), source.kind, source.ref, load_key, settings)
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,0 +1,52 @@
+"""Shared fixtures. Every path a test writes is under a temp folder, except the converted demo
+weights, which are cached under data/models so the suite converts the GGUF only once."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = Path(os.environ.get("TEST_MODEL_CACHE_DIR", ROOT / "data" / "models"))
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Fresh settings per test: demo model, data in a temp dir, no secrets from the developer's machine."""
+    from llm.settings import get_settings
+
+    for name in list(os.environ):
+        if name.startswith(("LLM_", "OPENAI_", "GOOGLE_", "SEARXNG_", "APP_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLM_MODEL", "demo")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(MODELS_DIR))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The real bundled SmolLM2-135M-Instruct, loaded once for the whole run."""
+    from llm.loading import load_model
+    from llm.settings import Settings
+
+    return load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
+
+
+@pytest.fixture(scope="session")
+def backend(demo_model):
+    from llm.backends import TransformersBackend
+
+    return TransformersBackend(demo_model)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
