@@ -1,0 +1,126 @@
+"""A real Chromium (Debian's, through playwright) against `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARTIFACTS, MODELS_DIR, ROOT, free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def start_streamlit(script: str, data_dir: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "LLM_MODEL": "demo", "DATA_DIR": str(data_dir), "MODEL_CACHE_DIR": str(MODELS_DIR),
+           **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: run `scripts/setup.sh --test`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_chat(browser, url, max_new: int = 30):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    page.goto(url)
+    page.get_by_text("Sampling").click()
+    box = page.get_by_label("Max new tokens")
+    box.fill(str(max_new))
+    box.press("Enter")
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    return page
+
+
+def send(page, text: str, answers_expected: int) -> None:
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill(text)
+    box.press("Enter")
+    wait_answers(page, answers_expected)
+
+
+def wait_answers(page, n: int) -> None:
+    page.get_by_text("tokens used").nth(n - 1).wait_for(timeout=180_000)
+
+
+def bubbles(page) -> list[str]:
+    return page.locator('[data-testid="stChatMessage"]').all_inner_texts()
+
+
+def test_two_turns_render_and_a_screenshot_is_saved(browser, server):
+    page = open_chat(browser, server)
+    send(page, "Hello! My name is Oksana.", 1)
+    send(page, "你好 🦙 What is my name?", 2)
+    texts = bubbles(page)
+    assert len(texts) == 4
+    assert "Hello! My name is Oksana." in texts[0]
+    assert "你好 🦙 What is my name?" in texts[2]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-two-turns.png"), full_page=True)
+    page.close()
+
+
+def test_html_in_a_prompt_is_shown_as_text_and_never_runs(browser, server):
+    page = open_chat(browser, server, max_new=8)
+    hostile = "<img src=x onerror=\"document.title='pwned'\"> <script>document.title='pwned'</script> <b>bold?</b>"
+    send(page, hostile, 1)
+    user_bubble = page.locator('[data-testid="stChatMessage"]').first
+    assert page.title() != "pwned"
+    assert user_bubble.locator("img, script, b").count() == 0
+    assert "<b>bold?</b>" in user_bubble.inner_text()
+    page.close()
+
+
+def test_two_browser_sessions_generate_at_the_same_time(browser, server):
+    a, b = open_chat(browser, server), open_chat(browser, server)
+    for page, text in ((a, "Tell me about cats."), (b, "Tell me about rivers.")):
+        box = page.locator('[data-testid="stChatInputTextArea"]')
+        box.fill(text)
+    a.locator('[data-testid="stChatInputTextArea"]').press("Enter")
+    b.locator('[data-testid="stChatInputTextArea"]').press("Enter")
+    wait_answers(a, 1)
+    wait_answers(b, 1)
+    ta, tb = bubbles(a), bubbles(b)
+    assert len(ta) == 2 and len(tb) == 2
+    assert "cats" in ta[0] and "rivers" not in " ".join(ta)
+    assert "rivers" in tb[0] and "cats" not in tb[0]
+    a.close(), b.close()
