@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, render_message, sidebar_options
+from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, model_picker, render_message, sidebar_options
 
 st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
 HISTORY = "chat.messages"
@@ -17,7 +17,7 @@ with st.sidebar:
     new_chat = st.button("New chat", key="chat.new", use_container_width=True)
     can_regenerate = bool(history) and history[-1]["role"] == "assistant"
     regenerate = st.button("Regenerate last answer", key="chat.regen", disabled=not can_regenerate, use_container_width=True)
-    st.caption(f"Model: {backend.name}")
+    model = model_picker(backend, "chat")
 
 st.title("🦙 Chat")
 for note in backend.notes:
@@ -36,4 +36,4 @@ if prompt is not None:
     history.append({"role": "user", "content": prompt})
     render_message(history[-1])
 if prompt is not None or (regenerate and can_regenerate):
-    answer(backend, HISTORY, system_prompt, options)
+    answer(backend, HISTORY, system_prompt, options, model)

@@ -23,6 +23,7 @@ class ChatBackend(Protocol):
         options: GenerationOptions,
         stats: GenerationStats,
         cancel: threading.Event | None = None,
+        model: str | None = None,  # a served model name (OpenAI backend: e.g. a LoRA persona on vLLM)
     ) -> Iterator[str]: ...
 
     def list_models(self) -> list[str]: ...
@@ -38,7 +39,9 @@ class TransformersBackend:
         self.name = loaded.name
         self.notes = loaded.notes
 
-    def stream(self, messages, options, stats, cancel=None) -> Iterator[str]:
+    def stream(self, messages, options, stats, cancel=None, model=None) -> Iterator[str]:
+        if model not in (None, self.name):
+            raise BackendError(f"This backend serves only {self.name}, not {model!r}.")
         lm = self.loaded
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages

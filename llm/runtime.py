@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -32,14 +33,16 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
 
 
 @st.cache_resource(show_spinner=False)
-def _openai_backend(base_url: str, model: str, _settings: Settings) -> ChatBackend:
+def _openai_backend(client_key: str, _settings: Settings) -> ChatBackend:
     from llm.openai_backend import OpenAIBackend
 
     return OpenAIBackend(_settings)
 
 
 def _make_openai(settings: Settings, progress: Progress | None) -> ChatBackend:
-    return _openai_backend(settings.openai_base_url, settings.openai_model, settings)
+    fields = {"openai_base_url", "openai_model", "request_timeout_s", "openai_extra_sampling"}
+    key_digest = hashlib.sha256(settings.openai_api_key.get_secret_value().encode()).hexdigest()
+    return _openai_backend(settings.model_dump_json(include=fields) + key_digest, settings)
 
 
 BACKENDS = {"transformers": _make_transformers, "openai": _make_openai}

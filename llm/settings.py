@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("not-needed")
     openai_model: str = ""
+    # Seconds to wait for the server to connect or send the next piece; a stalled server gets a message.
     request_timeout_s: float = Field(default=60.0, gt=0)
+    # Send top_k and repetition_penalty (vLLM, transformers serve accept them). Turn off for strict servers.
+    openai_extra_sampling: bool = True
 
     @field_validator("data_dir", "model_cache_dir", mode="after")
     @classmethod

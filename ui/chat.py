@@ -61,6 +61,26 @@ def sidebar_options(prefix: str) -> tuple[str, GenerationOptions]:
         return system_prompt, GenerationOptions()
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _served_models(_backend: ChatBackend, backend_name: str) -> list[str]:
+    return _backend.list_models()
+
+
+def model_picker(backend: ChatBackend, prefix: str) -> str | None:
+    """A sidebar choice among the served models (read from /v1/models); None means the default."""
+    try:
+        served = _served_models(backend, backend.name)
+    except StudioError as exc:
+        st.sidebar.warning(f"Could not list the server's models: {exc}")
+        return None
+    if len(served) <= 1:
+        st.sidebar.caption(f"Model: {backend.name}")
+        return None
+    default = getattr(backend, "model", None)
+    index = served.index(default) if default in served else 0
+    return st.sidebar.selectbox("Model", served, index=index, key=f"{prefix}.model")
+
+
 def stats_caption(stats: dict) -> str:
     parts = []
     if stats.get("first_token_s") is not None:
@@ -111,7 +131,9 @@ def commit_pending(history_key: str) -> None:
         st.session_state[history_key].append({**pending, "cut": True})
 
 
-def answer(backend: ChatBackend, history_key: str, system_prompt: str, options: GenerationOptions) -> None:
+def answer(
+    backend: ChatBackend, history_key: str, system_prompt: str, options: GenerationOptions, model: str | None = None
+) -> None:
     """Stream the assistant's reply to the history under `history_key` and append it when done."""
     history: list[dict] = st.session_state[history_key]
     messages: list[Message] = conversation(system_prompt, history)
@@ -120,7 +142,7 @@ def answer(backend: ChatBackend, history_key: str, system_prompt: str, options: 
     st.session_state[f"{history_key}.pending"] = pending
 
     def chunks() -> Iterator[str]:
-        for piece in backend.stream(messages, options, stats):
+        for piece in backend.stream(messages, options, stats, model=model):
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
             yield piece

@@ -1,0 +1,160 @@
+"""Any OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`) as a backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from llm.errors import BackendError
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.prompts import Message
+from llm.settings import Settings
+
+
+class OpenAIBackend:
+    """Streams chats from a server through the official `openai` client. Thread-safe (httpx pool)."""
+
+    can_trim = False  # the server's tokenizer is not here; an overlong chat gets the server's 400
+
+    def __init__(self, settings: Settings):
+        from openai import OpenAI
+
+        self.base_url = settings.openai_base_url.rstrip("/")
+        self.client = OpenAI(
+            base_url=self.base_url,
+            api_key=settings.openai_api_key.get_secret_value(),
+            timeout=settings.request_timeout_s,
+            max_retries=2,  # bounded: connection errors, 429 and 5xx before the stream starts
+        )
+        self.timeout_s = settings.request_timeout_s
+        self.model = settings.openai_model
+        self.extra_sampling = settings.openai_extra_sampling
+        self.name = f"{self.model or 'server default'} @ {urlsplit(self.base_url).netloc}"
+        self.notes: list[str] = []
+
+    def list_models(self) -> list[str]:
+        """Model names from the server's `/v1/models`."""
+        try:
+            return [m.id for m in self.client.models.list()]
+        except Exception as exc:  # openai's and httpx's errors, turned into a message below
+            raise self._explain(exc) from None
+
+    def resolve_model(self, model: str | None) -> str:
+        chosen = model or self.model
+        if chosen:
+            return chosen
+        served = self.list_models()
+        if not served:
+            raise BackendError(f"The server at {self.base_url} lists no models. Set OPENAI_MODEL to the model it serves.")
+        return served[0]
+
+    def stream(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        stats: GenerationStats,
+        cancel: threading.Event | None = None,
+        model: str | None = None,
+    ) -> Iterator[str]:
+        model = self.resolve_model(model)
+        try:
+            response = self._create(model, messages, options)
+        except Exception as exc:
+            stats.finish_reason = "error"
+            raise self._explain(exc, model) from None
+        return self._read(response, options, stats, cancel)
+
+    def _create(self, model: str, messages: list[Message], options: GenerationOptions):
+        import openai
+
+        try:
+            return self.client.chat.completions.create(**self._request(model, messages, options))
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            rejected = any(word in f"{exc} {exc.body}" for word in ("top_k", "repetition_penalty"))
+            if not (self.extra_sampling and rejected):
+                raise
+        # This server is strict about unknown fields (e.g. `transformers serve`): stop sending them.
+        self.extra_sampling = False
+        self.notes.append("This server does not accept top-k or repetition penalty; those two settings are not sent.")
+        return self.client.chat.completions.create(**self._request(model, messages, options))
+
+    def _request(self, model: str, messages: list[Message], options: GenerationOptions) -> dict:
+        request = dict(
+            model=model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=options.max_new_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+        )
+        if options.seed is not None:
+            request["seed"] = options.seed
+        if self.extra_sampling:  # vLLM and transformers serve accept these; strict servers may not
+            request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
+        return request
+
+    def _read(self, response, options: GenerationOptions, stats: GenerationStats, cancel) -> Iterator[str]:
+        finish = None
+        stats.finish_reason = "cancelled"
+        try:
+            for chunk in response:
+                if chunk.usage:
+                    stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
+                    stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
+                for choice in chunk.choices:
+                    finish = choice.finish_reason or finish
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        if stats.first_token_s is None:
+                            stats.first_token_s = time.perf_counter() - stats.started
+                        stats.completion_tokens += 1  # replaced by the server's usage when it sends one
+                        stats.total_s = time.perf_counter() - stats.started
+                        yield piece
+                if cancel is not None and cancel.is_set():
+                    return
+        except Exception as exc:
+            stats.finish_reason = "error"
+            raise BackendError(
+                f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, marked as cut."
+            ) from None
+        finally:
+            response.close()  # on stop this drops the connection, and vLLM aborts the request
+            stats.total_s = time.perf_counter() - stats.started
+        if finish is None:
+            stats.finish_reason = "error"
+            raise BackendError("The server closed the stream before finishing the answer. What arrived is kept, marked as cut.")
+        stats.finish_reason = "length" if finish == "length" else "stop"
+
+    def _explain(self, exc: Exception, model: str | None = None) -> BackendError:
+        """One message per failure, saying what to change. Never includes the API key."""
+        import openai
+
+        where = self.base_url
+        if isinstance(exc, BackendError):
+            return exc
+        # The client's transport (httpx or httpx2) raises its own types mid-stream; match by name.
+        if isinstance(exc, openai.APITimeoutError) or "Timeout" in type(exc).__name__:
+            return BackendError(f"The server at {where} did not answer within {self.timeout_s:g} s (REQUEST_TIMEOUT_S). It may be overloaded; try again.")
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendError(f"Cannot reach the server at {where}. Is it running? Check OPENAI_BASE_URL.")
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return BackendError(f"The server at {where} refused the API key ({exc.status_code}). Set OPENAI_API_KEY to a valid key.")
+        if isinstance(exc, openai.NotFoundError):
+            return BackendError(
+                f"The server at {where} answered 404: no model named {model!r}, or the URL is wrong. "
+                "Check OPENAI_MODEL (the sidebar lists the served models) and that OPENAI_BASE_URL ends in /v1."
+            )
+        if isinstance(exc, openai.RateLimitError):
+            return BackendError(f"The server at {where} is rate limiting requests (429). Wait a moment and try again.")
+        if isinstance(exc, openai.APIStatusError):
+            detail = str(exc.body or exc.message)[:200]
+            if exc.status_code >= 500:
+                return BackendError(f"The server at {where} failed ({exc.status_code}). Check its logs; try again.")
+            return BackendError(f"The server at {where} rejected the request ({exc.status_code}: {detail}). A new chat may help if the history is too long.")
+        if isinstance(exc, (openai.APIError, OSError)) or "Protocol" in type(exc).__name__ or "Stream" in type(exc).__name__:
+            return BackendError(f"the connection to {where} broke: {type(exc).__name__}")
+        return BackendError(f"Talking to {where} failed ({type(exc).__name__}).")

@@ -1,0 +1,158 @@
+"""The `openai` backend against a real `transformers serve` and against misbehaving local servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from llm.errors import BackendError
+from llm.generation import GenerationStats
+from llm.openai_backend import OpenAIBackend
+from llm.options import GenerationOptions
+from llm.settings import Settings
+from tests import fake_servers
+from tests.conftest import MODELS_DIR, free_port
+
+GREEDY = GenerationOptions(temperature=0, max_new_tokens=20)
+SECRET = "sk-test-secret-value-123"
+
+
+@pytest.fixture(scope="module")
+def served(demo_model, tmp_path_factory):
+    """`transformers serve` running the bundled demo model on CPU: a real OpenAI-compatible server."""
+    port = free_port()
+    folder = str(MODELS_DIR / "smollm2-135m-instruct")
+    hub = tmp_path_factory.mktemp("hf-hub")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--device", "cpu", folder],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read().decode()[-3000:])
+            time.sleep(0.5)
+    yield {"url": f"http://127.0.0.1:{port}/v1", "model": folder}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def player():
+    server, url = fake_servers.start()
+    yield url
+    server.shutdown()
+
+
+def backend_for(url: str, model: str = "alpha", timeout: float = 30) -> OpenAIBackend:
+    return OpenAIBackend(Settings(openai_base_url=url, openai_model=model, openai_api_key=SECRET, request_timeout_s=timeout))
+
+
+def chat(backend, messages, options=GREEDY):
+    stats = GenerationStats()
+    return list(backend.stream(messages, options, stats)), stats
+
+
+def test_streamed_multi_turn_chat_through_a_real_server(served):
+    backend = backend_for(served["url"], served["model"])
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    pieces, stats = chat(backend, messages)
+    assert len(pieces) > 2 and "Paris" in "".join(pieces)
+    assert stats.prompt_tokens > 10 and stats.completion_tokens > 2 and stats.first_token_s is not None
+    assert stats.finish_reason in {"stop", "length"}
+    messages += [{"role": "assistant", "content": "".join(pieces)}, {"role": "user", "content": "And of Italy?"}]
+    pieces2, stats2 = chat(backend, messages)
+    assert pieces2 and stats2.prompt_tokens > stats.prompt_tokens  # the whole history went to the server
+
+
+def test_chat_page_on_the_openai_backend(served, monkeypatch):
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", served["url"])
+    monkeypatch.setenv("OPENAI_MODEL", served["model"])
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    at = AppTest.from_file("../app.py", default_timeout=180).run()
+    at.slider(key="chat.temperature").set_value(0.0)
+    at.number_input(key="chat.max_new").set_value(16)
+    at.text_area(key="chat.system").set_value("You are a helpful assistant.")
+    for text in ("What is the capital of France?", "Thanks! And of Germany?"):
+        at.chat_input(key="chat.input").set_value(text).run()
+        assert not at.exception and not at.error
+    roles = [m.name for m in at.chat_message]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert "Paris" in at.chat_message[1].markdown[0].value
+    assert "tokens used" in at.chat_message[3].caption[-1].value
+    page_text = " ".join(str(e.value) for e in at.main.children.values() if hasattr(e, "value"))
+    assert SECRET not in page_text
+
+
+def test_models_are_listed_from_v1_models(player):
+    assert backend_for(f"{player}/ok/v1").list_models() == ["alpha", "beta"]
+    assert backend_for(f"{player}/ok/v1", model="").resolve_model(None) == "alpha"
+
+
+def test_nothing_listening_says_so():
+    backend = backend_for(f"http://127.0.0.1:{free_port()}/v1", timeout=3)
+    with pytest.raises(BackendError, match="Cannot reach the server .* OPENAI_BASE_URL"):
+        chat(backend, [{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("unauthorized", "refused the API key \\(401\\). Set OPENAI_API_KEY"),
+    ("missing", "404: no model named 'alpha'"),
+    ("busy", "rate limiting requests \\(429\\)"),
+])
+def test_refusals_have_their_own_message_and_never_show_the_key(player, mode, words):
+    with pytest.raises(BackendError, match=words) as info:
+        chat(backend_for(f"{player}/{mode}/v1"), [{"role": "user", "content": "hi"}])
+    assert SECRET not in str(info.value)
+    assert fake_servers.OpenAIPlayer.seen_auth[-1] == f"Bearer {SECRET}"  # the key was sent, only to the server
+
+
+def test_a_server_that_stalls_past_the_timeout(player):
+    started = time.time()
+    with pytest.raises(BackendError, match="did not answer within 1 s"):
+        chat(backend_for(f"{player}/stall/v1", timeout=1), [{"role": "user", "content": "hi"}])
+    assert time.time() - started < 15  # bounded retries
+
+
+@pytest.mark.parametrize("mode", ["cut", "nofinish"])
+def test_a_stream_cut_half_way_keeps_what_arrived(player, mode):
+    stats = GenerationStats()
+    got = []
+    with pytest.raises(BackendError, match="What arrived is kept"):
+        for piece in backend_for(f"{player}/{mode}/v1").stream([{"role": "user", "content": "hi"}], GREEDY, stats):
+            got.append(piece)
+    assert "".join(got) == "Half an answer"
+    assert stats.finish_reason == "error"
+
+
+def test_cut_stream_in_the_page_is_kept_and_marked(player, monkeypatch):
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{player}/cut/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "alpha")
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.chat_input(key="chat.input").set_value("hi").run()
+    assert not at.exception
+    assert "stopped in the middle" in at.error[0].value
+    assert at.session_state["chat.messages"][-1]["content"] == "Half an answer"
+    assert at.session_state["chat.messages"][-1]["cut"] is True
+    at.run()  # the app keeps serving, and the kept answer renders marked as cut
+    assert "cut off" in at.chat_message[1].caption[0].value
+
+
+def test_the_key_never_appears_in_settings_output():
+    settings = Settings(openai_api_key=SECRET)
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
