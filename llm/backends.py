@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Iterator, Protocol
 
 from llm.errors import BackendError
 from llm.generation import GenerationStats, stream_text
 from llm.loading import LoadedModel
 from llm.options import GenerationOptions
+from llm.personas import check_adapter_shapes
 from llm.prompts import Message, build_prompt
+from llm.runner import ModelRunner
 
 
 class ChatBackend(Protocol):
@@ -28,6 +31,12 @@ class ChatBackend(Protocol):
 
     def list_models(self) -> list[str]: ...
 
+    base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
+
+    def attach_adapter(self, name: str, folder: Path, card) -> str:
+        """Make a LoRA persona usable; returns the `model` to pass to `stream`. Raises BackendError."""
+        ...
+
 
 class TransformersBackend:
     """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read."""
@@ -36,16 +45,28 @@ class TransformersBackend:
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
-        self.name = loaded.name
+        self.name = self.base_name = loaded.name
         self.notes = loaded.notes
+        self.runner = ModelRunner(loaded.model)
+
+    def attach_adapter(self, name: str, folder: Path, card=None) -> str:
+        problem = check_adapter_shapes(folder, self.loaded.model)
+        if problem:
+            raise BackendError(problem)
+        try:
+            self.runner.add_adapter(name, folder)
+        except Exception as exc:  # PEFT raises many types for a bad adapter; the others keep working
+            raise BackendError(f"the adapter could not be loaded ({type(exc).__name__}: {str(exc)[:160]})") from None
+        return name
 
     def stream(self, messages, options, stats, cancel=None, model=None) -> Iterator[str]:
-        if model not in (None, self.name):
-            raise BackendError(f"This backend serves only {self.name}, not {model!r}.")
+        if model not in (None, self.name) and model not in self.runner.adapters:
+            raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
+        adapter = None if model in (None, self.name) else model
         lm = self.loaded
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages
-        return _explain_failures(stream_text(lm.model, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel), stats)
+        return _explain_failures(stream_text(self.runner, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel, adapter), stats)
 
     def list_models(self) -> list[str]:
         return [self.name]

@@ -69,16 +69,14 @@ def make_processors(options: GenerationOptions):
     return processors
 
 
-def prefill(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
+def prefill(runner, input_ids: torch.Tensor, cache, adapter: str | None) -> torch.Tensor:
     """Run the whole prompt once; returns the last position's logits, shape (1, vocab)."""
-    with torch.inference_mode():
-        return model(input_ids=input_ids, past_key_values=cache, use_cache=True).logits[:, -1, :]
+    return runner.forward(input_ids, cache, adapter)
 
 
-def decode_one_token(model, token: torch.Tensor, cache) -> torch.Tensor:
+def decode_one_token(runner, token: torch.Tensor, cache, adapter: str | None) -> torch.Tensor:
     """Feed one token (shape (1, 1)) against the cache; returns logits (1, vocab)."""
-    with torch.inference_mode():
-        return model(input_ids=token, past_key_values=cache, use_cache=True).logits[:, -1, :]
+    return runner.forward(token, cache, adapter)
 
 
 def sample(logits: torch.Tensor, seen: torch.Tensor, processors, greedy: bool, rng: torch.Generator) -> int:
@@ -91,24 +89,26 @@ def sample(logits: torch.Tensor, seen: torch.Tensor, processors, greedy: bool, r
 
 
 def generate_tokens(
-    model,
+    runner,
     prompt_ids: list[int],
     stop_ids: frozenset[int],
     options: GenerationOptions,
     cancel: threading.Event | None = None,
+    adapter: str | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until an end-of-turn id, `max_new_tokens`, or `cancel` is set.
 
+    `runner` is an `llm.runner.ModelRunner`; `adapter` names a LoRA adapter on it (None: the base model).
     Stop ids are not yielded.
     """
     from transformers import DynamicCache
 
-    device = model.device
-    cache = DynamicCache(config=model.config)
+    device = runner.device
+    cache = DynamicCache(config=runner.base.config)
     rng = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
     processors = make_processors(options)
     seen = torch.tensor([prompt_ids], device=device)  # (1, T) prompt + answer so far, for the penalty
-    logits = prefill(model, seen, cache)
+    logits = prefill(runner, seen, cache, adapter)
     for _ in range(options.max_new_tokens):
         token = sample(logits, seen, processors, options.greedy, rng)
         if token in stop_ids:
@@ -118,7 +118,7 @@ def generate_tokens(
             return
         next_token = torch.tensor([[token]], device=device)
         seen = torch.cat([seen, next_token], dim=1)
-        logits = decode_one_token(model, next_token, cache)
+        logits = decode_one_token(runner, next_token, cache, adapter)
 
 
 class IncrementalDecoder:
@@ -141,20 +141,21 @@ class IncrementalDecoder:
 
 
 def stream_text(
-    model,
+    runner,
     tokenizer,
     prompt_ids: list[int],
     stop_ids: frozenset[int],
     options: GenerationOptions,
     stats: GenerationStats,
     cancel: threading.Event | None = None,
+    adapter: str | None = None,
 ) -> Iterator[str]:
     """Yield the answer as text pieces, filling in `stats` as it goes."""
     stats.prompt_tokens = len(prompt_ids)
     decoder = IncrementalDecoder(tokenizer)
     stats.finish_reason = "cancelled"  # until the loop ends on its own
     try:
-        for token in generate_tokens(model, prompt_ids, stop_ids, options, cancel):
+        for token in generate_tokens(runner, prompt_ids, stop_ids, options, cancel, adapter):
             stats.completion_tokens += 1
             if stats.first_token_s is None:
                 stats.first_token_s = time.perf_counter() - stats.started

@@ -34,6 +34,17 @@ class OpenAIBackend:
         self.extra_sampling = settings.openai_extra_sampling
         self.name = f"{self.model or 'server default'} @ {urlsplit(self.base_url).netloc}"
         self.notes: list[str] = []
+        self.base_name = None  # the server decides which adapters it can serve
+
+    def attach_adapter(self, name: str, folder, card) -> str:
+        """A LoRA persona is a model name of its own on the server (vLLM: --lora-modules name=folder)."""
+        served_name = card.served_model or name
+        if served_name not in self.list_models():
+            raise BackendError(
+                f"the server does not serve a model named {served_name!r}. Start vLLM with "
+                f"`--enable-lora --lora-modules {served_name}=adapters/{name}`, or set served_model in its persona.json."
+            )
+        return served_name
 
     def list_models(self) -> list[str]:
         """Model names from the server's `/v1/models`."""

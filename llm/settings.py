@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     # Everything the app writes lives under here unless overridden: put it on the big data disk.
     data_dir: Path = PROJECT_ROOT / "data"
+    # LoRA personas: one folder per adapter (safetensors + persona.json). Shipped with the demo persona.
+    adapters_dir: Path = PROJECT_ROOT / "adapters"
+    # Prompt-only personas: a JSON object of name -> {display_name, system_prompt, ...}.
+    personas_file: Path = PROJECT_ROOT / "personas.json"
     # Downloaded and converted weights (16 GB for the 8B model). Defaults to DATA_DIR/models.
     model_cache_dir: Path | None = None
     # Upper bound on prompt + answer tokens. Llama-3.1 allows 128k, but its KV cache at that length
@@ -71,7 +75,7 @@ class Settings(BaseSettings):
     # Send top_k and repetition_penalty (vLLM, transformers serve accept them). Turn off for strict servers.
     openai_extra_sampling: bool = True
 
-    @field_validator("data_dir", "model_cache_dir", mode="after")
+    @field_validator("data_dir", "model_cache_dir", "adapters_dir", "personas_file", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -124,3 +124,22 @@ def test_two_browser_sessions_generate_at_the_same_time(browser, server):
     assert "cats" in ta[0] and "rivers" not in " ".join(ta)
     assert "rivers" in tb[0] and "cats" not in tb[0]
     a.close(), b.close()
+
+
+def test_switch_persona_and_get_that_personas_answer(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{server}/Personas")
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    page.get_by_text("Sampling").click()
+    page.locator('[data-testid="stSlider"]').filter(has_text="Temperature").get_by_role("slider").press("Home")
+    box = page.get_by_label("Max new tokens")
+    box.fill("40")
+    box.press("Enter")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Persona").click()
+    page.get_by_role("option", name="Captain Quill").click()
+    page.get_by_role("heading", name="Captain Quill").wait_for()
+    send(page, "Tell me about whales.", 1)
+    last = bubbles(page)[-1]
+    assert "fair winds" in last.lower()
+    page.screenshot(path=str(ARTIFACTS / "persona-captain-quill.png"), full_page=True)
+    page.close()

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from llm.generation import GenerationStats, IncrementalDecoder, generate_tokens
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
+from llm.runner import ModelRunner
 
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=24, repetition_penalty=1.0)
 
@@ -41,9 +42,9 @@ def test_generation_stops_on_end_of_turn_and_leaks_no_special_tokens(backend, de
 def test_stop_ids_are_honoured_whichever_they_are(demo_model):
     tok = demo_model.tokenizer
     prompt = encode(tok, [{"role": "user", "content": "Count: one, two, three, four"}])
-    plain = list(generate_tokens(demo_model.model, prompt, frozenset(), GREEDY))
+    plain = list(generate_tokens(ModelRunner(demo_model.model), prompt, frozenset(), GREEDY))
     # Pretend the third generated token ends the turn (as <|eom_id|> would for Llama-3.1).
-    cut = list(generate_tokens(demo_model.model, prompt, frozenset({plain[2]}), GREEDY))
+    cut = list(generate_tokens(ModelRunner(demo_model.model), prompt, frozenset({plain[2]}), GREEDY))
     assert cut == plain[: plain.index(plain[2])]
 
 

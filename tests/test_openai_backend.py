@@ -156,3 +156,21 @@ def test_cut_stream_in_the_page_is_kept_and_marked(player, monkeypatch):
 def test_the_key_never_appears_in_settings_output():
     settings = Settings(openai_api_key=SECRET)
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+
+
+def test_personas_on_the_openai_backend(player, tmp_path):
+    """A LoRA persona is the server's model of that name; prompt-only personas work as they are."""
+    import json
+    import shutil
+
+    from llm.personas import PersonaRegistry
+    from tests.conftest import ROOT
+
+    for name, served in (("served", "beta"), ("not-served", None)):
+        shutil.copytree(ROOT / "adapters" / "captain-quill", tmp_path / name)
+        card = json.loads((tmp_path / name / "persona.json").read_text())
+        (tmp_path / name / "persona.json").write_text(json.dumps({**card, "served_model": served}))
+    registry = PersonaRegistry(backend_for(f"{player}/ok/v1"), tmp_path, ROOT / "personas.json")
+    assert registry.get("served").available and registry.get("served").model == "beta"
+    assert "--lora-modules not-served=adapters/not-served" in registry.get("not-served").problem
+    assert registry.get("dummy").available and registry.get("dummy").model is None

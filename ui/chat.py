@@ -41,10 +41,16 @@ def backend_or_stop() -> ChatBackend:
     return backend
 
 
-def sidebar_options(prefix: str) -> tuple[str, GenerationOptions]:
-    """System prompt and sampling options, one set per page, kept in this session only."""
+def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str, GenerationOptions]:
+    """System prompt and sampling options, one set per page, kept in this session only.
+
+    A fixed `system_prompt` (a persona's) is shown read-only instead of the editable one."""
     with st.sidebar:
-        system_prompt = st.text_area("System prompt", DEFAULT_SYSTEM_PROMPT, key=f"{prefix}.system", height=100)
+        if system_prompt is None:
+            system_prompt = st.text_area("System prompt", DEFAULT_SYSTEM_PROMPT, key=f"{prefix}.system", height=100)
+        else:
+            st.caption("System prompt (the persona's own)")
+            st.text(system_prompt or "(none)")
         with st.expander("Sampling", expanded=False):
             values = dict(
                 max_new_tokens=st.number_input("Max new tokens", 1, 8192, 512, step=64, key=f"{prefix}.max_new"),

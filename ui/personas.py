@@ -1,0 +1,70 @@
+"""Drawing helpers for the persona page: the registry, the picker, the side-by-side view."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from llm.backends import ChatBackend
+from llm.errors import StudioError
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.personas import BASE, Persona, PersonaRegistry
+from llm.prompts import conversation
+from llm.settings import get_settings
+from ui.chat import DEFAULT_SYSTEM_PROMPT, stats_caption
+
+
+@st.cache_resource(show_spinner="Loading personas…")
+def _registry(_backend: ChatBackend, backend_id: int, adapters_dir: str, personas_file: str) -> PersonaRegistry:
+    from pathlib import Path
+
+    return PersonaRegistry(_backend, Path(adapters_dir), Path(personas_file))
+
+
+def registry(backend: ChatBackend) -> PersonaRegistry:
+    """One registry per backend and folders, shared by all sessions (adapters are loaded once)."""
+    settings = get_settings()
+    return _registry(backend, id(backend), str(settings.adapters_dir), str(settings.personas_file))
+
+
+def pick_persona(reg: PersonaRegistry) -> Persona:
+    """Sidebar picker; the choice is this session's own."""
+    with st.sidebar:
+        if st.button("Refresh personas", key="persona.refresh", use_container_width=True):
+            reg.refresh()
+        personas = reg.personas()
+        usable = [p for p in personas if p.available]
+        names = [p.name for p in usable]
+        current = st.session_state.get("persona.current", BASE.name)
+        choice = st.selectbox("Persona", names, index=names.index(current) if current in names else 0,
+                              format_func=lambda n: reg.get(n).label, key="persona.current")
+        broken = [p for p in personas if not p.available]
+        if broken or reg.file_problem:
+            with st.expander(f"Unavailable ({len(broken) + bool(reg.file_problem)})"):
+                if reg.file_problem:
+                    st.caption(reg.file_problem)
+                for p in broken:
+                    st.caption(f"**{p.name}**: {p.problem}")
+    return reg.get(choice)
+
+
+def persona_system_prompt(persona: Persona) -> str | None:
+    """The persona's own prompt; None for the base model (the user edits it)."""
+    return None if persona.kind == "base" else persona.card.system_prompt
+
+
+def side_by_side(backend: ChatBackend, persona: Persona, question: str, options: GenerationOptions) -> None:
+    """The same question answered by the base model and by the persona, next to each other."""
+    left, right = st.columns(2)
+    for column, who in ((left, BASE), (right, persona)):
+        with column:
+            st.markdown(f"**{who.card.avatar} {who.card.display_name}**")
+            system = who.card.system_prompt if who.kind != "base" else DEFAULT_SYSTEM_PROMPT
+            stats = GenerationStats()
+            try:
+                st.write_stream(backend.stream(conversation(system, [{"role": "user", "content": question}]),
+                                               options, stats, model=who.model))
+            except StudioError as exc:
+                st.error(str(exc))
+                continue
+            st.caption(stats_caption(stats.as_dict()))
