@@ -174,3 +174,19 @@ def test_personas_on_the_openai_backend(player, tmp_path):
     assert registry.get("served").available and registry.get("served").model == "beta"
     assert "--lora-modules not-served=adapters/not-served" in registry.get("not-served").problem
     assert registry.get("dummy").available and registry.get("dummy").model is None
+
+
+def test_persona_page_on_the_openai_backend(served, monkeypatch):
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", served["url"])
+    monkeypatch.setenv("OPENAI_MODEL", served["model"])
+    at = AppTest.from_file("../pages/1_Personas.py", default_timeout=180).run()
+    assert not at.exception
+    assert "captain-quill" not in at.selectbox(key="persona.current").options  # transformers serve has no LoRA
+    assert any("--lora-modules captain-quill" in c.value for c in at.sidebar.caption)
+    at.selectbox(key="persona.current").set_value("dummy").run()
+    at.number_input(key="persona.max_new").set_value(12)
+    at.chat_input(key="persona.input").set_value("Hello!").run()
+    assert not at.exception and not at.error
+    assert [m.name for m in at.chat_message] == ["assistant", "user", "assistant"]  # greeting, question, answer
+    assert "tokens used" in at.chat_message[-1].caption[-1].value
