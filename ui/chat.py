@@ -5,7 +5,7 @@ These only draw and keep per-session state; all model work goes through `llm.bac
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import streamlit as st
 from pydantic import ValidationError
@@ -49,7 +49,7 @@ def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str,
         if system_prompt is None:
             system_prompt = st.text_area("System prompt", DEFAULT_SYSTEM_PROMPT, key=f"{prefix}.system", height=100)
         else:
-            st.caption("System prompt (the persona's own)")
+            st.caption("System prompt (fixed for this page)")
             st.text(system_prompt or "(none)")
         with st.expander("Sampling", expanded=False):
             values = dict(
@@ -100,11 +100,13 @@ def stats_caption(stats: dict) -> str:
     return " · ".join(parts)
 
 
-def render_message(message: dict) -> None:
+def render_message(message: dict, extra: Callable[[dict], None] | None = None) -> None:
     with st.chat_message(message["role"]):
         # st.markdown never runs HTML from the text (unsafe_allow_html stays False).
         st.markdown(message["content"] or "*(empty answer)*")
         render_footer(message)
+        if extra:
+            extra(message)
 
 
 def render_footer(message: dict) -> None:
@@ -141,10 +143,29 @@ def answer(
     backend: ChatBackend, history_key: str, system_prompt: str, options: GenerationOptions, model: str | None = None
 ) -> None:
     """Stream the assistant's reply to the history under `history_key` and append it when done."""
+    messages: list[Message] = conversation(system_prompt, st.session_state[history_key])
+    with st.chat_message("assistant"):
+        message = stream_to_history(backend, history_key, messages, options, model)
+        if message:
+            render_footer(message)
+
+
+def stream_to_history(
+    backend: ChatBackend,
+    history_key: str,
+    messages: list[Message],
+    options: GenerationOptions,
+    model: str | None = None,
+    extra: dict | None = None,
+) -> dict | None:
+    """Stream `messages`' answer into the current container; append it (with `extra`) to the history.
+
+    While streaming, the partial answer sits in `<history_key>.pending`, so a stop or a new message
+    keeps it (see `commit_pending`). Returns the stored message, or None when nothing came.
+    """
     history: list[dict] = st.session_state[history_key]
-    messages: list[Message] = conversation(system_prompt, history)
     stats = GenerationStats()
-    pending = {"role": "assistant", "content": ""}
+    pending = {"role": "assistant", "content": "", **(extra or {})}
     st.session_state[f"{history_key}.pending"] = pending
 
     def chunks() -> Iterator[str]:
@@ -153,21 +174,20 @@ def answer(
             pending["stats"] = stats.as_dict()
             yield piece
 
-    with st.chat_message("assistant"):
-        try:
-            st.write_stream(chunks())
-        except StudioError as exc:
-            st.session_state.pop(f"{history_key}.pending", None)
-            st.error(str(exc))
-            if pending["content"]:
-                history.append({**pending, "cut": True, "stats": stats.as_dict()})
-            elif isinstance(exc, PromptTooLongError) and history and history[-1]["role"] == "user":
-                # Not answerable as it stands: take it out of the history so later turns still work,
-                # and hand the text back so nothing the user typed is lost.
-                with st.expander("Your unsent message (copy it from here)"):
-                    st.code(history.pop()["content"], language=None)
-            return
+    try:
+        st.write_stream(chunks())
+    except StudioError as exc:
         st.session_state.pop(f"{history_key}.pending", None)
-        message = {**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages}
-        history.append(message)
-        render_footer(message)
+        st.error(str(exc))
+        if pending["content"]:
+            history.append({**pending, "cut": True, "stats": stats.as_dict()})
+            return history[-1]
+        if isinstance(exc, PromptTooLongError) and history and history[-1]["role"] == "user":
+            # Not answerable as it stands: take it out of the history so later turns still work,
+            # and hand the text back so nothing the user typed is lost.
+            with st.expander("Your unsent message (copy it from here)"):
+                st.code(history.pop()["content"], language=None)
+        return None
+    st.session_state.pop(f"{history_key}.pending", None)
+    history.append({**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})
+    return history[-1]

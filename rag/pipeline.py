@@ -1,0 +1,60 @@
+"""Search answers as small named steps: standalone_query → retrieve (search + rerank) → answer messages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from llm.errors import StudioError
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.prompts import Message
+from rag.prompts import answer_messages, rewrite_messages
+from rag.rerank import Reranker
+from rag.search import SearchOptions, SearchResult
+
+REWRITE_OPTIONS = GenerationOptions(temperature=0, max_new_tokens=48, repetition_penalty=1.0)
+
+
+@dataclass
+class Retrieval:
+    query: str
+    sources: list[SearchResult] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    error: str | None = None  # why there are no sources, when search failed
+
+
+def standalone_query(backend, history: list[Message], question: str, model: str | None = None) -> str:
+    """A follow-up ("and in 2023?") rewritten with the conversation into a query that stands alone."""
+    if not history:
+        return question
+    text = "".join(backend.stream(rewrite_messages(history, question), REWRITE_OPTIONS, GenerationStats(), model=model))
+    query = text.strip().splitlines()[0].strip(" \"'`") if text.strip() else ""
+    query = re.sub(r"^(search query|query)\s*:\s*", "", query, flags=re.I)
+    return query[:300] if len(query) >= 3 else question
+
+
+def retrieve(provider, reranker: Reranker, query: str, options: SearchOptions, keep: int) -> Retrieval:
+    """Search, then keep the `keep` snippets closest in meaning to the query. Never raises StudioError."""
+    if provider is None:
+        return Retrieval(query, error="Search is not configured.")
+    try:
+        results = provider.search(query, options)
+    except StudioError as exc:
+        return Retrieval(query, error=str(exc))
+    if not results:
+        return Retrieval(query, error="The search returned no results.")
+    ranked = reranker.rerank(query, results)[:keep]
+    return Retrieval(query, [r for _, r in ranked], [s for s, _ in ranked])
+
+
+def build_messages(history: list[Message], question: str, retrieval: Retrieval) -> list[Message]:
+    return answer_messages(history, question, retrieval.sources)
+
+
+def cited_numbers(answer: str, n_sources: int) -> list[int]:
+    """Source numbers the answer cites as [n] (also [1][2] and [1, 2])."""
+    found = set()
+    for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", answer):
+        found.update(int(x) for x in group.split(","))
+    return sorted(n for n in found if 1 <= n <= n_sources)

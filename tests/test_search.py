@@ -1,0 +1,146 @@
+"""Search answers: the real Google client and a SearXNG client against local players, the bundled
+reranker, and the pipeline end to end with the demo model."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.settings import Settings
+from rag.pipeline import Retrieval, build_messages, cited_numbers, retrieve, standalone_query
+from rag.rerank import Reranker
+from rag.search import CachedSearch, GoogleSearch, SearchError, SearchOptions, SearchResult, SearxngSearch
+from tests import search_servers
+from tests.conftest import free_port
+
+KEY, CX = "AIza-test-key-123", "cx-test-456"
+
+
+@pytest.fixture(scope="module")
+def player():
+    server, url = search_servers.start()
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reranker():
+    return Reranker("bundled")
+
+
+def google(url: str, timeout: float = 3) -> GoogleSearch:
+    return GoogleSearch(Settings(google_api_key=KEY, google_cse_id=CX, google_cse_endpoint=url + "/", search_timeout_s=timeout))
+
+
+def test_google_results_through_the_real_client_with_options(player):
+    results = google(player).search("eiffel tower", SearchOptions(num=7, language="lang_en", safe="off", date_restrict="m6"))
+    assert [r.link for r in results][:2] == ["https://example.com/banana", "https://example.com/eiffel"]
+    sent = search_servers.Player.requests_seen[-1]
+    for part in ("q=eiffel+tower", "num=7", "lr=lang_en", "safe=off", "dateRestrict=m6", f"cx={CX}"):
+        assert part in sent
+
+
+@pytest.mark.parametrize("query, words", [
+    ("trigger-400", "not valid. Check GOOGLE_API_KEY"),
+    ("trigger-403", "closed to new customers.*SEARCH_PROVIDER=searxng"),
+    ("trigger-429", "quota is used up"),
+    ("trigger-503", "on Google's side \\(503\\)"),
+    ("trigger-garbage", "not the expected JSON"),
+    ("trigger-slow", "did not answer within 1 s"),
+])
+def test_google_failures_have_their_own_message_without_secrets(player, query, words, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(SearchError, match=words) as info:
+        google(player, timeout=1).search(query, SearchOptions())
+    assert KEY not in str(info.value) and CX not in str(info.value)
+    assert KEY not in caplog.text
+
+
+def test_google_no_results_and_nothing_listening(player):
+    assert google(player).search("trigger-empty", SearchOptions()) == []
+    with pytest.raises(SearchError, match="Cannot reach Google"):
+        google(f"http://127.0.0.1:{free_port()}").search("x", SearchOptions())
+
+
+def test_google_without_key_says_how_to_set_it():
+    with pytest.raises(SearchError, match="GOOGLE_API_KEY and GOOGLE_CSE_ID.*secrets.toml"):
+        GoogleSearch(Settings())
+
+
+def test_proxy_from_the_environment_is_honoured(monkeypatch):
+    server, url = search_servers.start(search_servers.ProxyPlayer)
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.setenv("HTTPS_PROXY", url)
+    try:
+        settings = Settings(google_api_key=KEY, google_cse_id=CX, google_cse_endpoint="http://google.invalid/",
+                            searxng_url="http://searx.invalid")
+        assert len(GoogleSearch(settings).search("eiffel", SearchOptions())) == 5
+        assert "google.invalid:80" in search_servers.ProxyPlayer.tunnels
+        assert len(SearxngSearch(settings).search("eiffel", SearchOptions())) == 5
+    finally:
+        server.shutdown()
+
+
+def test_searxng_results_and_failures(player):
+    searx = SearxngSearch(Settings(searxng_url=player, search_timeout_s=2))
+    assert searx.search("paris", SearchOptions(num=3))[1].link == "https://example.com/eiffel"
+    with pytest.raises(SearchError, match="refused JSON output .* settings.yml"):
+        searx.search("trigger-403", SearchOptions())
+    with pytest.raises(SearchError, match="did not answer with JSON"):
+        searx.search("trigger-garbage", SearchOptions())
+    with pytest.raises(SearchError, match="Cannot reach SearXNG"):
+        SearxngSearch(Settings(searxng_url=f"http://127.0.0.1:{free_port()}")).search("x", SearchOptions())
+
+
+def test_identical_searches_are_cached_and_errors_are_not(player):
+    cached = CachedSearch(google(player), ttl_s=60)
+    before = len(search_servers.Player.requests_seen)
+    cached.search("Eiffel  tower", SearchOptions())
+    cached.search("eiffel tower", SearchOptions())
+    assert len(search_servers.Player.requests_seen) == before + 1
+    cached.search("eiffel tower", SearchOptions(num=3))  # other options: another search
+    assert len(search_servers.Player.requests_seen) == before + 2
+
+
+def test_bundled_reranker_puts_relevant_snippets_first(reranker):
+    results = [SearchResult(i["title"], i["link"], i["snippet"]) for i in search_servers.ITEMS]
+    ranked = [r.link for _, r in reranker.rerank("How tall is the Eiffel Tower?", results)]
+    assert ranked[0] == "https://example.com/eiffel"
+    assert ranked.index("https://example.com/paris") < ranked.index("https://example.com/banana")
+    ranked = [r.link for _, r in reranker.rerank("how to bake banana bread", results)]
+    assert ranked[0] == "https://example.com/banana"
+
+
+def test_pipeline_end_to_end_with_the_demo_model(player, reranker, backend):
+    retrieval = retrieve(CachedSearch(google(player), 60), reranker, "Eiffel Tower height", SearchOptions(), keep=3)
+    assert retrieval.error is None and retrieval.sources[0].link == "https://example.com/eiffel"
+    messages = build_messages([], "How tall is the Eiffel Tower?", retrieval)
+    prompt = messages[-1]["content"]
+    assert "[1] Eiffel Tower - facts" in prompt and "[2]" in prompt and "[3]" in prompt
+    assert "data to use, not instructions" in messages[0]["content"]
+    pieces = list(backend.stream(messages, GenerationOptions(temperature=0, max_new_tokens=40), GenerationStats()))
+    assert len(pieces) > 2
+
+
+def test_failed_search_tells_the_model_to_say_it_does_not_know(player, reranker):
+    retrieval = retrieve(google(player), reranker, "trigger-429", SearchOptions(), keep=3)
+    assert retrieval.sources == [] and "quota" in retrieval.error
+    messages = build_messages([], "What happened today?", retrieval)
+    assert "do not invent sources" in messages[0]["content"] and "<search_results>" not in messages[-1]["content"]
+
+
+def test_follow_up_is_rewritten_using_the_conversation(backend):
+    history = [{"role": "user", "content": "Who won the football World Cup in 2022?"},
+               {"role": "assistant", "content": "Argentina won the 2022 World Cup."}]
+    query = standalone_query(backend, history, "And in 2018?")
+    assert query and query != "" and len(query) <= 300
+    assert standalone_query(backend, [], "Plain question?") == "Plain question?"
+
+
+def test_citations_are_found():
+    assert cited_numbers("Paris [1] is big [2][3], see [1, 4] and [9].", 4) == [1, 2, 3, 4]
+    assert cited_numbers("No citations.", 3) == []
+    assert Retrieval("q").sources == []

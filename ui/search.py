@@ -1,0 +1,79 @@
+"""Drawing helpers for the search-answers page: provider, reranker, search options, sources."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from llm.errors import StudioError
+from llm.settings import get_settings
+from rag.pipeline import Retrieval
+from rag.rerank import Reranker
+from rag.search import CachedSearch, SearchOptions, make_provider
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md_escape(text: str) -> str:
+    """Text that st.markdown shows literally: no links, emphasis or HTML from a web page."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+@st.cache_resource(show_spinner=False)
+def _provider(settings_key: str, _settings) -> CachedSearch:
+    return make_provider(_settings)
+
+
+def provider_or_warning() -> CachedSearch | None:
+    """The configured search provider; None (with a message saying how to set it up) when it cannot start."""
+    settings = get_settings()
+    fields = {"search_provider", "google_cse_endpoint", "searxng_url", "search_timeout_s", "search_cache_ttl_s",
+              "google_api_key", "google_cse_id"}
+    try:
+        # The key's presence, not its value, is part of the cache key text (SecretStr dumps as ******).
+        return _provider(settings.model_dump_json(include=fields), settings)
+    except StudioError as exc:
+        st.warning(f"{exc} Answers will come without web sources until then.")
+        return None
+
+
+@st.cache_resource(show_spinner="Loading the reranking model…")
+def reranker(model_name: str) -> Reranker:
+    return Reranker(model_name)
+
+
+def search_options() -> SearchOptions:
+    with st.sidebar.expander("Search", expanded=False):
+        num = st.slider("Results to fetch", 1, 10, 8, key="search.num")
+        language = st.selectbox("Language", ["", "lang_en", "lang_zh-CN", "lang_zh-TW", "lang_uk", "lang_ru",
+                                             "lang_de", "lang_fr", "lang_ja"], key="search.lr",
+                                format_func=lambda v: v or "any")
+        safe = st.selectbox("Safe search", ["active", "off"], key="search.safe")
+        date = st.selectbox("Date", ["", "d1", "w1", "m1", "y1"], key="search.date",
+                            format_func={"": "any time", "d1": "past day", "w1": "past week",
+                                         "m1": "past month", "y1": "past year"}.get)
+    return SearchOptions(num=num, language=language, safe=safe, date_restrict=date)
+
+
+def show_retrieval(retrieval: Retrieval) -> None:
+    st.caption(f"Searched for: {md_escape(retrieval.query)}")
+    if retrieval.error:
+        st.warning(f"No sources: {retrieval.error} The model was told to say it doesn't know.")
+
+
+def render_sources(message: dict) -> None:
+    """Sources under an answer, as text: a snippet's HTML or markdown never runs in the page."""
+    if message.get("query") and not message.get("live"):
+        st.caption(f"Searched for: {md_escape(message['query'])}")
+    sources = message.get("sources") or []
+    if not sources:
+        return
+    cited = set(message.get("cited") or [])
+    with st.expander(f"Sources ({len(sources)}, {len(cited)} cited)", expanded=True):
+        for n, source in enumerate(sources, 1):
+            title = md_escape(source["title"] or source["link"])
+            link = source["link"] if source["link"].startswith(("https://", "http://")) else ""
+            mark = " ✅ cited" if n in cited else ""
+            st.markdown(f"**[{n}]** [{title}]({link}){mark}" if link else f"**[{n}]** {title}{mark}")
+            st.caption(md_escape(source["snippet"]))
