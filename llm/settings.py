@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
     max_prompt_chars: int = Field(default=32_000, ge=100)
 
+    # Optional gate on every page. Without it, keep the app on 127.0.0.1 behind the SSH tunnel.
+    app_password: SecretStr | None = None
+
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: SecretStr = SecretStr("not-needed")
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "conversations.sqlite3"
 
     @property
     def models_dir(self) -> Path:

@@ -2,18 +2,22 @@
 
 import streamlit as st
 
-from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, render_message, sidebar_options
-from ui.personas import persona_system_prompt, pick_persona, registry, side_by_side
+from ui import conversations
+from ui.auth import require_password
+from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, render_message, sidebar_options, user_message
+from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url, side_by_side
 
 st.set_page_config(page_title="Llama Studio · Personas", page_icon="🎭", layout="wide")
-
+require_password()
 backend = backend_or_stop()
+select_from_url()
 persona = pick_persona(registry(backend))
 system_prompt, options = sidebar_options("persona", persona_system_prompt(persona))
 view = st.sidebar.radio("View", ["Chat", "Side by side"], key="persona.view", horizontal=True)
 
-history_key = f"persona.{persona.name}.messages"  # one history per persona
-st.session_state.setdefault(history_key, [])
+page, history_key = f"persona:{persona.name}", f"persona.{persona.name}.messages"  # one history per persona
+conversations.bind(page, history_key)
+conversations.sidebar(page, history_key, "persona")
 commit_pending(history_key)
 history = st.session_state[history_key]
 
@@ -28,8 +32,6 @@ if view == "Side by side":
         side_by_side(backend, persona, question, options)
     st.stop()
 
-if st.sidebar.button("New chat with this persona", key="persona.new", use_container_width=True):
-    history.clear()
 if persona.card.greeting:
     with st.chat_message("assistant", avatar=persona.card.avatar):
         st.markdown(persona.card.greeting)
@@ -38,6 +40,9 @@ for message in history:
 
 prompt = check_prompt(st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop"))
 if prompt is not None:
-    history.append({"role": "user", "content": prompt})
+    history.append(user_message(prompt))
     render_message(history[-1])
-    answer(backend, history_key, system_prompt, options, persona.model)
+    conversations.save(page, history_key)
+    answer(backend, history_key, system_prompt, options, persona.model, {"persona": persona.name},
+           conversations.saver(page, history_key))
+conversations.finish(page, history_key)

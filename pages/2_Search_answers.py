@@ -7,20 +7,23 @@ import streamlit as st
 from llm.settings import get_settings
 from rag.pipeline import build_messages, cited_numbers, retrieve, standalone_query
 from rag.prompts import ANSWER_SYSTEM
-from ui.chat import backend_or_stop, check_prompt, commit_pending, model_picker, render_footer, render_message, sidebar_options, stream_to_history
+from ui import conversations
+from ui.auth import require_password
+from ui.chat import (backend_or_stop, check_prompt, commit_pending, model_picker, render_footer, render_message,
+                     sidebar_options, stream_to_history, user_message)
 from ui.search import provider_or_warning, render_sources, reranker, search_options, show_retrieval
 
 st.set_page_config(page_title="Llama Studio · Search answers", page_icon="🔎", layout="centered")
-HISTORY = "search.messages"
-st.session_state.setdefault(HISTORY, [])
+require_password()
+PAGE, HISTORY = "search", "search.messages"
+conversations.bind(PAGE, HISTORY)
 
 backend = backend_or_stop()
 settings = get_settings()
 _, options = sidebar_options("search", ANSWER_SYSTEM)
 query_options = search_options()
 model = model_picker(backend, "search")
-if st.sidebar.button("New conversation", key="search.new", use_container_width=True):
-    st.session_state[HISTORY] = []
+conversations.sidebar(PAGE, HISTORY, "search")
 commit_pending(HISTORY)
 history = st.session_state[HISTORY]
 
@@ -34,8 +37,9 @@ for message in history:
 question = check_prompt(st.chat_input("Ask about anything recent", key="search.input", submit_mode="stop"))
 if question is not None:
     earlier = [{"role": m["role"], "content": m["content"]} for m in history]
-    history.append({"role": "user", "content": question})
+    history.append(user_message(question))
     render_message(history[-1])
+    conversations.save(PAGE, HISTORY)
     with st.chat_message("assistant"):
         with st.status("Searching…", expanded=False) as status:
             query = standalone_query(backend, earlier, question, model)
@@ -43,8 +47,10 @@ if question is not None:
             status.update(label="Searched", state="complete")
         show_retrieval(retrieval)
         extra = {"query": retrieval.query, "sources": [asdict(s) for s in retrieval.sources]}
-        message = stream_to_history(backend, HISTORY, build_messages(earlier, question, retrieval), options, model, extra)
+        message = stream_to_history(backend, HISTORY, build_messages(earlier, question, retrieval), options, model,
+                                    extra, conversations.saver(PAGE, HISTORY))
         if message:
             message["cited"] = cited_numbers(message["content"], len(retrieval.sources))
             render_footer(message)
             render_sources({**message, "live": True})  # the query caption is already above
+conversations.finish(PAGE, HISTORY)

@@ -19,8 +19,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def start_streamlit(script: str, data_dir: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_streamlit(script: str, data_dir: Path, extra_env: dict | None = None, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     env = {**os.environ, "LLM_MODEL": "demo", "DATA_DIR": str(data_dir), "MODEL_CACHE_DIR": str(MODELS_DIR),
            **(extra_env or {})}
     proc = subprocess.Popen(
@@ -177,3 +177,34 @@ def test_search_answer_with_its_sources_shown(browser, search_server):
     assert "AIza-browser-key" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "search-answer.png"), full_page=True)
     page.close()
+
+
+def test_a_conversation_survives_reload_and_server_restart(browser, tmp_path):
+    import re
+
+    proc, url = start_streamlit("app.py", tmp_path / "data")
+    try:
+        page = open_chat(browser, url, max_new=8)
+        send(page, "Remember the word pumpernickel.", 1)
+        page.wait_for_url(re.compile(r"[?&]c=[\w-]{20,}"))
+        link = page.url
+        page.reload()
+        wait_answers(page, 1)
+        assert "Remember the word pumpernickel." in bubbles(page)[0]
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    port = int(url.rsplit(":", 1)[1])
+    proc, _ = start_streamlit("app.py", tmp_path / "data", port=port)  # a new process, same data
+    try:
+        page = browser.new_page()
+        page.goto(link)
+        wait_answers(page, 1)
+        texts = bubbles(page)
+        assert len(texts) == 2 and "Remember the word pumpernickel." in texts[0]
+        page.screenshot(path=str(ARTIFACTS / "conversation-after-restart.png"), full_page=True)
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -5,6 +5,7 @@ These only draw and keep per-session state; all model work goes through `llm.bac
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator
 
 import streamlit as st
@@ -139,13 +140,24 @@ def commit_pending(history_key: str) -> None:
         st.session_state[history_key].append({**pending, "cut": True})
 
 
+def user_message(text: str) -> dict:
+    return {"role": "user", "content": text, "time": time.time()}
+
+
 def answer(
-    backend: ChatBackend, history_key: str, system_prompt: str, options: GenerationOptions, model: str | None = None
+    backend: ChatBackend,
+    history_key: str,
+    system_prompt: str,
+    options: GenerationOptions,
+    model: str | None = None,
+    extra: dict | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> None:
     """Stream the assistant's reply to the history under `history_key` and append it when done."""
     messages: list[Message] = conversation(system_prompt, st.session_state[history_key])
+    extra = {"system_prompt": system_prompt, **(extra or {})}
     with st.chat_message("assistant"):
-        message = stream_to_history(backend, history_key, messages, options, model)
+        message = stream_to_history(backend, history_key, messages, options, model, extra, on_progress)
         if message:
             render_footer(message)
 
@@ -157,6 +169,7 @@ def stream_to_history(
     options: GenerationOptions,
     model: str | None = None,
     extra: dict | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> dict | None:
     """Stream `messages`' answer into the current container; append it (with `extra`) to the history.
 
@@ -165,13 +178,16 @@ def stream_to_history(
     """
     history: list[dict] = st.session_state[history_key]
     stats = GenerationStats()
-    pending = {"role": "assistant", "content": "", **(extra or {})}
+    pending = {"role": "assistant", "content": "", "time": time.time(), "model": model or backend.name,
+               "settings": options.model_dump(), **(extra or {})}
     st.session_state[f"{history_key}.pending"] = pending
 
     def chunks() -> Iterator[str]:
         for piece in backend.stream(messages, options, stats, model=model):
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
+            if on_progress:
+                on_progress(pending)
             yield piece
 
     try:

@@ -27,6 +27,18 @@ def registry(backend: ChatBackend) -> PersonaRegistry:
     return _registry(backend, id(backend), str(settings.adapters_dir), str(settings.personas_file))
 
 
+def select_from_url() -> None:
+    """Opening a saved persona conversation (?c=…) picks its persona, once per link."""
+    from ui.conversations import conversation_page
+
+    cid = st.query_params.get("c")
+    if cid and st.session_state.get("persona.url_c") != cid:
+        st.session_state["persona.url_c"] = cid
+        page = conversation_page(cid)
+        if page and page.startswith("persona:"):
+            st.session_state["persona.current"] = page.split(":", 1)[1]
+
+
 def pick_persona(reg: PersonaRegistry) -> Persona:
     """Sidebar picker; the choice is this session's own."""
     with st.sidebar:
