@@ -15,7 +15,7 @@ backend = backend_or_stop()
 system_prompt, options = sidebar_options("chat")
 with st.sidebar:
     model = model_picker(backend, "chat")
-conversations.sidebar(PAGE, HISTORY, "chat")
+slot = conversations.sidebar_slot()
 commit_pending(HISTORY)
 history = st.session_state[HISTORY]
 can_regenerate = bool(history) and history[-1]["role"] == "assistant"
@@ -39,4 +39,4 @@ if prompt is not None:
 if prompt is not None or (regenerate and can_regenerate):
     conversations.save(PAGE, HISTORY)
     answer(backend, HISTORY, system_prompt, options, model, on_progress=conversations.saver(PAGE, HISTORY))
-conversations.finish(PAGE, HISTORY)
+conversations.finish(slot, PAGE, HISTORY, "chat")

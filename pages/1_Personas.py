@@ -17,7 +17,7 @@ view = st.sidebar.radio("View", ["Chat", "Side by side"], key="persona.view", ho
 
 page, history_key = f"persona:{persona.name}", f"persona.{persona.name}.messages"  # one history per persona
 conversations.bind(page, history_key)
-conversations.sidebar(page, history_key, "persona")
+slot = conversations.sidebar_slot()
 commit_pending(history_key)
 history = st.session_state[history_key]
 
@@ -30,19 +30,17 @@ if view == "Side by side":
     if question is not None:
         st.markdown(f"**You:** {question}")
         side_by_side(backend, persona, question, options)
-    st.stop()
-
-if persona.card.greeting:
-    with st.chat_message("assistant", avatar=persona.card.avatar):
-        st.markdown(persona.card.greeting)
-for message in history:
-    render_message(message)
-
-prompt = check_prompt(st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop"))
-if prompt is not None:
-    history.append(user_message(prompt))
-    render_message(history[-1])
-    conversations.save(page, history_key)
-    answer(backend, history_key, system_prompt, options, persona.model, {"persona": persona.name},
-           conversations.saver(page, history_key))
-conversations.finish(page, history_key)
+else:
+    if persona.card.greeting:
+        with st.chat_message("assistant", avatar=persona.card.avatar):
+            st.markdown(persona.card.greeting)
+    for message in history:
+        render_message(message)
+    prompt = check_prompt(st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop"))
+    if prompt is not None:
+        history.append(user_message(prompt))
+        render_message(history[-1])
+        conversations.save(page, history_key)
+        answer(backend, history_key, system_prompt, options, persona.model, {"persona": persona.name},
+               conversations.saver(page, history_key))
+conversations.finish(slot, page, history_key, "persona")

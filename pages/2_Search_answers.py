@@ -23,7 +23,7 @@ settings = get_settings()
 _, options = sidebar_options("search", ANSWER_SYSTEM)
 query_options = search_options()
 model = model_picker(backend, "search")
-conversations.sidebar(PAGE, HISTORY, "search")
+slot = conversations.sidebar_slot()
 commit_pending(HISTORY)
 history = st.session_state[HISTORY]
 
@@ -53,4 +53,4 @@ if question is not None:
             message["cited"] = cited_numbers(message["content"], len(retrieval.sources))
             render_footer(message)
             render_sources({**message, "live": True})  # the query caption is already above
-conversations.finish(PAGE, HISTORY)
+conversations.finish(slot, PAGE, HISTORY, "search")

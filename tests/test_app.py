@@ -127,3 +127,14 @@ def test_a_model_that_cannot_load_gives_a_clear_message(monkeypatch, model, word
     at = AppTest.from_file("../app.py", default_timeout=TIMEOUT).run()
     assert not at.exception
     assert words in at.error[0].value and "Traceback" not in at.error[0].value
+
+
+def test_old_turns_dropped_to_fit_the_context_are_announced(monkeypatch):
+    monkeypatch.setenv("CONTEXT_LENGTH", "256")
+    at = greedy(open_app(), max_new=120)  # leaves 136 prompt tokens; three ~45-token questions do not fit
+    for text in ("Tell me about the history of the Roman empire in detail please " * 4,
+                 "And what about the Greek city states and their wars? " * 4,
+                 "Now explain the Byzantine empire and its long history. " * 4):
+        send(at, text)
+    captions = [c.value for m in at.chat_message for c in m.caption]
+    assert any("older messages were left out" in c for c in captions)

@@ -190,3 +190,24 @@ def test_persona_page_on_the_openai_backend(served, monkeypatch):
     assert not at.exception and not at.error
     assert [m.name for m in at.chat_message] == ["assistant", "user", "assistant"]  # greeting, question, answer
     assert "tokens used" in at.chat_message[-1].caption[-1].value
+
+
+def test_search_page_on_the_openai_backend(served, monkeypatch):
+    from tests import search_servers
+
+    player, url = search_servers.start()
+    try:
+        monkeypatch.setenv("LLM_BACKEND", "openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", served["url"])
+        monkeypatch.setenv("OPENAI_MODEL", served["model"])
+        monkeypatch.setenv("GOOGLE_API_KEY", "AIza-x")
+        monkeypatch.setenv("GOOGLE_CSE_ID", "cx-x")
+        monkeypatch.setenv("GOOGLE_CSE_ENDPOINT", url + "/")
+        at = AppTest.from_file("../pages/2_Search_answers.py", default_timeout=180).run()
+        at.number_input(key="search.max_new").set_value(16)
+        at.chat_input(key="search.input").set_value("How tall is the Eiffel Tower?").run()
+        assert not at.exception and not at.error
+        answer = at.session_state["search.messages"][-1]
+        assert answer["content"] and answer["sources"][0]["link"] == "https://example.com/eiffel"
+    finally:
+        player.shutdown()

@@ -59,3 +59,14 @@ def test_side_by_side_answers_with_base_and_persona():
     assert any("Base model" in h for h in headers) and any("Captain Quill" in h for h in headers)
     captions = [c.value for c in at.caption if "tokens used" in c.value]
     assert len(captions) == 2
+
+
+def test_a_saved_persona_conversation_opens_with_its_persona():
+    at = choose(open_page(), "captain-quill")
+    send(at, "Tell me about whales.")
+    cid = at.session_state["persona.captain-quill.messages.cid"]
+    fresh = AppTest.from_file(PAGE, default_timeout=180)
+    fresh.query_params["c"] = cid
+    fresh.run()
+    assert fresh.selectbox(key="persona.current").value == "captain-quill"
+    assert [m.name for m in fresh.chat_message][1:] == ["user", "assistant"]

@@ -48,6 +48,14 @@ def conversation_page(cid: str | None) -> str | None:
     return summary.page if summary else None
 
 
+def _settle(page: str, history_key: str) -> None:
+    """Before the session's history is replaced: keep an interrupted answer, in its own conversation."""
+    from ui.chat import commit_pending
+
+    commit_pending(history_key)
+    save(page, history_key)
+
+
 def bind(page: str, history_key: str) -> None:
     """Load the conversation named in the URL into this session (once), else keep the session's own."""
     st.session_state.setdefault(history_key, [])
@@ -70,6 +78,7 @@ def bind(page: str, history_key: str) -> None:
                 st.warning("That conversation was not found (it may have been deleted). Starting a new one.")
             _point_url_at(own)
             return
+        _settle(page, history_key)
         st.session_state[history_key] = db.messages(cid)
         st.session_state[bound] = cid
     except StoreError as exc:
@@ -100,20 +109,12 @@ def save(page: str, history_key: str, pending: dict | None = None) -> None:
             first = next((m["content"] for m in history if m["role"] == "user"), "New chat")
             cid = db.create(page, first)
             st.session_state[bound] = cid
-            st.session_state["conversations.created"] = True
             st.query_params["c"] = cid
         messages = history + ([{**pending, "cut": True}] if pending else [])
         db.save_messages(cid, messages, start=max(0, len(history) - 2))
         st.session_state[f"{history_key}.saved"] = (cid, signature)
     except StoreError as exc:
         _unsaved(exc)
-
-
-def finish(page: str, history_key: str) -> None:
-    """End of a page run: save, and redraw once if this run created the conversation (sidebar list)."""
-    save(page, history_key)
-    if st.session_state.pop("conversations.created", False):
-        st.rerun()
 
 
 def saver(page: str, history_key: str):
@@ -128,65 +129,103 @@ def saver(page: str, history_key: str):
     return on_progress
 
 
-def start_new(history_key: str) -> None:
+# --- the sidebar: reserved at the top of a page, drawn at its end (so it shows this run's saves) ---
+
+def sidebar_slot():
+    """Reserve the sidebar's place; `finish` fills it."""
+    return st.sidebar.container()
+
+
+def finish(slot, page: str, history_key: str, prefix: str) -> None:
+    """End of a page run: save, then draw the conversation list into `slot`."""
+    save(page, history_key)
+    with slot:
+        _sidebar(page, history_key, prefix)
+
+
+def start_new(page: str, history_key: str) -> None:
+    _settle(page, history_key)
     st.session_state[history_key] = []
     st.session_state.pop(f"{history_key}.cid", None)
     _point_url_at(None)
 
 
-def sidebar(page: str, history_key: str, prefix: str) -> None:
-    """New, search, open, rename, delete (confirmed), export and import."""
-    with st.sidebar:
-        st.subheader("Conversations")
-        if st.button("➕ New chat", key=f"{prefix}.new", use_container_width=True):
-            start_new(history_key)
-        db = store()
-        if db is None:
-            return
-        cid = st.session_state.get(f"{history_key}.cid")
+def _open(page: str, history_key: str, cid: str) -> None:
+    st.query_params["c"] = cid  # bind() loads it at the top of the run this click starts
+
+
+def _rename(cid: str, key: str) -> None:
+    title = st.session_state.get(key, "")
+    if title.strip() and (db := store()):
         try:
-            if cid:
-                _current(db, cid, history_key, prefix)
-            text = st.text_input("Search conversations", key=f"{prefix}.conv_search", placeholder="Search by text")
-            for item in db.list(page, text, limit=20):
-                label = ("▸ " if item.id == cid else "") + item.title
-                if st.button(label, key=f"{prefix}.open.{item.id}", use_container_width=True):
-                    st.query_params["c"] = item.id
-                    st.rerun()
-            _import(db, prefix)
-        except StoreError as exc:
-            _unsaved(exc)
-
-
-def _current(db: Store, cid: str, history_key: str, prefix: str) -> None:
-    export = db.export_json(cid)
-    with st.expander("This conversation"):
-        title = st.text_input("Title", export["title"], key=f"{prefix}.title.{cid}")
-        if title.strip() and title != export["title"]:
             db.rename(cid, title)
-        name = "".join(c if c.isalnum() else "-" for c in export["title"])[:40] or "conversation"
-        st.download_button("Export Markdown", to_markdown(export), f"{name}.md", "text/markdown", key=f"{prefix}.md")
-        st.download_button("Export JSON", json.dumps(export, ensure_ascii=False, indent=1), f"{name}.json",
-                           "application/json", key=f"{prefix}.json")
-        sure = st.checkbox("Yes, delete this conversation", key=f"{prefix}.sure.{cid}")
-        if st.button("Delete", key=f"{prefix}.delete", disabled=not sure):
+        except StoreError as exc:
+            st.session_state["conversations.error"] = str(exc)
+
+
+def _delete(page: str, history_key: str, cid: str) -> None:
+    if db := store():
+        try:
             db.delete(cid)
-            start_new(history_key)
-            st.rerun()
+        except StoreError as exc:
+            st.session_state["conversations.error"] = str(exc)
+            return
+    st.session_state[history_key] = []
+    st.session_state.pop(f"{history_key}.pending", None)
+    st.session_state.pop(f"{history_key}.cid", None)
+    _point_url_at(None)
 
 
-def _import(db: Store, prefix: str) -> None:
-    upload = st.file_uploader("Import a JSON export", type=["json"], key=f"{prefix}.import")
-    if upload is None or st.session_state.get(f"{prefix}.imported") == upload.file_id:
+def _import(page: str, history_key: str, key: str) -> None:
+    upload = st.session_state.get(key)
+    db = store()
+    if upload is None or db is None:
         return
-    st.session_state[f"{prefix}.imported"] = upload.file_id
     try:
         cid = db.import_json(json.loads(upload.getvalue().decode("utf-8")))
     except (ValueError, UnicodeDecodeError):
-        st.error("That file is not valid JSON.")
+        st.session_state["conversations.error"] = "That file is not valid JSON."
         return
     except StoreError as exc:
-        st.error(str(exc))
+        st.session_state["conversations.error"] = str(exc)
         return
     st.query_params["c"] = cid
-    st.rerun()
+
+
+def _sidebar(page: str, history_key: str, prefix: str) -> None:
+    """New, current (rename, export, delete with confirmation), search, open, import."""
+    st.subheader("Conversations")
+    st.button("➕ New chat", key=f"{prefix}.new", use_container_width=True, on_click=start_new, args=(page, history_key))
+    if error := st.session_state.pop("conversations.error", None):
+        st.error(error)
+    db = store()
+    if db is None:
+        return
+    cid = st.session_state.get(f"{history_key}.cid")
+    try:
+        if cid and (export := _export_or_none(db, cid)):
+            with st.expander("This conversation"):
+                key = f"{prefix}.title.{cid}"
+                st.text_input("Title", export["title"], key=key, on_change=_rename, args=(cid, key))
+                name = "".join(c if c.isalnum() else "-" for c in export["title"])[:40] or "conversation"
+                st.download_button("Export Markdown", to_markdown(export), f"{name}.md", "text/markdown", key=f"{prefix}.md")
+                st.download_button("Export JSON", json.dumps(export, ensure_ascii=False, indent=1), f"{name}.json",
+                                   "application/json", key=f"{prefix}.json")
+                sure = st.checkbox("Yes, delete this conversation", key=f"{prefix}.sure.{cid}")
+                st.button("Delete", key=f"{prefix}.delete", disabled=not sure, on_click=_delete, args=(page, history_key, cid))
+        text = st.text_input("Search conversations", key=f"{prefix}.conv_search", placeholder="Search by text")
+        for item in db.list(page, text, limit=20):
+            label = ("▸ " if item.id == cid else "") + item.title
+            st.button(label, key=f"{prefix}.open.{item.id}", use_container_width=True, on_click=_open,
+                      args=(page, history_key, item.id))
+        key = f"{prefix}.import"
+        st.file_uploader("Import a JSON export", type=["json"], key=key, on_change=_import, args=(page, history_key, key))
+    except StoreError as exc:
+        _unsaved(exc)
+
+
+def _export_or_none(db: Store, cid: str) -> dict | None:
+    try:
+        return db.export_json(cid)
+    except StoreError:
+        return None

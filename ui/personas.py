@@ -32,7 +32,8 @@ def select_from_url() -> None:
     from ui.conversations import conversation_page
 
     cid = st.query_params.get("c")
-    if cid and st.session_state.get("persona.url_c") != cid:
+    own = {value for key, value in st.session_state.items() if str(key).endswith(".messages.cid")}
+    if cid and cid not in own and st.session_state.get("persona.url_c") != cid:
         st.session_state["persona.url_c"] = cid
         page = conversation_page(cid)
         if page and page.startswith("persona:"):
