@@ -8,6 +8,7 @@ from typing import Iterator, Protocol
 
 from llm.errors import BackendError
 from llm.generation import GenerationStats, stream_text
+from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
 from llm.options import GenerationOptions
 from llm.personas import check_adapter_shapes
@@ -27,6 +28,7 @@ class ChatBackend(Protocol):
         stats: GenerationStats,
         cancel: threading.Event | None = None,
         model: str | None = None,  # a served model name (OpenAI backend: e.g. a LoRA persona on vLLM)
+        session: str | None = None,  # a stable id for one conversation: lets a backend keep its cache
     ) -> Iterator[str]: ...
 
     def list_models(self) -> list[str]: ...
@@ -43,11 +45,12 @@ class TransformersBackend:
 
     can_trim = True
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16):
         self.loaded = loaded
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
         self.runner = ModelRunner(loaded.model)
+        self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
 
     def attach_adapter(self, name: str, folder: Path, card=None) -> str:
         problem = check_adapter_shapes(folder, self.loaded.model)
@@ -59,14 +62,18 @@ class TransformersBackend:
             raise BackendError(f"the adapter could not be loaded ({type(exc).__name__}: {str(exc)[:160]})") from None
         return name
 
-    def stream(self, messages, options, stats, cancel=None, model=None) -> Iterator[str]:
+    def stream(self, messages, options, stats, cancel=None, model=None, session=None) -> Iterator[str]:
         if model not in (None, self.name) and model not in self.runner.adapters:
             raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages
-        return _explain_failures(stream_text(self.runner, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel, adapter), stats)
+        reused = self.caches.take(session) if session else None
+        keep = (lambda entry: self.caches.put(session, entry)) if session else None
+        chunks = stream_text(self.runner, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel, adapter,
+                             reused, keep)
+        return _explain_failures(chunks, stats)
 
     def list_models(self) -> list[str]:
         return [self.name]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
+from llm.kvcache import CacheEntry, reuse
 from llm.options import GenerationOptions
 
 
@@ -95,30 +96,41 @@ def generate_tokens(
     options: GenerationOptions,
     cancel: threading.Event | None = None,
     adapter: str | None = None,
+    reused: CacheEntry | None = None,
+    keep: Callable[[CacheEntry], None] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until an end-of-turn id, `max_new_tokens`, or `cancel` is set.
 
     `runner` is an `llm.runner.ModelRunner`; `adapter` names a LoRA adapter on it (None: the base model).
-    Stop ids are not yielded.
+    `reused` is this session's cache from an earlier turn: only the tokens it lacks are fed. `keep`
+    receives the cache when generation ends (however it ends), for the next turn. Stop ids are not yielded.
     """
     from transformers import DynamicCache
 
     device = runner.device
-    cache = DynamicCache(config=runner.base.config)
+    cache, start = reuse(reused, prompt_ids, adapter)
+    if cache is None:
+        cache = DynamicCache(config=runner.base.config)
+    fed = list(prompt_ids)  # what the cache will hold
     rng = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
     processors = make_processors(options)
     seen = torch.tensor([prompt_ids], device=device)  # (1, T) prompt + answer so far, for the penalty
-    logits = prefill(runner, seen, cache, adapter)
-    for _ in range(options.max_new_tokens):
-        token = sample(logits, seen, processors, options.greedy, rng)
-        if token in stop_ids:
-            return
-        yield token
-        if cancel is not None and cancel.is_set():
-            return
-        next_token = torch.tensor([[token]], device=device)
-        seen = torch.cat([seen, next_token], dim=1)
-        logits = decode_one_token(runner, next_token, cache, adapter)
+    try:
+        logits = prefill(runner, seen[:, start:], cache, adapter)
+        for _ in range(options.max_new_tokens):
+            token = sample(logits, seen, processors, options.greedy, rng)
+            if token in stop_ids:
+                return
+            yield token
+            if cancel is not None and cancel.is_set():
+                return
+            next_token = torch.tensor([[token]], device=device)
+            seen = torch.cat([seen, next_token], dim=1)
+            logits = decode_one_token(runner, next_token, cache, adapter)
+            fed.append(token)
+    finally:
+        if keep is not None and cache.get_seq_length() == len(fed):
+            keep(CacheEntry(fed, cache, adapter))
 
 
 class IncrementalDecoder:
@@ -149,13 +161,15 @@ def stream_text(
     stats: GenerationStats,
     cancel: threading.Event | None = None,
     adapter: str | None = None,
+    reused: CacheEntry | None = None,
+    keep: Callable[[CacheEntry], None] | None = None,
 ) -> Iterator[str]:
     """Yield the answer as text pieces, filling in `stats` as it goes."""
     stats.prompt_tokens = len(prompt_ids)
     decoder = IncrementalDecoder(tokenizer)
     stats.finish_reason = "cancelled"  # until the loop ends on its own
     try:
-        for token in generate_tokens(runner, prompt_ids, stop_ids, options, cancel, adapter):
+        for token in generate_tokens(runner, prompt_ids, stop_ids, options, cancel, adapter, reused, keep):
             stats.completion_tokens += 1
             if stats.first_token_s is None:
                 stats.first_token_s = time.perf_counter() - stats.started

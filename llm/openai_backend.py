@@ -69,6 +69,7 @@ class OpenAIBackend:
         stats: GenerationStats,
         cancel: threading.Event | None = None,
         model: str | None = None,
+        session: str | None = None,  # servers keep their own prefix caches (vLLM: --enable-prefix-caching)
     ) -> Iterator[str]:
         model = self.resolve_model(model)
         try:

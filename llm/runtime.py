@@ -20,7 +20,8 @@ def _transformers_backend(folder: str, kind: str, ref: str, load_key: str, _sett
     # load_key holds the settings that change the loaded model, so changing one loads anew.
     from llm.loading import ModelSource
 
-    return TransformersBackend(load_from_folder(Path(folder), ModelSource(kind, ref), _settings))
+    loaded = load_from_folder(Path(folder), ModelSource(kind, ref), _settings)
+    return TransformersBackend(loaded, _settings.kv_cache_budget_mb, _settings.kv_cache_max_sessions)
 
 
 def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBackend:
@@ -28,7 +29,8 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
     source = resolve_source(settings, cuda_available())
     with _fetch_lock:
         folder = fetch(source, settings.models_dir, progress)
-    load_key = settings.model_dump_json(include={"llm_device", "llm_dtype", "context_length"})
+    load_key = settings.model_dump_json(include={"llm_device", "llm_dtype", "context_length", "kv_cache_budget_mb",
+                                                 "kv_cache_max_sessions"})
     return _transformers_backend(str(folder), source.kind, source.ref, load_key, settings)
 
 

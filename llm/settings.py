@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # Upper bound on prompt + answer tokens. Llama-3.1 allows 128k, but its KV cache at that length
     # needs ~16 GB more than the weights; 8k fits a 24 GB card comfortably.
     context_length: int = Field(default=8192, ge=256)
+    # Each session's KV cache is kept between turns (only new tokens are fed next turn). Idle caches are
+    # evicted least recently used first beyond this many bytes... (Llama-3.1-8B: 128 KiB per token)
+    kv_cache_budget_mb: int = Field(default=2048, ge=0)
+    # ...or beyond this many sessions.
+    kv_cache_max_sessions: int = Field(default=16, ge=0)
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
     max_prompt_chars: int = Field(default=32_000, ge=100)
 

@@ -6,6 +6,7 @@ These only draw and keep per-session state; all model work goes through `llm.bac
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Callable, Iterator
 
 import streamlit as st
@@ -140,6 +141,12 @@ def commit_pending(history_key: str) -> None:
         st.session_state[history_key].append({**pending, "cut": True})
 
 
+def session_key(history_key: str) -> str:
+    """Names this browser session's conversation, so the backend can keep its cache between turns."""
+    sid = st.session_state.setdefault("session.id", uuid.uuid4().hex)
+    return f"{sid}:{history_key}:{st.session_state.get(f'{history_key}.cid', '')}"
+
+
 def user_message(text: str) -> dict:
     return {"role": "user", "content": text, "time": time.time()}
 
@@ -183,7 +190,7 @@ def stream_to_history(
     st.session_state[f"{history_key}.pending"] = pending
 
     def chunks() -> Iterator[str]:
-        for piece in backend.stream(messages, options, stats, model=model):
+        for piece in backend.stream(messages, options, stats, model=model, session=session_key(history_key)):
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
             if on_progress:

@@ -1,0 +1,222 @@
+"""Speed benchmark: the tutorial's way (baseline) against ours, side by side.
+
+    .venv/bin/python -m bench                # the bundled demo model, on whatever device is there
+    .venv/bin/python -m bench --gpu-shape    # a randomly initialised model with Llama-3.1-8B's exact
+                                             # configuration in bf16 on CUDA (no download needed)
+
+Scenarios: (1) an 8-turn conversation, ~80-token user turns, 64 new tokens each, greedy;
+(2) 4 sessions sending at the same moment with mixed personas; (3) persona switching.
+Baseline: full history re-encoded each turn, a blocking `generate`, one user at a time, and a
+persona switch that reloads the base model and its adapter (as the tutorial's demo does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import threading
+import time
+
+import torch
+
+from llm.backends import TransformersBackend
+from llm.generation import GenerationStats
+from llm.loading import LoadedModel, load_model
+from llm.options import GenerationOptions
+from llm.prompts import conversation, encode
+from llm.settings import PROJECT_ROOT, Settings
+
+WORDS = ("ship harbour wind compass island river mountain lantern market garden story letter winter summer "
+         "village bridge forest candle anchor rope kitchen teacher window morning evening music bread").split()
+PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "4090": 1008, "A10": 600}  # HBM/GDDR specs
+
+# Llama-3.1-8B-Instruct's config.json, for --gpu-shape.
+LLAMA_31_8B_CONFIG = dict(
+    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+    rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    bos_token_id=128000, eos_token_id=[128001, 128008, 128009], tie_word_embeddings=False,
+)
+
+
+def user_turn(tokenizer, n: int, target_tokens: int = 80) -> str:
+    """A deterministic user message of about `target_tokens` tokens."""
+    words, i = [], n * 7
+    while len(tokenizer.encode(" ".join(words), add_special_tokens=False)) < target_tokens:
+        words.append(WORDS[i % len(WORDS)])
+        i += 3
+    return f"Question {n}: tell me a story about " + " ".join(words)
+
+
+def options(new_tokens: int) -> GenerationOptions:
+    return GenerationOptions(temperature=0, max_new_tokens=new_tokens, repetition_penalty=1.0)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+# --- the two ways to answer ---------------------------------------------------------------------
+
+def baseline_answer(lm: LoadedModel, messages, new_tokens: int, model=None) -> tuple[str, float, int]:
+    """The tutorial's way: re-encode everything, one blocking generate. Returns (text, seconds, tokens)."""
+    model = model or lm.model
+    ids = torch.tensor([encode(lm.tokenizer, messages)], device=lm.device)
+    sync(lm.device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+    sync(lm.device)
+    new = out[0, ids.shape[1]:]
+    return lm.tokenizer.decode(new, skip_special_tokens=True), time.perf_counter() - started, len(new)
+
+
+def our_answer(backend: TransformersBackend, messages, new_tokens: int, session=None, model=None):
+    stats = GenerationStats()
+    text = "".join(backend.stream(messages, options(new_tokens), stats, model=model, session=session))
+    return text, stats
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+def conversation_turns(lm: LoadedModel, backend: TransformersBackend, turns: int, new_tokens: int) -> dict:
+    """`lm` is a model without adapters for the baseline; `backend` holds its own copy."""
+    rows = {"baseline": [], "ours": []}
+    for way in rows:
+        history: list[dict] = []
+        for n in range(turns):
+            history.append({"role": "user", "content": user_turn(lm.tokenizer, n)})
+            messages = conversation("You are a helpful assistant.", history)
+            if way == "baseline":
+                text, seconds, tokens = baseline_answer(lm, messages, new_tokens)
+                rows[way].append((seconds, tokens / seconds, seconds))  # blocking: first text at the end
+            else:
+                text, stats = our_answer(backend, messages, new_tokens, session="bench-conversation")
+                rows[way].append((stats.first_token_s, stats.tokens_per_s or 0.0, stats.total_s))
+            history.append({"role": "assistant", "content": text})
+    return rows
+
+
+def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int) -> dict:
+    question = "Tell me about the harbour at night."
+    # Baseline: one user at a time; each waits for the ones before to finish.
+    clock, ttfts, produced = 0.0, [], 0
+    for _ in personas:
+        _, seconds, tokens = baseline_answer(lm, conversation("", [{"role": "user", "content": question}]), new_tokens)
+        clock += seconds
+        ttfts.append(clock)
+        produced += tokens
+    baseline = {"tokens_per_s": produced / clock, "ttft": ttfts}
+    _, single = our_answer(backend, conversation("", [{"role": "user", "content": question}]), new_tokens)
+    single_rate = single.completion_tokens / single.total_s
+    results: list[GenerationStats | None] = [None] * len(personas)
+    barrier = threading.Barrier(len(personas))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        _, results[i] = our_answer(backend, conversation("", [{"role": "user", "content": question}]), new_tokens,
+                                   model=personas[i])
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(personas))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    wall = time.perf_counter() - started
+    ours = {"tokens_per_s": sum(r.completion_tokens for r in results) / wall, "ttft": [r.first_token_s for r in results],
+            "single_tokens_per_s": single_rate}
+    return {"baseline": baseline, "ours": ours}
+
+
+def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir) -> dict:
+    """Time from choosing a persona to its first token."""
+    from peft import PeftModel
+
+    messages = conversation("You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Hello!"}])
+    started = time.perf_counter()
+    lm = load_model(settings)  # the tutorial reloads the base model...
+    model = PeftModel.from_pretrained(lm.model, str(adapter_dir))  # ...and the adapter on top
+    baseline_answer(lm, messages, 1, model=model)
+    baseline = time.perf_counter() - started
+    _, stats = our_answer(backend, messages, 1, model="captain-quill")
+    return {"baseline": baseline, "ours": stats.first_token_s}
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+def bandwidth_share(lm: LoadedModel, tokens_per_s: float) -> str:
+    if lm.device != "cuda":
+        return "n/a (CPU)"
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_GBPS.items() if k in name), None)
+    weights = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    achieved = weights * tokens_per_s / 1e9
+    return f"{achieved:.0f} GB/s" + (f" = {100 * achieved / peak:.0f}% of {name}'s {peak} GB/s" if peak else "")
+
+
+def gpu_shape_model(tokenizer_source: LoadedModel) -> LoadedModel:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-shape needs a CUDA GPU.")
+    config = LlamaConfig(**LLAMA_31_8B_CONFIG, torch_dtype="bfloat16")
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).eval()  # random weights: speed does not depend on their values
+    torch.set_default_dtype(torch.float32)
+    return dataclasses.replace(tokenizer_source, model=model, name="random Llama-3.1-8B shape (bf16)", device="cuda",
+                               stop_ids=frozenset(), notes=[])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpu-shape", action="store_true", help="Llama-3.1-8B's exact shape, random bf16 weights, CUDA")
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    settings = Settings(llm_model="demo")
+    demo = load_model(settings)
+    lm = gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())  # exactly N tokens
+    # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy.
+    ours = lm if args.gpu_shape else dataclasses.replace(load_model(settings), stop_ids=frozenset())
+    backend = TransformersBackend(ours)
+    adapter = PROJECT_ROOT / "adapters" / "captain-quill"
+    if not args.gpu_shape:
+        backend.attach_adapter("captain-quill", adapter)
+    device = torch.cuda.get_device_name() if lm.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"model: {lm.name} · device: {device} · torch {torch.__version__}\n")
+
+    rows = conversation_turns(lm, backend, args.turns, args.new_tokens)
+    print(f"1. {args.turns}-turn conversation (~80-token user turns, {args.new_tokens} new tokens, greedy)")
+    print("   turn | baseline TTFT | ours TTFT | baseline tok/s | ours tok/s")
+    for n, (b, o) in enumerate(zip(rows["baseline"], rows["ours"]), 1):
+        print(f"   {n:4} | {b[0]:11.3f} s | {o[0]:7.3f} s | {b[1]:14.1f} | {o[1]:10.1f}")
+    for way in ("baseline", "ours"):
+        first, last = rows[way][0][0], rows[way][-1][0]
+        total = sum(r[2] for r in rows[way])
+        print(f"   {way:8}: total {total:.1f} s · turn {args.turns} TTFT / turn 1 TTFT = {last / first:.2f}x · "
+              f"median decode {statistics.median(r[1] for r in rows[way]):.1f} tok/s")
+    print(f"   single-stream decode: {bandwidth_share(lm, statistics.median(r[1] for r in rows['ours']))}\n")
+
+    personas = [None, None, None, None] if args.gpu_shape else [None, "captain-quill", None, "captain-quill"]
+    result = concurrent_sessions(lm, backend, personas, args.new_tokens)
+    b, o = result["baseline"], result["ours"]
+    print(f"2. {len(personas)} sessions at the same moment (personas: {', '.join(p or 'base' for p in personas)})")
+    print(f"   baseline: {b['tokens_per_s']:.1f} tok/s aggregate · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in b["ttft"]))
+    print(f"   ours    : {o['tokens_per_s']:.1f} tok/s aggregate ({o['tokens_per_s'] / o['single_tokens_per_s']:.2f}x one "
+          f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]) + "\n")
+
+    if not args.gpu_shape:
+        switch = persona_switch(settings, backend, adapter)
+        print("3. persona switch, choice to first token")
+        print(f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): {switch['ours']:.3f} s")
+    else:
+        print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Each session's KV cache, kept between turns so a new turn only feeds its new tokens.
+
+An entry remembers the exact token ids its cache holds. The next prompt reuses the longest common
+prefix and the cache is cropped there, so regenerate, an edited or trimmed history, a changed system
+prompt or sampling prompt all fall back correctly (a changed system prompt shares almost nothing).
+A persona switch changes the adapter, and a cache is only reused with the adapter that built it.
+Idle entries are evicted least recently used first, under a byte budget and a count limit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass
+class CacheEntry:
+    tokens: list[int]  # ids whose keys/values the cache holds, position by position
+    cache: object  # transformers DynamicCache
+    adapter: str | None
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for layer in getattr(self.cache, "layers", []):
+            for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if tensor is not None and hasattr(tensor, "nelement"):
+                    total += tensor.nelement() * tensor.element_size()
+        return total
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def reuse(entry: CacheEntry | None, prompt_ids: list[int], adapter: str | None) -> tuple[object | None, int]:
+    """(cache cropped to the shared prefix, tokens already in it), or (None, 0) when nothing is shared.
+
+    At least one prompt token is always left to feed: its logits pick the first new token."""
+    if entry is None or entry.adapter != adapter:
+        return None, 0
+    keep = min(common_prefix(entry.tokens, prompt_ids), len(prompt_ids) - 1)
+    if keep <= 0:
+        return None, 0
+    held = entry.cache.get_seq_length()
+    if held > keep:
+        entry.cache.crop(keep - held)  # transformers 5: a negative count removes that many from the end
+    return entry.cache, keep
+
+
+class SessionCaches:
+    """A pool of per-session caches. A session takes its entry while it generates and puts it back."""
+
+    def __init__(self, budget_bytes: int, max_sessions: int):
+        self.budget_bytes = budget_bytes
+        self.max_sessions = max_sessions
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, session: str) -> CacheEntry | None:
+        with self._lock:
+            return self._entries.pop(session, None)
+
+    def put(self, session: str, entry: CacheEntry) -> None:
+        with self._lock:
+            self._entries[session] = entry  # newest last
+            self._evict()
+
+    def drop(self, session: str) -> None:
+        with self._lock:
+            self._entries.pop(session, None)
+
+    def _evict(self) -> None:
+        while self._entries and (len(self._entries) > self.max_sessions or self.nbytes > self.budget_bytes):
+            self._entries.popitem(last=False)  # least recently used first
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
