@@ -20,6 +20,7 @@ from llm.prompts import Message, conversation
 from llm.runtime import get_backend
 from llm.settings import get_settings
 
+UI_UPDATE_S = 0.05  # at most ~20 screen updates a second while an answer streams
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, honest assistant. Answer in the language of the question."
 
 
@@ -169,6 +170,19 @@ def answer(
             render_footer(message)
 
 
+def coalesce(pieces: Iterator[str], every_s: float = UI_UPDATE_S) -> Iterator[str]:
+    """Join pieces that arrive within `every_s`: each yield re-renders the answer's markdown in the
+    browser, and per-token updates cost more CPU than the tokens themselves on a small machine."""
+    buffer, last = "", time.perf_counter()
+    for piece in pieces:
+        buffer += piece
+        if time.perf_counter() - last >= every_s:
+            yield buffer
+            buffer, last = "", time.perf_counter()
+    if buffer:
+        yield buffer
+
+
 def stream_to_history(
     backend: ChatBackend,
     history_key: str,
@@ -190,7 +204,7 @@ def stream_to_history(
     st.session_state[f"{history_key}.pending"] = pending
 
     def chunks() -> Iterator[str]:
-        for piece in backend.stream(messages, options, stats, model=model, session=session_key(history_key)):
+        for piece in coalesce(backend.stream(messages, options, stats, model=model, session=session_key(history_key))):
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
             if on_progress:
