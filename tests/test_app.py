@@ -138,3 +138,25 @@ def test_old_turns_dropped_to_fit_the_context_are_announced(monkeypatch):
         send(at, text)
     captions = [c.value for m in at.chat_message for c in m.caption]
     assert any("older messages were left out" in c for c in captions)
+
+
+def test_coalescing_never_loses_text_on_error():
+    from llm.errors import BackendError
+    from ui.chat import coalesce
+
+    def pieces():
+        yield "a"
+        yield "b"
+        raise BackendError("cut")
+
+    got, recorded = [], []
+
+    def record(source):
+        for piece in source:
+            recorded.append(piece)
+            yield piece
+
+    with pytest.raises(BackendError):
+        for chunk in coalesce(record(pieces()), every_s=60):
+            got.append(chunk)
+    assert "".join(recorded) == "ab" and got == []  # shown later from the history, which has it all

@@ -203,8 +203,10 @@ def stream_to_history(
                "settings": options.model_dump(), **(extra or {})}
     st.session_state[f"{history_key}.pending"] = pending
 
-    def chunks() -> Iterator[str]:
-        for piece in coalesce(backend.stream(messages, options, stats, model=model, session=session_key(history_key))):
+    def recorded() -> Iterator[str]:
+        # Every piece is kept as it arrives; only the screen updates are coalesced below, so an
+        # error or a stop never loses text that already came.
+        for piece in backend.stream(messages, options, stats, model=model, session=session_key(history_key)):
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
             if on_progress:
@@ -212,7 +214,7 @@ def stream_to_history(
             yield piece
 
     try:
-        st.write_stream(chunks())
+        st.write_stream(coalesce(recorded()))
     except StudioError as exc:
         st.session_state.pop(f"{history_key}.pending", None)
         st.error(str(exc))
