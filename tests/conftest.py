@@ -50,3 +50,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def player():
+    """A local server playing Google's Custom Search JSON API and SearXNG (tests/search_servers.py)."""
+    from tests import search_servers
+
+    server, url = search_servers.start()
+    yield url
+    server.shutdown()

@@ -20,13 +20,6 @@ KEY, CX = "AIza-test-key-123", "cx-test-456"
 
 
 @pytest.fixture(scope="module")
-def player():
-    server, url = search_servers.start()
-    yield url
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
 def reranker():
     return Reranker("bundled")
 

@@ -3,17 +3,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests import search_servers
 
 PAGE = "../pages/2_Search_answers.py"
 KEY, CX = "AIza-page-key-789", "cx-page-000"
-
-
-@pytest.fixture(scope="module")
-def player():
-    server, url = search_servers.start()
-    yield url
-    server.shutdown()
 
 
 @pytest.fixture

@@ -203,14 +203,16 @@ def _sidebar(page: str, history_key: str, prefix: str) -> None:
         return
     cid = st.session_state.get(f"{history_key}.cid")
     try:
-        if cid and (export := _export_or_none(db, cid)):
+        if cid and (summary := db.summary(cid)):
             with st.expander("This conversation"):
                 key = f"{prefix}.title.{cid}"
-                st.text_input("Title", export["title"], key=key, on_change=_rename, args=(cid, key))
-                name = "".join(c if c.isalnum() else "-" for c in export["title"])[:40] or "conversation"
-                st.download_button("Export Markdown", to_markdown(export), f"{name}.md", "text/markdown", key=f"{prefix}.md")
-                st.download_button("Export JSON", json.dumps(export, ensure_ascii=False, indent=1), f"{name}.json",
-                                   "application/json", key=f"{prefix}.json")
+                st.text_input("Title", summary.title, key=key, on_change=_rename, args=(cid, key))
+                name = "".join(c if c.isalnum() else "-" for c in summary.title)[:40] or "conversation"
+                # Built only when clicked (on another thread): not on every rerun of the page.
+                st.download_button("Export Markdown", lambda: to_markdown(db.export_json(cid)), f"{name}.md",
+                                   "text/markdown", key=f"{prefix}.md")
+                st.download_button("Export JSON", lambda: json.dumps(db.export_json(cid), ensure_ascii=False, indent=1),
+                                   f"{name}.json", "application/json", key=f"{prefix}.json")
                 sure = st.checkbox("Yes, delete this conversation", key=f"{prefix}.sure.{cid}")
                 st.button("Delete", key=f"{prefix}.delete", disabled=not sure, on_click=_delete, args=(page, history_key, cid))
         text = st.text_input("Search conversations", key=f"{prefix}.conv_search", placeholder="Search by text")
@@ -223,9 +225,3 @@ def _sidebar(page: str, history_key: str, prefix: str) -> None:
     except StoreError as exc:
         _unsaved(exc)
 
-
-def _export_or_none(db: Store, cid: str) -> dict | None:
-    try:
-        return db.export_json(cid)
-    except StoreError:
-        return None
