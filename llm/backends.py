@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from llm.batching import BatchScheduler
 from llm.errors import BackendError
 from llm.generation import GenerationStats, stream_text
 from llm.kvcache import SessionCaches
@@ -41,15 +42,17 @@ class ChatBackend(Protocol):
 
 
 class TransformersBackend:
-    """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read."""
+    """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read.
+    Concurrent calls are decoded together, one batched forward pass per token (`llm.batching`)."""
 
     can_trim = True
 
-    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16):
+    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16, max_batch: int = 8):
         self.loaded = loaded
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
         self.runner = ModelRunner(loaded.model)
+        self.scheduler = BatchScheduler(self.runner, max_batch)
         self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
 
     def attach_adapter(self, name: str, folder: Path, card=None) -> str:
@@ -71,8 +74,8 @@ class TransformersBackend:
         stats.dropped_messages = prompt.dropped_messages
         reused = self.caches.take(session) if session else None
         keep = (lambda entry: self.caches.put(session, entry)) if session else None
-        chunks = stream_text(self.runner, lm.tokenizer, prompt.input_ids, lm.stop_ids, options, stats, cancel, adapter,
-                             reused, keep)
+        tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, reused, keep)
+        chunks = stream_text(tokens, lm.tokenizer, len(prompt.input_ids), options, stats, cancel)
         return _explain_failures(chunks, stats)
 
     def list_models(self) -> list[str]:

@@ -1,6 +1,8 @@
 """Decoding as small named steps: prefill, decode_one_token, sample, generate_tokens, stream_text.
 
-The loop runs in the caller's thread and yields as it goes, so a consumer that stops iterating
+`generate_tokens` is the plain path: one request, its own loop. The app decodes through
+`llm.batching.BatchScheduler`, which shares each step among sessions and must match it token for token.
+The plain loop runs in the caller's thread and yields as it goes, so a consumer that stops iterating
 (Streamlit's stop button closes the generator) stops the computation too, not just the rendering.
 Everything per request (cache, RNG, sampling options) is local: the shared model is only read.
 """
@@ -153,23 +155,19 @@ class IncrementalDecoder:
 
 
 def stream_text(
-    runner,
+    tokens: Iterator[int],
     tokenizer,
-    prompt_ids: list[int],
-    stop_ids: frozenset[int],
+    prompt_tokens: int,
     options: GenerationOptions,
     stats: GenerationStats,
     cancel: threading.Event | None = None,
-    adapter: str | None = None,
-    reused: CacheEntry | None = None,
-    keep: Callable[[CacheEntry], None] | None = None,
 ) -> Iterator[str]:
-    """Yield the answer as text pieces, filling in `stats` as it goes."""
-    stats.prompt_tokens = len(prompt_ids)
+    """Turn new token ids (from `generate_tokens` or the batch scheduler) into text pieces, filling in `stats`."""
+    stats.prompt_tokens = prompt_tokens
     decoder = IncrementalDecoder(tokenizer)
     stats.finish_reason = "cancelled"  # until the loop ends on its own
     try:
-        for token in generate_tokens(runner, prompt_ids, stop_ids, options, cancel, adapter, reused, keep):
+        for token in tokens:
             stats.completion_tokens += 1
             if stats.first_token_s is None:
                 stats.first_token_s = time.perf_counter() - stats.started
@@ -180,4 +178,6 @@ def stream_text(
         if cancel is None or not cancel.is_set():
             stats.finish_reason = "length" if stats.completion_tokens >= options.max_new_tokens else "stop"
     finally:
+        if hasattr(tokens, "close"):
+            tokens.close()  # stops the computation when the reader stops
         stats.total_s = time.perf_counter() - stats.started

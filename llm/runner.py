@@ -15,7 +15,7 @@ class ModelRunner:
 
     PEFT selects a per-request adapter (`adapter_names=`) by registering hooks on the shared layers
     for the duration of one call, so two calls at the same moment would see each other's adapter.
-    Steps are therefore serialized: concurrent sessions interleave token by token, each correct.
+    Steps are therefore serialized; concurrent sessions share steps by being batched (`llm.batching`).
     """
 
     def __init__(self, model):
@@ -28,15 +28,22 @@ class ModelRunner:
     def device(self) -> torch.device:
         return self.base.device
 
-    def forward(self, input_ids: torch.Tensor, cache, adapter: str | None = None) -> torch.Tensor:
-        """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab)."""
+    def forward(self, input_ids: torch.Tensor, cache, adapter: str | None | list[str | None] = None,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab).
+
+        `adapter` is one adapter for every row, or a list with one per row (personas mixed in a batch)."""
+        rows = input_ids.shape[0]
+        names = adapter if isinstance(adapter, list) else [adapter] * rows
         kwargs = {}
         if self.adapters:
-            kwargs["adapter_names"] = [adapter or BASE] * input_ids.shape[0]
-        elif adapter:
-            raise KeyError(adapter)
+            kwargs["adapter_names"] = [name or BASE for name in names]
+        elif any(names):
+            raise KeyError(next(name for name in names if name))
         with self.lock, torch.inference_mode():
-            return self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs).logits[:, -1, :]
+            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, attention_mask=attention_mask,
+                             position_ids=position_ids, logits_to_keep=1, **kwargs)
+            return out.logits[:, -1, :]
 
     def add_adapter(self, name: str, folder: Path) -> None:
         """Load a LoRA adapter next to the others. Adds only: no other user's adapter changes."""

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     kv_cache_budget_mb: int = Field(default=2048, ge=0)
     # ...or beyond this many sessions.
     kv_cache_max_sessions: int = Field(default=16, ge=0)
+    # Sessions answering at the same moment are decoded together, one forward pass per token for all of
+    # them; more wait their turn to join. Each row needs its own KV cache in memory while it answers.
+    max_batch_size: int = Field(default=8, ge=1)
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
     max_prompt_chars: int = Field(default=32_000, ge=100)
 

@@ -32,10 +32,10 @@ def prefill_lengths(cached_backend, monkeypatch):
     lengths: list[int] = []
     original = cached_backend.runner.forward
 
-    def spy(input_ids, cache, adapter=None):
+    def spy(input_ids, cache, adapter=None, **kwargs):
         if input_ids.shape[1] > 1:
             lengths.append(input_ids.shape[1])
-        return original(input_ids, cache, adapter)
+        return original(input_ids, cache, adapter, **kwargs)
 
     monkeypatch.setattr(cached_backend.runner, "forward", spy)
     return lengths
