@@ -121,13 +121,14 @@ def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int
         _, results[i] = our_answer(backend, conversation("", [{"role": "user", "content": question}]), new_tokens,
                                    model=personas[i])
 
+    backend.scheduler.max_rows_seen = 0
     started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(personas))]
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started
     ours = {"tokens_per_s": sum(r.completion_tokens for r in results) / wall, "ttft": [r.first_token_s for r in results],
-            "single_tokens_per_s": single_rate}
+            "single_tokens_per_s": single_rate, "rows": backend.scheduler.max_rows_seen}
     return {"baseline": baseline, "ours": ours}
 
 
@@ -177,7 +178,11 @@ def main() -> None:
     parser.add_argument("--gpu-shape", action="store_true", help="Llama-3.1-8B's exact shape, random bf16 weights, CUDA")
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--sessions", type=int, nargs="+", default=None,
+                        help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)")
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="scenarios to run")
     args = parser.parse_args()
+    args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
     settings = Settings(llm_model="demo")
     demo = load_model(settings)
     lm = gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())  # exactly N tokens
@@ -190,33 +195,42 @@ def main() -> None:
     device = torch.cuda.get_device_name() if lm.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"model: {lm.name} · device: {device} · torch {torch.__version__}\n")
 
-    rows = conversation_turns(lm, backend, args.turns, args.new_tokens)
-    print(f"1. {args.turns}-turn conversation (~80-token user turns, {args.new_tokens} new tokens, greedy)")
+    if 1 in args.only:
+        report_conversation(lm, backend, args.turns, args.new_tokens)
+    if 2 in args.only:
+        mixed = [None, "captain-quill"] * 4
+        for count in args.sessions:
+            report_concurrent(lm, backend, [None] * count if args.gpu_shape else mixed[:count], args.new_tokens)
+    if 3 in args.only and not args.gpu_shape:
+        switch = persona_switch(settings, backend, adapter)
+        print("3. persona switch, choice to first token")
+        print(f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): {switch['ours']:.3f} s")
+    elif 3 in args.only:
+        print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
+
+
+def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:
+    rows = conversation_turns(lm, backend, turns, new_tokens)
+    print(f"1. {turns}-turn conversation (~80-token user turns, {new_tokens} new tokens, greedy)")
     print("   turn | baseline TTFT | ours TTFT | baseline tok/s | ours tok/s")
     for n, (b, o) in enumerate(zip(rows["baseline"], rows["ours"]), 1):
         print(f"   {n:4} | {b[0]:11.3f} s | {o[0]:7.3f} s | {b[1]:14.1f} | {o[1]:10.1f}")
     for way in ("baseline", "ours"):
         first, last = rows[way][0][0], rows[way][-1][0]
         total = sum(r[2] for r in rows[way])
-        print(f"   {way:8}: total {total:.1f} s · turn {args.turns} TTFT / turn 1 TTFT = {last / first:.2f}x · "
+        print(f"   {way:8}: total {total:.1f} s · turn {turns} TTFT / turn 1 TTFT = {last / first:.2f}x · "
               f"median decode {statistics.median(r[1] for r in rows[way]):.1f} tok/s")
     print(f"   single-stream decode: {bandwidth_share(lm, statistics.median(r[1] for r in rows['ours']))}\n")
 
-    personas = [None, None, None, None] if args.gpu_shape else [None, "captain-quill", None, "captain-quill"]
-    result = concurrent_sessions(lm, backend, personas, args.new_tokens)
+
+def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) -> None:
+    result = concurrent_sessions(lm, backend, personas, new_tokens)
     b, o = result["baseline"], result["ours"]
     print(f"2. {len(personas)} sessions at the same moment (personas: {', '.join(p or 'base' for p in personas)})")
     print(f"   baseline: {b['tokens_per_s']:.1f} tok/s aggregate · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in b["ttft"]))
     print(f"   ours    : {o['tokens_per_s']:.1f} tok/s aggregate ({o['tokens_per_s'] / o['single_tokens_per_s']:.2f}x one "
-          f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]) + "\n")
-
-    if not args.gpu_shape:
-        switch = persona_switch(settings, backend, adapter)
-        print("3. persona switch, choice to first token")
-        print(f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): {switch['ours']:.3f} s")
-    else:
-        print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
-
+          f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]))
+    print(f"   ours: {o['rows']} rows at most in one batched step\n")
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ from llm.errors import BackendError
 from llm.generation import GenerationStats, stream_text
 from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
+from llm.lora import AdapterError
 from llm.options import GenerationOptions
 from llm.personas import check_adapter_shapes
 from llm.prompts import Message, build_prompt
@@ -61,8 +62,8 @@ class TransformersBackend:
             raise BackendError(problem)
         try:
             self.runner.add_adapter(name, folder)
-        except Exception as exc:  # PEFT raises many types for a bad adapter; the others keep working
-            raise BackendError(f"the adapter could not be loaded ({type(exc).__name__}: {str(exc)[:160]})") from None
+        except AdapterError as exc:  # checked before anything is installed: the others keep working
+            raise BackendError(f"the adapter cannot be used: {exc}") from None
         return name
 
     def stream(self, messages, options, stats, cancel=None, model=None, session=None) -> Iterator[str]:

@@ -13,9 +13,11 @@ session's next turn.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -31,6 +33,14 @@ from llm.options import GenerationOptions
 log = logging.getLogger(__name__)
 
 _END = object()  # end of a token stream
+_SCHEDULERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Let each worker finish its step before the interpreter goes: one killed inside a torch op aborts the process."""
+    for scheduler in list(_SCHEDULERS):
+        scheduler.close()
 
 
 class GrowingLayer(DynamicLayer):
@@ -134,15 +144,14 @@ class BatchCache:
         return rows
 
     def step_inputs(self, device) -> dict:
-        """attention_mask and position_ids for feeding one token per row (none needed without padding)."""
+        """attention_mask and position_ids for feeding one token per row (none needed without padding).
+        The mask is given ready-made, (rows, 1, 1, width + 1) booleans, so no 2-D mask is expanded per step."""
         if not any(self.pads):
             return {}
         width = self.width
-        mask = torch.ones(len(self.pads), width + 1, dtype=torch.long, device=device)
-        for row, pad in enumerate(self.pads):
-            mask[row, :pad] = 0
-        positions = torch.tensor([[width - pad] for pad in self.pads], device=device)
-        return {"attention_mask": mask, "position_ids": positions}
+        pads = torch.tensor(self.pads, device=device)
+        mask = torch.arange(width + 1, device=device)[None, :] >= pads[:, None]
+        return {"attention_mask": mask[:, None, None, :], "position_ids": (width - pads)[:, None]}
 
     def _install(self, layers: list[GrowingLayer]) -> None:
         if self.cache is None:
@@ -192,6 +201,15 @@ class BatchScheduler:
         self._active: list[Sequence] = []
         self.steps = 0  # batched decode steps run (for tests and the benchmark)
         self.max_rows_seen = 0
+        self._closing = False
+        _SCHEDULERS.add(self)
+
+    def close(self) -> None:
+        """Stop the worker after its current step; readers still waiting get an error."""
+        self._closing = True
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout=30)
 
     def generate(
         self,
@@ -227,6 +245,11 @@ class BatchScheduler:
     def _run(self) -> None:
         while True:
             with self._lock:
+                if self._closing:
+                    self._fail_all(RuntimeError("the model is shutting down"), list(self._waiting))
+                    self._waiting.clear()
+                    self._worker = None
+                    return
                 admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch - len(self._active)))]
                 if not admitted and not self._active:
                     self._worker = None

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import torch
 
-BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
+from llm.lora import Routing, install, read_adapter
 
 
 class ModelRunner:
-    """Runs forward steps on the shared model, each with the adapter its own request asked for.
+    """Runs forward steps on the shared model, each row with the adapter its own request asked for.
 
-    PEFT selects a per-request adapter (`adapter_names=`) by registering hooks on the shared layers
-    for the duration of one call, so two calls at the same moment would see each other's adapter.
-    Steps are therefore serialized; concurrent sessions share steps by being batched (`llm.batching`).
+    Which adapter each row uses is set on the model's LoRA layers for the duration of one call
+    (`llm.lora.Routing`), so calls are serialized by one lock; concurrent sessions share calls by
+    being batched (`llm.batching`). Adding an adapter only adds: no other user's adapter changes.
     """
 
     def __init__(self, model):
-        self.base = model
-        self.model = model  # becomes a PeftModel once the first adapter is attached
+        self.base = self.model = model
         self.lock = threading.RLock()
+        self.routing = Routing()
         self.adapters: dict[str, Path] = {}
 
     @property
@@ -33,28 +33,24 @@ class ModelRunner:
         """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab).
 
         `adapter` is one adapter for every row, or a list with one per row (personas mixed in a batch)."""
-        rows = input_ids.shape[0]
-        names = adapter if isinstance(adapter, list) else [adapter] * rows
-        kwargs = {}
-        if self.adapters:
-            kwargs["adapter_names"] = [name or BASE for name in names]
-        elif any(names):
-            raise KeyError(next(name for name in names if name))
+        names = adapter if isinstance(adapter, list) else [adapter] * input_ids.shape[0]
+        unknown = [name for name in names if name and name not in self.adapters]
+        if unknown:
+            raise KeyError(unknown[0])
         with self.lock, torch.inference_mode():
-            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, attention_mask=attention_mask,
-                             position_ids=position_ids, logits_to_keep=1, **kwargs)
+            self.routing.route(names, input_ids.device, self.base.dtype)
+            try:
+                out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True,
+                                 attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1)
+            finally:
+                self.routing.clear()
             return out.logits[:, -1, :]
 
     def add_adapter(self, name: str, folder: Path) -> None:
-        """Load a LoRA adapter next to the others. Adds only: no other user's adapter changes."""
-        from peft import PeftModel
-
+        """Load a LoRA adapter next to the others. Raises `llm.lora.AdapterError` saying why it cannot."""
         with self.lock:
             if name in self.adapters:
                 return
-            if not self.adapters:
-                self.model = PeftModel.from_pretrained(self.base, str(folder), adapter_name=name, is_trainable=False)
-            else:
-                self.model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
-            self.model.eval()
+            loras = read_adapter(folder, self.base)  # everything is checked before anything is installed
+            install(self.base, name, loras, self.routing)
             self.adapters[name] = folder

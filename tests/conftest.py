@@ -46,6 +46,19 @@ def backend(demo_model):
     return TransformersBackend(demo_model)
 
 
+@pytest.fixture(scope="session")
+def quill_backend():
+    """Its own copy of the demo model (attaching an adapter changes the model it is given), with the shipped
+    Captain Quill adapter, a 64 MB / 4-session cache budget and batches of up to 8 rows."""
+    from llm.backends import TransformersBackend
+    from llm.loading import load_model
+    from llm.settings import Settings
+
+    backend = TransformersBackend(load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR)), 64, 4, 8)
+    backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
+    return backend
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,25 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm.backends import TransformersBackend
 from llm.generation import GenerationStats
 from llm.kvcache import CacheEntry, SessionCaches, common_prefix
-from llm.loading import load_model
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
-from llm.settings import Settings
-from tests.conftest import MODELS_DIR, ROOT
 
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=24)
 QUESTIONS = ["My name is Oksana and I live in Lviv.", "What is the capital of France?", "Tell me about whales.",
              "What is my name?", "Write one sentence about the sea."]
 
 
-@pytest.fixture(scope="module")
-def cached_backend():
-    backend = TransformersBackend(load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR)), 64, 4)
-    backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
-    return backend
+@pytest.fixture
+def cached_backend(quill_backend):
+    return quill_backend
 
 
 @pytest.fixture

@@ -1,0 +1,165 @@
+"""Sessions answering at the same moment share one batched forward pass per token, on the real demo
+model: their tokens must equal the plain path's (one request alone, `generate_tokens`) token for token."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from llm.errors import BackendError
+from llm.generation import GenerationStats, generate_tokens
+from llm.options import GenerationOptions
+from llm.prompts import conversation, encode
+
+GREEDY = GenerationOptions(temperature=0, max_new_tokens=32)
+QUESTIONS = ["Tell me about whales.", "What is the capital of France? Explain it at length, with some history.",
+             "Hi", "Write a short poem about the sea and the wind and the ships that sail on it at night."]
+PERSONAS = [None, "captain-quill", "captain-quill", None]
+
+
+def prompt_ids(backend, question: str, history: list[dict] | None = None) -> list[int]:
+    return encode(backend.loaded.tokenizer, conversation("", (history or []) + [{"role": "user", "content": question}]))
+
+
+def plain(backend, ids: list[int], adapter=None, options=GREEDY) -> list[int]:
+    """The reference: this request alone, its own loop and cache, nothing reused."""
+    return list(generate_tokens(backend.runner, ids, backend.loaded.stop_ids, options, adapter=adapter))
+
+
+def together(backend, requests: list[tuple[list[int], str | None]], options=GREEDY, sessions=None) -> list[list[int]]:
+    """Send every request at the same moment, each from its own thread, as Streamlit sessions do."""
+    results: list[list[int] | None] = [None] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def run(i: int) -> None:
+        ids, adapter = requests[i]
+        session = sessions[i] if sessions else None
+        reused = backend.caches.take(session) if session else None
+        keep = (lambda entry: backend.caches.put(session, entry)) if session else None
+        barrier.wait()
+        results[i] = list(backend.scheduler.generate(ids, backend.loaded.stop_ids, options, None, adapter, reused, keep))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+@pytest.fixture
+def scheduler(quill_backend):
+    quill_backend.scheduler.max_rows_seen = 0
+    return quill_backend.scheduler
+
+
+def test_four_sessions_with_mixed_personas_are_batched_and_match_the_plain_path(quill_backend, scheduler):
+    requests = [(prompt_ids(quill_backend, q), p) for q, p in zip(QUESTIONS, PERSONAS)]
+    expected = [plain(quill_backend, ids, adapter) for ids, adapter in requests]
+    steps_before = scheduler.steps
+    got = together(quill_backend, requests)
+    assert got == expected
+    assert scheduler.max_rows_seen >= 3  # they really shared steps (prompts of different lengths, two personas)
+    produced = sum(len(tokens) for tokens in got)
+    assert scheduler.steps - steps_before < produced * 0.6  # far fewer forward passes than tokens
+    assert expected[1] != plain(quill_backend, requests[1][0], None)  # the persona changes the answer
+
+
+def test_seeded_sampling_in_a_batch_repeats_the_plain_path(quill_backend, scheduler):
+    sampled = GenerationOptions(temperature=0.9, top_p=0.95, top_k=50, repetition_penalty=1.15, seed=11,
+                                max_new_tokens=24)
+    requests = [(prompt_ids(quill_backend, q), p) for q, p in zip(QUESTIONS[:3], PERSONAS[:3])]
+    expected = [plain(quill_backend, ids, adapter, sampled) for ids, adapter in requests]
+    assert together(quill_backend, requests, sampled) == expected
+
+
+def test_a_late_arrival_joins_a_running_batch_without_waiting_for_it(quill_backend, scheduler):
+    long_ids, short_ids = prompt_ids(quill_backend, QUESTIONS[3]), prompt_ids(quill_backend, QUESTIONS[0])
+    options = GenerationOptions(temperature=0, max_new_tokens=48)
+    first = scheduler.generate(long_ids, frozenset(), options)  # no stop ids: all 48 tokens
+    head = [next(first) for _ in range(4)]
+    steps_then = scheduler.steps
+    second = scheduler.generate(short_ids, quill_backend.loaded.stop_ids, options, adapter="captain-quill")
+    second_first = next(second)
+    assert scheduler.steps - steps_then < 20  # the first answer (44 tokens still to go) was not waited for
+    rest_first, rest_second = list(first), list(second)
+    assert scheduler.max_rows_seen == 2  # the newcomer joined the running batch
+    assert head + rest_first == list(generate_tokens(quill_backend.runner, long_ids, frozenset(), options))
+    assert [second_first] + rest_second == plain(quill_backend, short_ids, "captain-quill", options)
+
+
+def test_stopping_one_session_leaves_the_others_untouched(quill_backend, scheduler):
+    ids = [prompt_ids(quill_backend, q) for q in QUESTIONS[:3]]
+    options = GenerationOptions(temperature=0, max_new_tokens=40)
+    streams = [quill_backend.scheduler.generate(i, frozenset(), options, adapter=p) for i, p in zip(ids, PERSONAS)]
+    heads = [[next(stream)] for stream in streams]
+    streams[1].close()  # that user pressed stop
+    for head, stream in zip(heads[::2], streams[::2]):
+        head.extend(stream)
+    assert heads[0] == list(generate_tokens(quill_backend.runner, ids[0], frozenset(), options))
+    assert heads[2] == list(generate_tokens(quill_backend.runner, ids[2], frozenset(), options, adapter=PERSONAS[2]))
+
+
+def test_kept_caches_across_a_persona_switch_and_a_regenerate_in_a_batch(quill_backend, scheduler):
+    """Two sessions answer together; then, together again, A switches persona and B regenerates."""
+    first = together(quill_backend, [(prompt_ids(quill_backend, "Hello!"), None),
+                                       (prompt_ids(quill_backend, QUESTIONS[0]), None)], sessions=["ba", "bb"])
+    reply = quill_backend.loaded.tokenizer.decode(first[0], skip_special_tokens=True)
+    turn_a = prompt_ids(quill_backend, "What is my name?",
+                        [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": reply}])
+    regenerate_b = prompt_ids(quill_backend, QUESTIONS[0])
+    second = together(quill_backend, [(turn_a, "captain-quill"), (regenerate_b, None)], sessions=["ba", "bb"])
+    assert second == [plain(quill_backend, turn_a, "captain-quill"), plain(quill_backend, regenerate_b)]
+    assert second[1] == first[1]  # a greedy regenerate gives the same answer from the cropped cache
+    assert quill_backend.caches.take("ba").adapter == "captain-quill"  # kept for the next turn, with its adapter
+
+
+def test_through_the_backend_streams_text_with_stats(quill_backend):
+    results: list[tuple[str, GenerationStats] | None] = [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        stats = GenerationStats()
+        messages = conversation("", [{"role": "user", "content": QUESTIONS[i]}])
+        barrier.wait()
+        results[i] = ("".join(quill_backend.stream(messages, GREEDY, stats, model=PERSONAS[i], session=f"text-{i}")), stats)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join(timeout=300) for t in threads]
+    for i, (text, stats) in enumerate(results):
+        alone = "".join(quill_backend.stream(conversation("", [{"role": "user", "content": QUESTIONS[i]}]), GREEDY,
+                                               GenerationStats(), model=PERSONAS[i]))
+        assert text == alone and text.strip()
+        assert stats.first_token_s is not None and stats.completion_tokens > 0 and stats.finish_reason in {"stop", "length"}
+
+
+def test_a_failed_step_reaches_every_reader_and_the_next_request_is_served(quill_backend, monkeypatch):
+    runner = quill_backend.runner
+    original = runner.forward
+
+    def out_of_memory_once(input_ids, cache, adapter=None, **kwargs):
+        if input_ids.shape[0] > 1:  # the first batched step
+            monkeypatch.setattr(runner, "forward", original)
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(input_ids, cache, adapter, **kwargs)
+
+    monkeypatch.setattr(runner, "forward", out_of_memory_once)
+    errors: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            "".join(quill_backend.stream(conversation("", [{"role": "user", "content": QUESTIONS[i]}]),
+                                           GenerationOptions(temperature=0, max_new_tokens=40, seed=1), GenerationStats()))
+        except BackendError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join(timeout=300) for t in threads]
+    assert len(errors) == 2 and all("ran out of memory" in e for e in errors)
+    assert "Paris" in "".join(quill_backend.stream(conversation("", [{"role": "user", "content": QUESTIONS[1]}]),
+                                                      GREEDY, GenerationStats()))
