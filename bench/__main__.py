@@ -101,7 +101,7 @@ def conversation_turns(lm: LoadedModel, backend: TransformersBackend, turns: int
     return rows
 
 
-def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int) -> dict:
+def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int, repeats: int = 3) -> dict:
     question = "Tell me about the harbour at night."
     # Baseline: one user at a time; each waits for the ones before to finish.
     clock, ttfts, produced = 0.0, [], 0
@@ -111,8 +111,16 @@ def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int
         ttfts.append(clock)
         produced += tokens
     baseline = {"tokens_per_s": produced / clock, "ttft": ttfts}
+    # Ours, `repeats` times (one session alone, then all at once): this machine's speed drifts between runs.
+    runs = sorted((ours_together(backend, personas, question, new_tokens) for _ in range(repeats)),
+                  key=lambda run: run["tokens_per_s"] / run["single_tokens_per_s"])
+    ours = runs[len(runs) // 2]  # the median run by speed-up
+    ours["speedups"] = [run["tokens_per_s"] / run["single_tokens_per_s"] for run in runs]
+    return {"baseline": baseline, "ours": ours}
+
+
+def ours_together(backend, personas: list[str | None], question: str, new_tokens: int) -> dict:
     _, single = our_answer(backend, conversation("", [{"role": "user", "content": question}]), new_tokens)
-    single_rate = single.completion_tokens / single.total_s
     results: list[GenerationStats | None] = [None] * len(personas)
     barrier = threading.Barrier(len(personas))
 
@@ -127,9 +135,8 @@ def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started
-    ours = {"tokens_per_s": sum(r.completion_tokens for r in results) / wall, "ttft": [r.first_token_s for r in results],
-            "single_tokens_per_s": single_rate, "rows": backend.scheduler.max_rows_seen}
-    return {"baseline": baseline, "ours": ours}
+    return {"tokens_per_s": sum(r.completion_tokens for r in results) / wall, "ttft": [r.first_token_s for r in results],
+            "single_tokens_per_s": single.completion_tokens / single.total_s, "rows": backend.scheduler.max_rows_seen}
 
 
 def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir) -> dict:
@@ -230,7 +237,9 @@ def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) 
     print(f"   baseline: {b['tokens_per_s']:.1f} tok/s aggregate · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in b["ttft"]))
     print(f"   ours    : {o['tokens_per_s']:.1f} tok/s aggregate ({o['tokens_per_s'] / o['single_tokens_per_s']:.2f}x one "
           f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]))
-    print(f"   ours: {o['rows']} rows at most in one batched step\n")
+    print(f"   ours: {o['rows']} rows at most in one batched step · speed-up in each of {len(o['speedups'])} runs: "
+          + ", ".join(f"{x:.2f}x" for x in o["speedups"]) + " (the median run is shown)\n")
+
 
 if __name__ == "__main__":
     main()
