@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
+import secrets
 import threading
 import weakref
 from collections import deque
@@ -178,7 +179,7 @@ class Sequence:
     next_token: int | None = None
 
     def __post_init__(self):
-        seed = self.options.seed if self.options.seed is not None else torch.seed()
+        seed = self.options.seed if self.options.seed is not None else secrets.randbits(63)
         self.rng = torch.Generator().manual_seed(seed)
         self.processors = make_processors(self.options)
         self.seen: torch.Tensor | None = None

@@ -9,6 +9,7 @@ Everything per request (cache, RNG, sampling options) is local: the shared model
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def generate_tokens(
     if cache is None:
         cache = DynamicCache(config=runner.base.config)
     fed = list(prompt_ids)  # what the cache will hold
-    rng = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
+    rng = torch.Generator().manual_seed(options.seed if options.seed is not None else secrets.randbits(63))
     processors = make_processors(options)
     seen = torch.tensor([prompt_ids], device=device)  # (1, T) prompt + answer so far, for the penalty
     try:
