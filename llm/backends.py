@@ -75,7 +75,7 @@ class TransformersBackend:
         stats.dropped_messages = prompt.dropped_messages
         reused = self.caches.take(session) if session else None
         keep = (lambda entry: self.caches.put(session, entry)) if session else None
-        tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, reused, keep)
+        tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, reused, keep, stats)
         chunks = stream_text(tokens, lm.tokenizer, len(prompt.input_ids), options, stats, cancel)
         return _explain_failures(chunks, stats)
 

@@ -27,7 +27,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from llm.generation import make_processors, sample
+from llm.generation import GenerationStats, make_processors, sample
 from llm.kvcache import CacheEntry, reuse
 from llm.options import GenerationOptions
 
@@ -171,6 +171,7 @@ class Sequence:
     reused: CacheEntry | None
     keep: Callable[[CacheEntry], None] | None
     cancel: threading.Event | None
+    stats: GenerationStats | None = None  # figures for the page: cached prompt tokens, batch company
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     abandoned: threading.Event = field(default_factory=threading.Event)  # the reader went away
     done: threading.Event = field(default_factory=threading.Event)
@@ -221,11 +222,12 @@ class BatchScheduler:
         adapter: str | None = None,
         reused: CacheEntry | None = None,
         keep: Callable[[CacheEntry], None] | None = None,
+        stats: GenerationStats | None = None,
     ) -> Iterator[int]:
         """Yield new token ids, as `llm.generation.generate_tokens` does, decoded in the shared batch.
 
         Nothing is queued until the first `next()`; closing the iterator takes the row out of the batch."""
-        seq = Sequence(list(prompt_ids), stop_ids, options, adapter, reused, keep, cancel)
+        seq = Sequence(list(prompt_ids), stop_ids, options, adapter, reused, keep, cancel, stats)
         with self._lock:
             self._waiting.append(seq)
             if self._worker is None:
@@ -273,6 +275,8 @@ class BatchScheduler:
             return
         cache, start = reuse(seq.reused, seq.prompt_ids, seq.adapter)
         seq.reused = None
+        if seq.stats is not None:
+            seq.stats.cached_tokens = start
         if cache is None:
             cache = DynamicCache(config=self.runner.base.config)
         device = self.runner.device
@@ -305,6 +309,8 @@ class BatchScheduler:
         self.steps += 1
         ended = []
         for row, seq in enumerate(self._active):
+            if seq.stats is not None and len(self._active) - 1 > seq.stats.batched_with:
+                seq.stats.batched_with = len(self._active) - 1
             seq.fed.append(seq.next_token)
             seq.seen = torch.cat([seq.seen, tokens[row:row + 1]], dim=1)
             if not self._advance(seq, logits[row:row + 1]):

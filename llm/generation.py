@@ -28,6 +28,8 @@ class GenerationStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     dropped_messages: int = 0
+    cached_tokens: int = 0  # prompt tokens taken from this session's kept cache instead of being fed again
+    batched_with: int = 0  # the most other answers decoded in the same forward passes as this one
     first_token_s: float | None = None
     total_s: float = 0.0
     finish_reason: str = "running"  # "stop" (end of turn), "length", "cancelled", "error"
@@ -46,6 +48,8 @@ class GenerationStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "dropped_messages": self.dropped_messages,
+            "cached_tokens": self.cached_tokens,
+            "batched_with": self.batched_with,
             "first_token_s": self.first_token_s,
             "tokens_per_s": self.tokens_per_s,
             "finish_reason": self.finish_reason,

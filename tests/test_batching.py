@@ -133,6 +133,12 @@ def test_through_the_backend_streams_text_with_stats(quill_backend):
                                                GenerationStats(), model=PERSONAS[i]))
         assert text == alone and text.strip()
         assert stats.first_token_s is not None and stats.completion_tokens > 0 and stats.finish_reason in {"stop", "length"}
+        assert stats.batched_with == 1 and stats.as_dict()["batched_with"] == 1  # shown under the answer
+    follow_up = GenerationStats()
+    history = [{"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": results[0][0]},
+               {"role": "user", "content": "Thanks!"}]
+    "".join(quill_backend.stream(conversation("", history), GREEDY, follow_up, session="text-0"))
+    assert follow_up.cached_tokens > 10 and follow_up.batched_with == 0
 
 
 def test_a_failed_step_reaches_every_reader_and_the_next_request_is_served(quill_backend, monkeypatch):

@@ -126,23 +126,42 @@ def test_two_browser_sessions_generate_at_the_same_time(browser, server):
     a.close(), b.close()
 
 
-def test_switch_persona_and_get_that_personas_answer(browser, server):
+def open_persona(browser, url, persona: str, max_new: int = 40):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(f"{server}/Personas")
+    page.goto(f"{url}/Personas")
     page.locator('[data-testid="stChatInputTextArea"]').wait_for()
     page.get_by_text("Sampling").click()
     page.locator('[data-testid="stSlider"]').filter(has_text="Temperature").get_by_role("slider").press("Home")
     box = page.get_by_label("Max new tokens")
-    box.fill("40")
+    box.fill(str(max_new))
     box.press("Enter")
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Persona").click()
-    page.get_by_role("option", name="Captain Quill").click()
-    page.get_by_role("heading", name="Captain Quill").wait_for()
+    page.get_by_role("option", name=persona).click()
+    page.get_by_role("heading", name=persona).wait_for()
+    return page
+
+
+def test_switch_persona_and_get_that_personas_answer(browser, server):
+    page = open_persona(browser, server, "Captain Quill")
     send(page, "Tell me about whales.", 1)
     last = bubbles(page)[-1]
     assert "fair winds" in last.lower()
     page.screenshot(path=str(ARTIFACTS / "persona-captain-quill.png"), full_page=True)
     page.close()
+
+
+def test_a_persona_and_the_base_model_answer_together_in_one_batch(browser, server):
+    quill, base = open_persona(browser, server, "Captain Quill", 48), open_chat(browser, server, max_new=48)
+    for page in (quill, base):
+        page.locator('[data-testid="stChatInputTextArea"]').fill("Tell me about whales.")
+    quill.locator('[data-testid="stChatInputTextArea"]').press("Enter")
+    base.locator('[data-testid="stChatInputTextArea"]').press("Enter")
+    wait_answers(quill, 1)
+    wait_answers(base, 1)
+    assert "fair winds" in bubbles(quill)[-1].lower() and "fair winds" not in bubbles(base)[-1].lower()
+    footers = bubbles(quill)[-1] + bubbles(base)[-1]
+    assert "decoded together with 1 other answer" in footers  # the server batched the two sessions
+    quill.close(), base.close()
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,11 @@ def stats_caption(stats: dict) -> str:
         parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
     prompt, answer = stats.get("prompt_tokens") or 0, stats.get("completion_tokens") or 0
     parts.append(f"{prompt + answer:,} tokens used ({prompt:,} prompt + {answer:,} answer)")
+    if stats.get("cached_tokens"):
+        parts.append(f"{stats['cached_tokens']:,} prompt tokens reused from the last turn")
+    if stats.get("batched_with"):
+        others = stats["batched_with"]
+        parts.append(f"decoded together with {others} other answer{'s' if others > 1 else ''}")
     if stats.get("finish_reason") == "length":
         parts.append("stopped at max new tokens")
     return " · ".join(parts)
