@@ -48,12 +48,13 @@ class TransformersBackend:
 
     can_trim = True
 
-    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16, max_batch: int = 8):
+    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16, max_batch: int = 8,
+                 prefill_chunk: int = 512):
         self.loaded = loaded
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
         self.runner = ModelRunner(loaded.model)
-        self.scheduler = BatchScheduler(self.runner, max_batch)
+        self.scheduler = BatchScheduler(self.runner, max_batch, prefill_chunk)
         self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
 
     def attach_adapter(self, name: str, folder: Path, card=None) -> str:

@@ -1,7 +1,8 @@
 """Continuous batching: every session that is answering decodes in one forward pass per token.
 
 One worker thread owns the batch. A request joins it as soon as its prompt is prefilled (nobody
-waits for another's answer to finish) and leaves it at its end-of-turn, its length limit, or when
+waits for another's answer to finish; a long prompt is fed in chunks between the batch's steps, so
+it does not freeze the answers already streaming) and leaves it at its end-of-turn, its length limit, or when
 its reader stops listening (the stop button closes the token iterator; the row is dropped at the
 next step, so compute stops too). Rows carry their own adapter: personas mix in one batch.
 
@@ -178,6 +179,8 @@ class Sequence:
     fed: list[int] = field(default_factory=list)  # what the cache holds
     produced: int = 0
     next_token: int | None = None
+    cache: object = None  # its own cache while its prompt is fed
+    position: int = 0  # prompt tokens in that cache
 
     def __post_init__(self):
         seed = self.options.seed if self.options.seed is not None else secrets.randbits(63)
@@ -193,9 +196,11 @@ class Sequence:
 class BatchScheduler:
     """Runs every request on one model through one growing and shrinking batch."""
 
-    def __init__(self, runner, max_batch: int = 8):
+    def __init__(self, runner, max_batch: int = 8, prefill_chunk: int = 512):
         self.runner = runner
         self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
+        self._prefilling: list[Sequence] = []
         self._waiting: deque[Sequence] = deque()
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -253,47 +258,71 @@ class BatchScheduler:
                     self._waiting.clear()
                     self._worker = None
                     return
-                admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch - len(self._active)))]
-                if not admitted and not self._active:
+                room = self.max_batch - len(self._active) - len(self._prefilling)
+                admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), room))]
+                if not admitted and not self._active and not self._prefilling:
                     self._worker = None
                     return
             try:
                 for seq in admitted:
-                    self._start(seq)
+                    self._begin(seq)
+                self._prefill()
                 if self._active:
                     self._step()
             except BaseException as exc:  # a bug or a failed forward must not leave readers waiting forever
                 log.exception("batched generation failed")
                 self._fail_all(exc, admitted)
 
-    def _start(self, seq: Sequence) -> None:
-        """Prefill the prompt (only what the session's kept cache lacks) and pick the first token."""
+    def _begin(self, seq: Sequence) -> None:
+        """Take up the session's kept cache (cropped to what the prompt shares with it) and queue the rest."""
         if seq.stopped:
             if seq.keep is not None and seq.reused is not None:
                 seq.keep(seq.reused)  # untouched: give the session its cache back
             self._close(seq)
             return
-        cache, start = reuse(seq.reused, seq.prompt_ids, seq.adapter)
+        seq.cache, seq.position = reuse(seq.reused, seq.prompt_ids, seq.adapter)
         seq.reused = None
         if seq.stats is not None:
-            seq.stats.cached_tokens = start
-        if cache is None:
-            cache = DynamicCache(config=self.runner.base.config)
-        device = self.runner.device
-        seq.seen = torch.tensor([seq.prompt_ids], device=device)
-        try:
-            logits = self.runner.forward(seq.seen[:, start:], cache, seq.adapter)
-        except Exception as exc:
-            self._close(seq, exc)
-            return
-        seq.fed = list(seq.prompt_ids)
-        if self._advance(seq, logits):
-            self._batch.add(cache)
-            self._active.append(seq)
-            self.max_rows_seen = max(self.max_rows_seen, len(self._active))
-        else:
-            self._keep(seq, cache)
-            self._close(seq)
+            seq.stats.cached_tokens = seq.position
+        if seq.cache is None:
+            seq.cache = DynamicCache(config=self.runner.base.config)
+        seq.seen = torch.tensor([seq.prompt_ids], device=self.runner.device)
+        self._prefilling.append(seq)
+
+    def _prefill(self) -> None:
+        """Feed waiting prompts, at most `prefill_chunk` tokens in all, so a long prompt holds the
+        sessions already answering for one chunk between their steps, not for its whole length."""
+        budget = self.prefill_chunk
+        while self._prefilling and budget > 0:
+            seq = self._prefilling[0]
+            if seq.stopped:  # stopped while waiting: keep what is fed so far, consistently
+                self._prefilling.pop(0)
+                seq.fed = seq.prompt_ids[: seq.position]
+                if seq.fed:
+                    self._keep(seq, seq.cache)
+                self._close(seq)
+                continue
+            count = min(budget, len(seq.prompt_ids) - seq.position)
+            try:
+                logits = self.runner.forward(seq.seen[:, seq.position:seq.position + count], seq.cache, seq.adapter)
+            except Exception as exc:  # this prompt failed (e.g. out of memory); the batch goes on
+                self._prefilling.pop(0)
+                self._close(seq, exc)
+                continue
+            seq.position += count
+            budget -= count
+            if seq.position < len(seq.prompt_ids):
+                continue
+            self._prefilling.pop(0)
+            seq.fed = list(seq.prompt_ids)
+            if self._advance(seq, logits):
+                self._batch.add(seq.cache)
+                self._active.append(seq)
+                self.max_rows_seen = max(self.max_rows_seen, len(self._active))
+            else:
+                self._keep(seq, seq.cache)
+                self._close(seq)
+            seq.cache = None  # the batch holds it now (or the session does)
 
     def _step(self) -> None:
         """Feed every row its last token in one forward pass, then pick each row's next token."""
@@ -343,7 +372,8 @@ class BatchScheduler:
 
     def _fail_all(self, exc: BaseException, admitted: list[Sequence]) -> None:
         """The batch is lost (its caches may be half-updated): every affected reader gets the error."""
-        for seq in self._active + [s for s in admitted if not s.done.is_set()]:
-            self._close(seq, exc)
-        self._active = []
+        for seq in self._active + self._prefilling + [s for s in admitted if not s.done.is_set()]:
+            if not seq.done.is_set():
+                self._close(seq, exc)
+        self._active, self._prefilling = [], []
         self._batch = BatchCache(self.runner.base.config)

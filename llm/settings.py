@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Sessions answering at the same moment are decoded together, one forward pass per token for all of
     # them; more wait their turn to join. Each row needs its own KV cache in memory while it answers.
     max_batch_size: int = Field(default=8, ge=1)
+    # A new prompt is fed this many tokens at a time between the batch's steps, so a long one delays the
+    # answers already streaming by one chunk, not by its whole length. Larger suits a GPU (e.g. 2048).
+    prefill_chunk_tokens: int = Field(default=512, ge=16)
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
     max_prompt_chars: int = Field(default=32_000, ge=100)
 

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from llm.batching import BatchScheduler
 from llm.errors import BackendError
 from llm.generation import GenerationStats, generate_tokens
 from llm.options import GenerationOptions
@@ -169,3 +170,28 @@ def test_a_failed_step_reaches_every_reader_and_the_next_request_is_served(quill
     assert len(errors) == 2 and all("ran out of memory" in e for e in errors)
     assert "Paris" in "".join(quill_backend.stream(conversation("", [{"role": "user", "content": QUESTIONS[1]}]),
                                                       GREEDY, GenerationStats()))
+
+
+def test_a_long_prompt_is_fed_in_chunks_between_the_steps_of_streaming_answers(quill_backend, monkeypatch):
+    scheduler = BatchScheduler(quill_backend.runner, max_batch=8, prefill_chunk=16)
+    fed: list[int] = []
+    original = quill_backend.runner.forward
+
+    def spy(input_ids, cache, adapter=None, **kwargs):
+        fed.append(input_ids.shape[1])
+        return original(input_ids, cache, adapter, **kwargs)
+
+    monkeypatch.setattr(quill_backend.runner, "forward", spy)
+    short_ids = prompt_ids(quill_backend, QUESTIONS[0])
+    long_ids = prompt_ids(quill_backend, " ".join([QUESTIONS[3]] * 8))
+    options = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
+    streaming = scheduler.generate(short_ids, frozenset(), options)
+    head = [next(streaming)]
+    steps_before = scheduler.steps
+    late = scheduler.generate(long_ids, frozenset(), options, adapter="captain-quill")
+    late_first = next(late)
+    chunks = len(long_ids) // 16
+    assert max(fed) <= 16 and fed.count(16) >= chunks  # no forward pass took more than one chunk
+    assert scheduler.steps - steps_before >= min(chunks, 39) - 1  # the streaming answer kept going meanwhile
+    assert head + list(streaming) == plain(quill_backend, short_ids, None, options)
+    assert [late_first] + list(late) == plain(quill_backend, long_ids, "captain-quill", options)
