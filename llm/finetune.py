@@ -194,7 +194,15 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
             _save_checkpoint(model, optimizer, scheduler, step, out_dir)
     bar.close()
     model.save_pretrained(str(out_dir), safe_serialization=True)  # adapter_model.safetensors only
+    _name_the_base(out_dir / "adapter_config.json", loaded.name)
     return losses
+
+
+def _name_the_base(config_path: Path, base_name: str) -> None:
+    """PEFT records the folder the base model was loaded from: a path on this machine. Name the model instead."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_name
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def _save_checkpoint(model, optimizer, scheduler, step: int, out_dir: Path) -> None:

@@ -102,6 +102,8 @@ def test_a_few_training_steps_on_cpu_lower_the_loss_and_the_adapter_loads(tmp_pa
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
     assert (out / "adapter_model.safetensors").is_file() and not list(out.glob("*.bin"))
     assert (out / "checkpoints" / "step-4" / "trainer_state.pt").is_file()
+    recorded = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert recorded == loaded.name and str(MODELS_DIR) not in recorded  # no path of this machine in the adapter
     (out / "persona.json").write_text(json.dumps({"display_name": "Quick", "base_model": loaded.name}))
     registry = PersonaRegistry(persona_backend, out.parent, tmp_path / "none.json")
     assert registry.get("quick").available, registry.get("quick").problem
