@@ -35,6 +35,7 @@ from llm.options import GenerationOptions
 log = logging.getLogger(__name__)
 
 _END = object()  # end of a token stream
+IDLE_EXIT_S = 120.0  # the worker thread ends after this long without work; the next request starts one
 _SCHEDULERS: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -202,7 +203,7 @@ class BatchScheduler:
         self.prefill_chunk = prefill_chunk
         self._prefilling: list[Sequence] = []
         self._waiting: deque[Sequence] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # guards _waiting; the idle worker waits on it
         self._worker: threading.Thread | None = None
         self._batch = BatchCache(runner.base.config)
         self._active: list[Sequence] = []
@@ -213,7 +214,9 @@ class BatchScheduler:
 
     def close(self) -> None:
         """Stop the worker after its current step; readers still waiting get an error."""
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
         worker = self._worker
         if worker is not None:
             worker.join(timeout=30)
@@ -236,8 +239,11 @@ class BatchScheduler:
         with self._lock:
             self._waiting.append(seq)
             if self._worker is None:
+                # One long-lived thread: torch's CPU thread pool belongs to the thread that calls it, and a
+                # thread started per burst made a new pool each time (decode speed halved, erratically).
                 self._worker = threading.Thread(target=self._run, name="llm-batch", daemon=True)
                 self._worker.start()
+            self._lock.notify()
         try:
             while (item := seq.out.get()) is not _END:
                 if isinstance(item, BaseException):
@@ -258,11 +264,14 @@ class BatchScheduler:
                     self._waiting.clear()
                     self._worker = None
                     return
+                while not (self._waiting or self._active or self._prefilling or self._closing):
+                    if not self._lock.wait(timeout=IDLE_EXIT_S):  # idle: no work, no CPU
+                        self._worker = None  # long idle: let go (and let an unused backend be freed)
+                        return
+                if self._closing:
+                    continue
                 room = self.max_batch - len(self._active) - len(self._prefilling)
                 admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), room))]
-                if not admitted and not self._active and not self._prefilling:
-                    self._worker = None
-                    return
             try:
                 for seq in admitted:
                     self._begin(seq)
