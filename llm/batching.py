@@ -264,9 +264,11 @@ class BatchScheduler:
                     self._waiting.clear()
                     self._worker = None
                     return
-                while not (self._waiting or self._active or self._prefilling or self._closing):
-                    if not self._lock.wait(timeout=IDLE_EXIT_S):  # idle: no work, no CPU
-                        self._worker = None  # long idle: let go (and let an unused backend be freed)
+                while not self._has_work():
+                    # Idle: no work, no CPU. After a long idle, let go (and let an unused backend be freed);
+                    # work is checked again under the lock, so a request that came at the timeout is not lost.
+                    if not self._lock.wait(timeout=IDLE_EXIT_S) and not self._has_work():
+                        self._worker = None
                         return
                 if self._closing:
                     continue
@@ -281,6 +283,9 @@ class BatchScheduler:
             except BaseException as exc:  # a bug or a failed forward must not leave readers waiting forever
                 log.exception("batched generation failed")
                 self._fail_all(exc, admitted)
+
+    def _has_work(self) -> bool:
+        return bool(self._waiting or self._active or self._prefilling or self._closing)
 
     def _begin(self, seq: Sequence) -> None:
         """Take up the session's kept cache (cropped to what the prompt shares with it) and queue the rest."""

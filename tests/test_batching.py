@@ -195,3 +195,20 @@ def test_a_long_prompt_is_fed_in_chunks_between_the_steps_of_streaming_answers(q
     assert scheduler.steps - steps_before >= min(chunks, 39) - 1  # the streaming answer kept going meanwhile
     assert head + list(streaming) == plain(quill_backend, short_ids, None, options)
     assert [late_first] + list(late) == plain(quill_backend, long_ids, "captain-quill", options)
+
+
+def test_an_idle_worker_lets_go_and_the_next_request_starts_another(quill_backend, monkeypatch):
+    import time
+
+    from llm import batching
+
+    monkeypatch.setattr(batching, "IDLE_EXIT_S", 0.3)
+    scheduler = BatchScheduler(quill_backend.runner)
+    options = GenerationOptions(temperature=0, max_new_tokens=4, repetition_penalty=1.0)
+    ids = prompt_ids(quill_backend, QUESTIONS[0])
+    first = list(scheduler.generate(ids, frozenset(), options))
+    deadline = time.time() + 10
+    while scheduler._worker is not None and time.time() < deadline:
+        time.sleep(0.05)
+    assert scheduler._worker is None  # no thread held while nobody asks
+    assert list(scheduler.generate(ids, frozenset(), options)) == first == plain(quill_backend, ids, None, options)
