@@ -1,0 +1,24 @@
+"""The benchmark script runs end to end on the demo model and prints its figures (short settings)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import MODELS_DIR, ROOT
+
+
+def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):
+    env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "bench", "--turns", "2", "--new-tokens", "6", "--sessions", "2"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "device: CPU" in text
+    assert re.search(r"ours\s+: total [\d.]+ s · turn 2 TTFT / turn 1 TTFT = [\d.]+x", text)
+    assert re.search(r"2 sessions at the same moment \(personas: base, captain-quill\)", text)
+    assert re.search(r"ours\s+: [\d.]+ tok/s aggregate \([\d.]+x one session's", text)
+    assert re.search(r"[12] rows at most in one batched step · speed-up in each of 3 runs", text)
+    assert re.search(r"persona switch.*\n\s+baseline \(reload base \+ adapter\): [\d.]+ s · ours", text)
