@@ -13,7 +13,6 @@ from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
 from llm.lora import AdapterError
 from llm.options import GenerationOptions
-from llm.personas import check_adapter_shapes
 from llm.prompts import Message, build_prompt
 from llm.runner import ModelRunner
 
@@ -58,9 +57,6 @@ class TransformersBackend:
         self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
 
     def attach_adapter(self, name: str, folder: Path, card=None) -> str:
-        problem = check_adapter_shapes(folder, self.loaded.model)
-        if problem:
-            raise BackendError(problem)
         try:
             self.runner.add_adapter(name, folder)
         except AdapterError as exc:  # checked before anything is installed: the others keep working

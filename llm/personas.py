@@ -117,28 +117,6 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
     return card, None
 
 
-def check_adapter_shapes(folder: Path, base_model) -> str | None:
-    """Every LoRA matrix must fit the layer it targets in the loaded model."""
-    from safetensors import safe_open
-
-    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
-        for key in f.keys():
-            match = re.match(r"(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$", key)
-            if not match:
-                continue
-            path, which = match.groups()
-            try:
-                layer = base_model.get_submodule(path)
-            except AttributeError:
-                return f"targets a layer the loaded model does not have ({path})"
-            shape = tuple(f.get_slice(key).get_shape())
-            expected_dim = layer.in_features if which == "A" else layer.out_features
-            got_dim = shape[1] if which == "A" else shape[0]
-            if got_dim != expected_dim:
-                return f"shapes do not match the loaded model ({path}: {got_dim} vs {expected_dim})"
-    return None
-
-
 def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
     """Prompt-only personas from a JSON object `{name: card}`. Returns (personas, problem with the file)."""
     if not path.is_file():
