@@ -13,11 +13,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
-from llm.kvcache import CacheEntry, reuse
 from llm.options import GenerationOptions
 
 
@@ -103,41 +102,31 @@ def generate_tokens(
     options: GenerationOptions,
     cancel: threading.Event | None = None,
     adapter: str | None = None,
-    reused: CacheEntry | None = None,
-    keep: Callable[[CacheEntry], None] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids until an end-of-turn id, `max_new_tokens`, or `cancel` is set.
 
-    `runner` is an `llm.runner.ModelRunner`; `adapter` names a LoRA adapter on it (None: the base model).
-    `reused` is this session's cache from an earlier turn: only the tokens it lacks are fed. `keep`
-    receives the cache when generation ends (however it ends), for the next turn. Stop ids are not yielded.
+    The plain path: this request alone, its whole prompt fed into a fresh cache; the reference the batched,
+    cache-reusing path is tested against. `runner` is an `llm.runner.ModelRunner`; `adapter` names a LoRA
+    adapter on it (None: the base model). Stop ids are not yielded.
     """
     from transformers import DynamicCache
 
     device = runner.device
-    cache, start = reuse(reused, prompt_ids, adapter)
-    if cache is None:
-        cache = DynamicCache(config=runner.base.config)
-    fed = list(prompt_ids)  # what the cache will hold
+    cache = DynamicCache(config=runner.base.config)
     rng = torch.Generator().manual_seed(options.seed if options.seed is not None else secrets.randbits(63))
     processors = make_processors(options)
     seen = torch.tensor([prompt_ids], device=device)  # (1, T) prompt + answer so far, for the penalty
-    try:
-        logits = prefill(runner, seen[:, start:], cache, adapter)
-        for _ in range(options.max_new_tokens):
-            token = sample(logits, seen, processors, options.greedy, rng)
-            if token in stop_ids:
-                return
-            yield token
-            if cancel is not None and cancel.is_set():
-                return
-            next_token = torch.tensor([[token]], device=device)
-            seen = torch.cat([seen, next_token], dim=1)
-            logits = decode_one_token(runner, next_token, cache, adapter)
-            fed.append(token)
-    finally:
-        if keep is not None and cache.get_seq_length() == len(fed):
-            keep(CacheEntry(fed, cache, adapter))
+    logits = prefill(runner, seen, cache, adapter)
+    for _ in range(options.max_new_tokens):
+        token = sample(logits, seen, processors, options.greedy, rng)
+        if token in stop_ids:
+            return
+        yield token
+        if cancel is not None and cancel.is_set():
+            return
+        next_token = torch.tensor([[token]], device=device)
+        seen = torch.cat([seen, next_token], dim=1)
+        logits = decode_one_token(runner, next_token, cache, adapter)
 
 
 class IncrementalDecoder:
