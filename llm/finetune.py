@@ -28,7 +28,11 @@ IGNORE = -100  # label value the loss skips (prompt tokens)
 
 
 class DatasetError(StudioError):
-    """A dataset record is malformed; the message names the record."""
+    """A dataset record is malformed, or nothing in it can be learnt; the message says which and why."""
+
+
+class TrainingError(StudioError):
+    """Training went wrong (the loss or the weights stopped being finite); no adapter was written."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,20 @@ class TrainConfig:
     save_every: int = 50  # steps between checkpoints
     max_steps: int | None = None  # stop early (tests, quick tries)
     seed: int = 42
+
+    def __post_init__(self):
+        # Zero steps would save the untouched adapter (its B matrices start at zero): an adapter that does nothing.
+        at_least = {"r": 1, "alpha": 1, "batch_size": 1, "max_length": 16, "save_every": 1, "max_steps": 1}
+        for field, low in at_least.items():
+            value = getattr(self, field)
+            if value is not None and value < low:
+                raise TrainingError(f"--{field.replace('_', '-')} must be at least {low} (got {value}).")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise TrainingError(f"--epochs must be above 0 (got {self.epochs}).")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainingError(f"--lr must be above 0 (got {self.lr}); 1e-4 is a good start.")
+        if not 0 <= self.dropout < 1:
+            raise TrainingError(f"--dropout must be from 0 up to (not including) 1 (got {self.dropout}).")
 
 
 def load_records(path: Path, system_prompt: str) -> list[list[Message]]:
@@ -117,6 +135,24 @@ def build_example(tokenizer, messages: list[Message], max_length: int) -> tuple[
     return ids[:max_length], labels[:max_length]
 
 
+def learnable(examples: list[tuple[list[int], list[int]]], max_length: int, log=print) -> list[tuple[list[int], list[int]]]:
+    """The examples that keep some of their answer after the cut at `max_length`.
+
+    An example cut before its answer has no token to learn from: a batch of only such examples has a loss of
+    0/0 (NaN), and training on it writes an adapter that does nothing. Raises DatasetError when none is left."""
+    kept = [(ids, labels) for ids, labels in examples if any(label != IGNORE for label in labels)]
+    if not kept:
+        raise DatasetError(
+            f"Every example is cut at --max-length {max_length} before its answer starts (the system prompt and "
+            "question alone are longer), so there is nothing to learn; no adapter was written. Raise --max-length, "
+            "or shorten the system prompt and the questions."
+        )
+    if len(kept) < len(examples):
+        log(f"{len(examples) - len(kept)} of {len(examples)} examples are cut at --max-length {max_length} before "
+            "their answer starts; they are left out.")
+    return kept
+
+
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
     import torch
 
@@ -137,11 +173,15 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = False, log=print) -> list[float]:
-    """Train a LoRA adapter on `examples` and save it (adapter files only) to `out_dir`. Returns losses."""
+    """Train a LoRA adapter on `examples` and save it (adapter files only) to `out_dir`. Returns losses.
+
+    Raises DatasetError when no example has an answer token left, TrainingError when the loss or the weights
+    stop being finite; then no adapter is written."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from tqdm import tqdm
 
+    examples = learnable(examples, config.max_length, log)
     torch.manual_seed(config.seed)
     model = loaded.model
     on_cuda = loaded.device == "cuda"
@@ -178,24 +218,49 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
         batches += [shuffled[i: i + config.batch_size] for i in range(0, len(shuffled), config.batch_size)]
     losses: list[float] = []
     bar = tqdm(total=total, initial=step, desc="fine-tuning", unit="step", file=sys.stderr)
-    while step < total:
-        input_ids, labels, mask = (t.to(loaded.device) for t in collate(batches[step], pad_id))
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(float(loss))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=f"{step / steps_per_epoch:.2f}")
-        bar.update(1)
-        if step % config.save_every == 0 and step < total:
-            _save_checkpoint(model, optimizer, scheduler, step, out_dir)
-    bar.close()
+    with bar:  # closed before any error is printed
+        while step < total:
+            losses.append(_step(model, optimizer, scheduler, collate(batches[step], pad_id), loaded.device, step + 1))
+            step += 1
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=f"{step / steps_per_epoch:.2f}")
+            bar.update(1)
+            if step % config.save_every == 0 and step < total:
+                _check_weights(model, step)
+                _save_checkpoint(model, optimizer, scheduler, step, out_dir)
+    _check_weights(model, step)
     model.save_pretrained(str(out_dir), safe_serialization=True)  # adapter_model.safetensors only
     _name_the_base(out_dir / "adapter_config.json", loaded.name)
     return losses
+
+
+def _step(model, optimizer, scheduler, batch, device: str, step: int) -> float:
+    """One optimizer step on one batch; returns its loss. Stops training when a number stops being finite."""
+    import torch
+
+    input_ids, labels, mask = (t.to(device) for t in batch)
+    loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    if not math.isfinite(loss.item()):
+        raise TrainingError(f"The loss became {loss.item()} at step {step}: training stopped, no adapter was "
+                            "written. Lower --lr (it is often the cause), or check the dataset.")
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    if not math.isfinite(grad_norm.item()):
+        raise TrainingError(f"The gradients became {grad_norm.item()} at step {step}: training stopped, no "
+                            "adapter was written. Lower --lr, or check the dataset.")
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _check_weights(model, step: int) -> None:
+    """The adapter's weights are all finite numbers (an optimizer step can overflow with a finite loss)."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if param.requires_grad and not torch.isfinite(param).all():
+            raise TrainingError(f"The adapter's weights stopped being finite numbers by step {step} ({name}): no "
+                                "adapter was written. Lower --lr.")
 
 
 def _name_the_base(config_path: Path, base_name: str) -> None:
@@ -232,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         kind = type(default.default) if default.default is not None else int
         parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=default.default)
     args = parser.parse_args(argv)
-    config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)})
     try:
+        config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)})
         return _run(args, config)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -253,10 +318,17 @@ def _run(args, config: TrainConfig) -> int:
     examples = [build_example(loaded.tokenizer, c, config.max_length) for c in conversations]
     cut = sum(len(ids) >= config.max_length for ids, _ in examples)
     print(f"{len(examples)} examples from {args.data}; {cut} cut at --max-length {config.max_length}.", file=sys.stderr)
+    learnable(examples, config.max_length, log=lambda m: None)  # refuse before any folder is made
     if not args.resume and out_dir.exists():
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    losses = train(examples, loaded, out_dir, config, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    try:
+        losses = train(examples, loaded, out_dir, config, resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+    except TrainingError:
+        if created:  # only checkpoints of a run that failed: not a persona the page should list as broken
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     card = PersonaCard(display_name=args.display_name or args.name, description=args.description,
                        system_prompt=args.system_prompt, greeting=args.greeting, avatar=args.avatar,
                        base_model=loaded.name)
