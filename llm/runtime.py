@@ -56,3 +56,24 @@ def get_backend(progress: Progress | None = None, settings: Settings | None = No
     """The shared backend for LLM_BACKEND. Raises `StudioError` with a fix when it cannot start."""
     settings = settings or get_settings()
     return BACKENDS[settings.llm_backend](settings, progress)
+
+
+@st.cache_resource(show_spinner="Loading personas…")
+def _registry(_backend: ChatBackend, backend_id: int, adapters_dir: str, personas_file: str):
+    from llm.personas import PersonaRegistry
+
+    return PersonaRegistry(_backend, Path(adapters_dir), Path(personas_file))
+
+
+def get_registry(backend: ChatBackend, settings: Settings | None = None):
+    """One persona registry per backend and folders, shared by every page and the API (adapters load once)."""
+    settings = settings or get_settings()
+    return _registry(backend, id(backend), str(settings.adapters_dir), str(settings.personas_file))
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def get_reranker(model_name: str):
+    """The sentence-transformers model shared by search reranking and the API's embeddings."""
+    from rag.rerank import Reranker
+
+    return Reranker(model_name)

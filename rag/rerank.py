@@ -31,6 +31,13 @@ class Reranker:
         self.name = model_name
         self._lock = threading.Lock()
 
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """(one unit-length vector per text, tokens read): the API's /v1/embeddings."""
+        with self._lock:
+            vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+            tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+        return vectors.tolist(), tokens
+
     def rerank(self, query: str, results: list[SearchResult]) -> list[tuple[float, SearchResult]]:
         """Best first: (score, result) pairs."""
         if not results:

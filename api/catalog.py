@@ -1,0 +1,42 @@
+"""Which model ids the API serves: the base model and every available persona, vLLM style
+(a persona is a model id of its own whose `parent` is the base model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one model id means for the backend."""
+
+    id: str
+    kind: Literal["base", "prompt", "lora", "served"]
+    backend_model: str | None  # passed to `ChatBackend.stream(model=...)`; None: the backend's default
+    system_prompt: str | None = None  # a persona's own; used when the request brings none
+    parent: str | None = None
+
+
+def base_id(backend) -> str:
+    """A plain id for the in-process model: `SmolLM2-135M-Instruct (demo)` -> `SmolLM2-135M-Instruct`,
+    a hub id stays as it is, a local folder shows only its name (never a path of this machine)."""
+    name = backend.name.replace(" (demo)", "").rstrip("/")
+    return name if name.count("/") == 1 and not name.startswith((".", "/", "~")) else name.rsplit("/", 1)[-1]
+
+
+def targets(backend, personas) -> dict[str, Target]:
+    """Every model id a request may name, in listing order. `personas`: the registry's list."""
+    if getattr(backend, "base_name", None) is None:  # a server: its own models are ids as they are
+        served = backend.list_models()
+        found = {name: Target(name, "served", name) for name in served}
+        parent = backend.resolve_model(None) if served else None
+    else:
+        parent = base_id(backend)
+        found = {parent: Target(parent, "base", None)}
+    for persona in personas:
+        if persona.kind == "base" or not persona.available or persona.name == parent:
+            continue  # a persona named like a served model replaces it: its system prompt then applies
+        model = persona.model if persona.kind == "lora" else None
+        found[persona.name] = Target(persona.name, persona.kind, model, persona.card.system_prompt or None, parent)
+    return found

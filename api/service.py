@@ -1,0 +1,211 @@
+"""The process-wide state behind the API: the shared backend (loading starts with the server),
+the persona registry and the embedding model, the same objects the pages use."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+from api.catalog import Target, targets
+from api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
+from llm.errors import StudioError
+from llm.generation import GenerationStats
+from llm.options import GenerationOptions
+from llm.prompts import Message
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(StudioError):
+    """A request the API refuses; `status`, `param` and `code` go into OpenAI's error shape."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.param, self.code, self.kind = status, param, code, kind
+
+
+class Engine:
+    """Loads the backend once in a background thread and says whether it can answer yet."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.backend = None
+        self.problem: str | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="model-load", daemon=True)
+                self._thread.start()
+
+    def _load(self) -> None:
+        from llm.runtime import get_backend, get_registry
+
+        try:
+            backend = get_backend()
+            get_registry(backend)  # adapters attach now, not on the first request
+            self.backend = backend
+        except StudioError as exc:
+            self.problem = str(exc)
+        except Exception as exc:  # anything else: the server keeps serving and /health says why
+            log.exception("the model failed to load")
+            self.problem = f"The model failed to load ({type(exc).__name__}); see the server log."
+
+    def ready(self):
+        """The backend, or raises ApiError 503 while it loads or when it failed."""
+        self.start()
+        if self.backend is not None:
+            return self.backend
+        if self.problem:
+            raise ApiError(503, f"The model is not available: {self.problem}", code="model_unavailable", kind="server_error")
+        raise ApiError(503, "Loading model", code="model_loading", kind="server_error")
+
+    def targets(self) -> dict[str, Target]:
+        from llm.runtime import get_registry
+
+        backend = self.ready()
+        return targets(backend, get_registry(backend).personas())
+
+
+ENGINE = Engine()
+
+
+@dataclass
+class ChatRun:
+    """One answer in progress: its text pieces and, once they end, its figures."""
+
+    pieces: Iterator[str]
+    stats: GenerationStats
+    stops: StopStrings
+
+    @property
+    def finish_reason(self) -> str:
+        return "stop" if self.stops.hit else ("length" if self.stats.finish_reason == "length" else "stop")
+
+    def usage(self) -> dict:
+        prompt, completion = self.stats.prompt_tokens, self.stats.completion_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def close(self) -> None:
+        """Stops the computation too: closing the pieces drops this row from the batch."""
+        self.stops.close()
+
+
+def start_chat(request: ChatRequest) -> ChatRun:
+    """Check the request against the model it names and start its answer (blocking: call in a thread)."""
+    if problem := request.unsupported():
+        raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
+    target = ENGINE.targets().get(request.model)
+    if target is None:
+        raise ApiError(404, f"The model {request.model!r} does not exist. GET /v1/models lists the models and personas.",
+                       param="model", code="model_not_found")
+    messages = to_messages(request.messages, target.system_prompt)
+    options = to_options(request)
+    stats = GenerationStats()
+    try:
+        pieces = ENGINE.backend.stream(messages, options, stats, model=target.backend_model)
+    except StudioError as exc:
+        raise _refusal(exc) from None
+    return ChatRun(pieces, stats, StopStrings(pieces, request.stop_strings()))
+
+
+def _refusal(exc: StudioError) -> ApiError:
+    from llm.errors import PromptTooLongError
+
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, PromptTooLongError):
+        return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
+    return ApiError(502, str(exc), code="backend_error", kind="server_error")
+
+
+def to_messages(messages: list[ChatMessage], persona_prompt: str | None) -> list[Message]:
+    """System (and developer) messages joined into one leading system prompt; the persona's own prompt
+    when the request has none (a LoRA persona then answers as it does on its page)."""
+    system, chat = [], []
+    for index, message in enumerate(messages):
+        if message.role in ("tool", "function") or message.tool_calls:
+            raise ApiError(400, "Tool messages are not supported.", param=f"messages.{index}.role", code="unsupported_parameter")
+        text = _text(message, index)
+        if message.role in ("system", "developer"):
+            system.append(text)
+        else:
+            chat.append({"role": message.role, "content": text})
+    if not chat:
+        raise ApiError(400, "messages needs at least one user message.", param="messages")
+    prompt = "\n\n".join(system) if system else persona_prompt
+    return ([{"role": "system", "content": prompt}] if prompt else []) + chat
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    parts = message.content or []
+    if any(part.type != "text" or part.text is None for part in parts):
+        raise ApiError(400, "Only text content parts are supported.", param=f"messages.{index}.content", code="unsupported_parameter")
+    return "".join(part.text for part in parts)
+
+
+def to_options(request: ChatRequest) -> GenerationOptions:
+    """OpenAI's defaults (temperature 1, top_p 1, no top-k, no penalty), validated by GenerationOptions."""
+    from pydantic import ValidationError
+
+    values = {
+        "max_new_tokens": request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "top_k": max(0, request.top_k or 0),  # vLLM's -1 means off, as our 0 does
+        "repetition_penalty": 1.0 if request.repetition_penalty is None else request.repetition_penalty,
+        "seed": request.seed,
+    }
+    try:
+        return GenerationOptions(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = {"max_new_tokens": "max_tokens"}.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise ApiError(400, f"{field}: {first['msg']}.", param=field, code="invalid_value") from None
+
+
+class StopStrings:
+    """Text pieces up to the first stop string (which is left out). A tail that could begin a stop
+    string is held back until the next piece settles it. Ending early closes the source, so the
+    computation stops with the text."""
+
+    def __init__(self, pieces: Iterator[str], stops: list[str]):
+        self.source, self.stops, self.hit = pieces, stops, False
+        self._iter = self._run()
+
+    def __iter__(self):
+        return self._iter
+
+    def __next__(self) -> str:
+        return next(self._iter)
+
+    def _run(self) -> Iterator[str]:
+        if not self.stops:
+            yield from self.source
+            return
+        hold, buffer = max(map(len, self.stops)) - 1, ""
+        for piece in self.source:
+            buffer += piece
+            found = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
+            if found:
+                self.hit = True
+                if min(found):
+                    yield buffer[: min(found)]
+                self.close()
+                return
+            if len(buffer) > hold:
+                yield buffer[: len(buffer) - hold]
+                buffer = buffer[len(buffer) - hold:]
+        if buffer:
+            yield buffer
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
