@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import weakref
 from dataclasses import dataclass
 
 from llm.errors import PromptTooLongError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+# Control-token text that any chat template may give meaning to. Message text written by a user, a web
+# page, an import or a persona file must never reach a tokenizer as the real token.
+GENERIC_MARKERS = ("<|", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>",
+                   "<end_of_turn>", "<bos>", "<eos>")
+# Joins the marker's first character to the rest: the text reads the same, but no longer matches the token.
+BREAK = "\u200d"
+_patterns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -21,17 +31,72 @@ def conversation(system_prompt: str, history: list[Message]) -> list[Message]:
     return messages + [{"role": m["role"], "content": m["content"]} for m in history]
 
 
+def marker_pattern(markers) -> re.Pattern:
+    strings = sorted({m for m in markers if len(m) > 1}, key=len, reverse=True)  # longest first
+    return re.compile("|".join(map(re.escape, strings)))
+
+
+_GENERIC = marker_pattern(GENERIC_MARKERS)
+
+
+def _tokenizer_pattern(tokenizer) -> re.Pattern:
+    """Every special and added token of `tokenizer` (plus the generic markers), built once per tokenizer."""
+    try:
+        return _patterns[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    # Added tokens that are plain words (some vocabularies add them) are not control tokens: left alone.
+    controls = [t.content for t in added.values() if t.special or not t.content.strip().isalnum()]
+    markers = [*GENERIC_MARKERS, *getattr(tokenizer, "all_special_tokens", []), *controls]
+    pattern = marker_pattern(markers)
+    try:
+        _patterns[tokenizer] = pattern
+    except TypeError:  # not weak-referenceable: build it each time
+        pass
+    return pattern
+
+
+def neutralise(text: str, pattern: re.Pattern = _GENERIC) -> str:
+    """`text` with every control-token marker broken by a zero-width joiner after its first character.
+
+    Repeated until none is left, since breaking one match can leave an overlapping one whole."""
+    while pattern.search(text):
+        text = pattern.sub(lambda m: m[0][0] + BREAK + m[0][1:], text)
+    return text
+
+
+def without_control_tokens(messages: list[Message], pattern: re.Pattern = _GENERIC) -> list[Message]:
+    """The messages with control-token text neutralised in every content (the template adds the real ones)."""
+    return [{**m, "content": neutralise(m["content"], pattern)} for m in messages]
+
+
 def encode(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of `messages` through the chat template; special tokens come only from the template."""
+    messages = without_control_tokens(messages, _tokenizer_pattern(tokenizer))
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     if hasattr(ids, "input_ids"):  # some tokenizers return a BatchEncoding regardless
         ids = ids["input_ids"]
     return list(ids)
 
 
+def turn_starts(history: list[Message]) -> list[int]:
+    """Where the kept history may start, fewest dropped first: whole turns (user + its answer) are
+    dropped, so the kept history still starts with a user message. The last leaves one message or none."""
+    starts, i = [0], 0
+    while len(history) - i > 1:
+        i += 2 if len(history) - i > 2 and history[i + 1]["role"] == "assistant" else 1
+        starts.append(i)
+    return starts
+
+
 def build_prompt(tokenizer, messages: list[Message], max_new_tokens: int, context_length: int) -> Prompt:
     """Encode `messages`, dropping the oldest turns (never the system prompt) until the answer fits.
 
-    The budget is prompt tokens + `max_new_tokens` <= `context_length`.
+    The budget is prompt tokens + `max_new_tokens` <= `context_length`. The fewest turns that must go are
+    found by searching from the newest end (dropping a turn never makes the prompt longer): about
+    2·log2(turns) encodings, each no longer than about twice what fits, so a history of thousands of
+    turns costs about what one context's worth does.
     """
     system = [m for m in messages[:1] if m["role"] == "system"]
     history = messages[len(system):]
@@ -40,18 +105,34 @@ def build_prompt(tokenizer, messages: list[Message], max_new_tokens: int, contex
         raise PromptTooLongError(
             f"Max new tokens ({max_new_tokens}) leaves no room in the {context_length}-token context. Lower it in the sidebar."
         )
-    dropped = 0
-    while True:
-        ids = encode(tokenizer, system + history)
-        if len(ids) <= budget:
-            return Prompt(ids, dropped)
-        if len(history) <= 1:
-            raise PromptTooLongError(
-                f"Your message needs {len(ids):,} tokens but only {budget:,} fit "
-                f"({context_length:,} context minus {max_new_tokens:,} for the answer). "
-                "Shorten the message or the system prompt, or lower max new tokens."
-            )
-        # Drop a whole turn (user + its answer) so the history still starts with a user message.
-        cut = 2 if len(history) > 2 and history[1]["role"] == "assistant" else 1
-        history = history[cut:]
-        dropped += cut
+    starts = turn_starts(history)
+    encoded: dict[int, list[int]] = {}
+
+    def fits(k: int) -> bool:  # k: how many of `starts` to move past (k turns dropped)
+        if k not in encoded:
+            encoded[k] = encode(tokenizer, system + history[starts[k]:])
+        return len(encoded[k]) <= budget
+
+    last = len(starts) - 1
+    # A chat whose text is shorter than the budget almost always fits whole: one encoding.
+    if sum(len(m["content"]) for m in messages) <= budget and fits(0):
+        return Prompt(encoded[0], 0)
+    if not fits(last):
+        raise PromptTooLongError(
+            f"Your message needs {len(encoded[last]):,} tokens but only {budget:,} fit "
+            f"({context_length:,} context minus {max_new_tokens:,} for the answer). "
+            "Shorten the message or the system prompt, or lower max new tokens."
+        )
+    # Gallop from the newest end for a drop count that does not fit, then bisect: `low` never fits
+    # (or is -1, before the first), `high` always fits.
+    high, step = last, 1
+    while high > 0 and fits(max(high - step, 0)):
+        high, step = max(high - step, 0), step * 2
+    low = max(high - step, 0) if high > 0 else -1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    return Prompt(encoded[high], starts[high])

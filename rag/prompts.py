@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from llm.prompts import Message
+import re
+
+from llm.prompts import GENERIC_MARKERS, Message, marker_pattern, neutralise
 from rag.search import SearchResult
 
 REWRITE_SYSTEM = (
@@ -30,8 +32,19 @@ def rewrite_messages(history: list[Message], question: str, turns: int = 3) -> l
     ]
 
 
+# A web page's text must not close the sources block early or start a source of its own: our block's
+# tag name (any spelling) and chat-template markers are broken, and each field is put on one line.
+_SOURCE_MARKERS = re.compile(marker_pattern(GENERIC_MARKERS).pattern + "|(?i:search_results)")
+
+
+def source_text(text: str) -> str:
+    """A search result's field as it may appear inside the sources block."""
+    return neutralise(" ".join(text.split()), _SOURCE_MARKERS)
+
+
 def format_sources(sources: list[SearchResult]) -> str:
-    blocks = [f"[{n}] {s.title}\n{s.link}\n{s.snippet}" for n, s in enumerate(sources, 1)]
+    blocks = [f"[{n}] {source_text(s.title)}\n{source_text(s.link)}\n{source_text(s.snippet)}"
+              for n, s in enumerate(sources, 1)]
     return "<search_results>\n" + "\n\n".join(blocks) + "\n</search_results>"
 
 
