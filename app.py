@@ -2,41 +2,49 @@
 
 import streamlit as st
 
-from ui import conversations
-from ui.auth import require_password
-from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, model_picker, render_message, sidebar_options, user_message
+if __name__ != "__main__":
+    # `streamlit run app.py` imports this file once, as the module `app`, to find the server it runs: Streamlit's
+    # own routes with our middleware (the host guard) in front. Each browser session then runs this file as
+    # __main__: the chat page below.
+    import server
 
-st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
-require_password()
-PAGE, HISTORY = "chat", "chat.messages"
-conversations.bind(PAGE, HISTORY)
+    app = st.App(__file__, middleware=server.middleware())
+else:
+    from ui import conversations
+    from ui.auth import require_password
+    from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, model_picker, render_message, sidebar_options, user_message
 
-backend = backend_or_stop()
-system_prompt, options = sidebar_options("chat")
-with st.sidebar:
-    model = model_picker(backend, "chat")
-slot = conversations.sidebar_slot()
-commit_pending(HISTORY)
-history = st.session_state[HISTORY]
-can_regenerate = bool(history) and history[-1]["role"] == "assistant"
-regenerate = st.sidebar.button("Regenerate last answer", key="chat.regen", disabled=not can_regenerate,
-                               use_container_width=True)
+    st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
+    require_password()
+    PAGE, HISTORY = "chat", "chat.messages"
+    conversations.bind(PAGE, HISTORY)
 
-st.title("🦙 Chat")
-for note in backend.notes:
-    st.info(note)
+    backend = backend_or_stop()
+    system_prompt, options = sidebar_options("chat")
+    with st.sidebar:
+        model = model_picker(backend, "chat")
+    slot = conversations.sidebar_slot()
+    commit_pending(HISTORY)
+    history = st.session_state[HISTORY]
+    can_regenerate = bool(history) and history[-1]["role"] == "assistant"
+    regenerate = st.sidebar.button("Regenerate last answer", key="chat.regen", disabled=not can_regenerate,
+                                   use_container_width=True)
 
-if regenerate and can_regenerate:
-    history.pop()
+    st.title("🦙 Chat")
+    for note in backend.notes:
+        st.info(note)
 
-for message in history:
-    render_message(message)
+    if regenerate and can_regenerate:
+        history.pop()
 
-prompt = check_prompt(st.chat_input("Message the model", key="chat.input", submit_mode="stop"))
-if prompt is not None:
-    history.append(user_message(prompt))
-    render_message(history[-1])
-if prompt is not None or (regenerate and can_regenerate):
-    conversations.save(PAGE, HISTORY)
-    answer(backend, HISTORY, system_prompt, options, model, on_progress=conversations.saver(PAGE, HISTORY))
-conversations.finish(slot, PAGE, HISTORY, "chat")
+    for message in history:
+        render_message(message)
+
+    prompt = check_prompt(st.chat_input("Message the model", key="chat.input", submit_mode="stop"))
+    if prompt is not None:
+        history.append(user_message(prompt))
+        render_message(history[-1])
+    if prompt is not None or (regenerate and can_regenerate):
+        conversations.save(PAGE, HISTORY)
+        answer(backend, HISTORY, system_prompt, options, model, on_progress=conversations.saver(PAGE, HISTORY))
+    conversations.finish(slot, PAGE, HISTORY, "chat")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from typing import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from llm.errors import BackendError
 from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
-from llm.settings import Settings
+from llm.settings import Settings, display_url
 
 
 class OpenAIBackend:
@@ -22,17 +22,19 @@ class OpenAIBackend:
     def __init__(self, settings: Settings):
         from openai import OpenAI
 
-        self.base_url = settings.openai_base_url.rstrip("/")
+        self.base_url = settings.openai_base_url.rstrip("/")  # may carry credentials: only requests see it
+        self.where = display_url(self.base_url)  # what names, notes and errors show
         self.client = OpenAI(
             base_url=self.base_url,
             api_key=settings.openai_api_key.get_secret_value(),
             timeout=settings.request_timeout_s,
             max_retries=2,  # bounded: connection errors, 429 and 5xx before the stream starts
         )
+        self._secrets = _secrets_in(self.base_url, settings.openai_api_key.get_secret_value())
         self.timeout_s = settings.request_timeout_s
         self.model = settings.openai_model
         self.extra_sampling = settings.openai_extra_sampling
-        self.name = f"{self.model or 'server default'} @ {urlsplit(self.base_url).netloc}"
+        self.name = f"{self.model or 'server default'} @ {urlsplit(self.where).netloc}"
         self.notes: list[str] = []
         self.base_name = None  # the server decides which adapters it can serve
 
@@ -59,7 +61,7 @@ class OpenAIBackend:
             return chosen
         served = self.list_models()
         if not served:
-            raise BackendError(f"The server at {self.base_url} lists no models. Set OPENAI_MODEL to the model it serves.")
+            raise BackendError(f"The server at {self.where} lists no models. Set OPENAI_MODEL to the model it serves.")
         return served[0]
 
     def stream(
@@ -141,11 +143,16 @@ class OpenAIBackend:
             raise BackendError("The server closed the stream before finishing the answer. What arrived is kept, marked as cut.")
         stats.finish_reason = "length" if finish == "length" else "stop"
 
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _explain(self, exc: Exception, model: str | None = None) -> BackendError:
         """One message per failure, saying what to change. Never includes the API key."""
         import openai
 
-        where = self.base_url
+        where = self.where
         if isinstance(exc, BackendError):
             return exc
         # The client's transport (httpx or httpx2) raises its own types mid-stream; match by name.
@@ -163,10 +170,21 @@ class OpenAIBackend:
         if isinstance(exc, openai.RateLimitError):
             return BackendError(f"The server at {where} is rate limiting requests (429). Wait a moment and try again.")
         if isinstance(exc, openai.APIStatusError):
-            detail = str(exc.body or exc.message)[:200]
+            detail = self._scrub(str(exc.body or exc.message))[:200]  # a server may echo what it was sent
             if exc.status_code >= 500:
                 return BackendError(f"The server at {where} failed ({exc.status_code}). Check its logs; try again.")
             return BackendError(f"The server at {where} rejected the request ({exc.status_code}: {detail}). A new chat may help if the history is too long.")
         if isinstance(exc, (openai.APIError, OSError)) or "Protocol" in type(exc).__name__ or "Stream" in type(exc).__name__:
             return BackendError(f"the connection to {where} broke: {type(exc).__name__}")
         return BackendError(f"Talking to {where} failed ({type(exc).__name__}).")
+
+
+def _secrets_in(url: str, api_key: str) -> list[str]:
+    """Text that must never be shown: the key, and the URL's user name, password and query (raw and decoded)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.username, parts.password, parts.query]
+    except ValueError:
+        found = [url]
+    found = [api_key, *found, *(unquote(f) for f in found if f)]
+    return sorted({f for f in found if f and len(f) >= 4}, key=len, reverse=True)  # longest first

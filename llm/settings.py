@@ -6,15 +6,18 @@ works without editing files. Field names are the variable names in lower case.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_HOST = re.compile(r"[A-Za-z0-9._-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?|[0-9A-Fa-f:.]+")
 
 
 class SecretsTomlSource(PydanticBaseSettingsSource):
@@ -58,6 +61,8 @@ class Settings(BaseSettings):
     adapters_dir: Path = PROJECT_ROOT / "adapters"
     # Prompt-only personas: a JSON object of name -> {display_name, system_prompt, ...}.
     personas_file: Path = PROJECT_ROOT / "personas.json"
+    # Teams of experts (a coordinator persona and expert personas, by name): a JSON object of name -> team.
+    teams_file: Path = PROJECT_ROOT / "teams.json"
     # Downloaded and converted weights (16 GB for the 8B model). Defaults to DATA_DIR/models.
     model_cache_dir: Path | None = None
     # Upper bound on prompt + answer tokens. Llama-3.1 allows 128k, but its KV cache at that length
@@ -79,6 +84,10 @@ class Settings(BaseSettings):
 
     # Optional gate on every page. Without it, keep the app on 127.0.0.1 behind the SSH tunnel.
     app_password: SecretStr | None = None
+    # Host names the app answers to besides localhost, 127.0.0.1 and [::1] (comma separated, e.g. the name a
+    # reverse proxy or the LAN uses). Any other name is refused: that is how a web page reaches 127.0.0.1
+    # through DNS rebinding.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: str = "http://127.0.0.1:8000/v1"
@@ -111,6 +120,22 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        names = [str(v).strip() for v in value if str(v).strip()]
+        # Forgiving about a pasted URL (`https://chat.example.com:8443/`): the name is what counts.
+        names = [(urlsplit(n).hostname or n) if "://" in n else n for n in names]
+        for name in names:
+            if not _HOST.fullmatch(name):
+                raise ValueError(f"ALLOWED_HOSTS: {name!r} is not a host name; list names like chat.example.com, "
+                                 "separated by commas")
+        return names
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "conversations.sqlite3"
@@ -123,6 +148,25 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         secrets = SecretsTomlSource(settings_cls, PROJECT_ROOT / ".streamlit" / "secrets.toml")
         return init_settings, env_settings, secrets
+
+
+def display_url(url: str) -> str:
+    """The form of a URL that may be shown, logged or stored: no user name or password, no query.
+
+    `http://user:pw@host:8000/v1?api_key=sk-1` -> `http://host:8000/v1?***`. The URL itself (with
+    its credentials) is still what requests use; this is only what people see.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # e.g. a port that is not a number: show nothing that could be a secret
+        return "(an invalid URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    # A query may hold a key (`?api_key=...`, or `?sk-...` alone): it is shown only as being there.
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 @lru_cache(maxsize=1)

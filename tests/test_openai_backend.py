@@ -211,3 +211,84 @@ def test_search_page_on_the_openai_backend(served, monkeypatch):
         assert answer["content"] and answer["sources"][0]["link"] == "https://example.com/eiffel"
     finally:
         player.shutdown()
+
+
+# --- credentials inside OPENAI_BASE_URL -----------------------------------------------------------
+
+PASSWORD = "pa55-in-the-url-789"
+QUERY_SECRET = "qs-secret-456"
+
+
+class BasicAuthServer(fake_servers.OpenAIPlayer):
+    """A proxy-style server that wants the URL's user and password (HTTP basic auth). /echo/ answers 400 with
+    everything it was sent, the way careless servers put the request into their error text."""
+
+    def do_GET(self):
+        self._json(200, {"object": "list", "data": [{"id": "alpha", "object": "model"}]})
+
+    def do_POST(self):
+        import base64
+        import json
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        sent = self.headers.get("Authorization", "")
+        decoded = base64.b64decode(sent.removeprefix("Basic ")).decode() if sent.startswith("Basic ") else ""
+        if decoded != f"alice:{PASSWORD}":
+            return self._json(401, {"error": {"message": "who are you?"}})
+        if self.path.startswith("/echo/"):
+            return self._json(400, {"error": {"message": f"bad request {self.path} from {decoded}: {body[:50]!r}"}})
+        chunks = [{"delta": {"content": "Hello"}, "finish_reason": None}, {"delta": {}, "finish_reason": "stop"}]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for choice in chunks:
+            event = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "alpha",
+                     "choices": [{"index": 0, **choice}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def basic_auth_server():
+    server, url = fake_servers.start(BasicAuthServer)
+    yield url.replace("http://", f"http://alice:{PASSWORD}@")
+    server.shutdown()
+
+
+def test_credentials_in_the_url_are_used_but_never_shown(basic_auth_server):
+    backend = backend_for(f"{basic_auth_server}/ok/v1")
+    pieces, stats = chat(backend, [{"role": "user", "content": "hi"}])
+    assert "".join(pieces) == "Hello" and stats.finish_reason == "stop"  # the server got the password
+    assert backend.list_models() == ["alpha"]
+    shown = f"{backend.name} {backend.where} {backend.notes}"
+    assert PASSWORD not in shown and "alice" not in shown and "127.0.0.1" in backend.name
+
+
+@pytest.mark.parametrize("url, words", [
+    ("{server}/echo/v1", "rejected the request \\(400"),
+    ("{server}/echo/v1?api_key=" + QUERY_SECRET, "rejected the request \\(400: .*bad request /echo/v1/\\?\\*\\*\\*"),
+    (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1", "Cannot reach the server at http://127.0.0.1:"),
+    (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1?key={QUERY_SECRET}", "Cannot reach the server at http://127.0.0.1:\\d+/v1\\?\\*\\*\\*"),
+])
+def test_error_text_never_carries_the_urls_secrets(basic_auth_server, url, words):
+    backend = backend_for(url.format(server=basic_auth_server, free=free_port()), timeout=3)
+    with pytest.raises(BackendError, match=words) as info:
+        chat(backend, [{"role": "user", "content": f"my text {PASSWORD}"}])
+    for secret in (PASSWORD, QUERY_SECRET, SECRET, "alice"):
+        assert secret not in str(info.value)
+
+
+def test_the_page_and_the_saved_conversation_never_carry_the_urls_password(basic_auth_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{basic_auth_server}/ok/v1")
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.chat_input(key="chat.input").set_value("hello").run()
+    assert not at.exception and not at.error
+    answer = at.session_state["chat.messages"][-1]
+    assert answer["content"] == "Hello" and PASSWORD not in answer["model"] and "127.0.0.1" in answer["model"]
+    shown = " ".join(str(getattr(e, "value", "")) for e in [*at.main.children.values(), *at.sidebar.children.values()])
+    shown += " ".join(c.value for c in at.sidebar.caption)
+    assert "Model: server default @ 127.0.0.1" in shown and PASSWORD not in shown
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("conversations.sqlite3*"))
+    assert b"Hello" in stored and PASSWORD.encode() not in stored and b"alice" not in stored
