@@ -132,8 +132,7 @@ class Settings(BaseSettings):
         names = [(urlsplit(n).hostname or n) if "://" in n else n for n in names]
         for name in names:
             if not _HOST.fullmatch(name):
-                raise ValueError(f"ALLOWED_HOSTS: {name!r} is not a host name; list names like chat.example.com, "
-                                 "separated by commas")
+                raise ValueError(f"{name!r} is not a host name; list names like chat.example.com, separated by commas")
         return names
 
     @property

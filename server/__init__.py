@@ -1,16 +1,27 @@
 """The HTTP layer in front of the pages: what `streamlit run app.py` serves (see app.py's `app`).
 
-Today it is the host guard alone; API routes are added here later, to the same `st.App`.
+Today it is the host guard; API routes are added to the same `st.App` beside it.
 """
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from starlette.middleware import Middleware
 
-from llm.settings import get_settings
+from llm.settings import Settings, get_settings
 from server.host_guard import HostGuard
 
 
 def middleware() -> list[Middleware]:
     """The middleware wrapped around every route (page, static files, websocket, API), outermost first."""
-    return [Middleware(HostGuard, allowed=get_settings().allowed_hosts)]
+    return [Middleware(HostGuard, allowed=startup_settings().allowed_hosts)]
+
+
+def startup_settings() -> Settings:
+    """The settings, or a one-line reason on the terminal and no server (the guard cannot run without them)."""
+    try:
+        return get_settings()
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors(include_input=False) if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg'].removeprefix('Value error, ')}" for e in errors)
+        raise SystemExit(f"Cannot start: {reasons}. Fix the environment variable or .streamlit/secrets.toml.") from None

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from llm.settings import Settings
 from server.host_guard import REFUSAL, host_name
+from tests.conftest import ROOT, free_port
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 
 WEBSOCKET = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
@@ -21,6 +26,22 @@ WEBSOCKET = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Ver
 ])
 def test_host_names_are_read_without_port_or_brackets(header, name):
     assert host_name(header) == name
+
+
+def test_allowed_hosts_setting_reads_a_comma_list_and_forgives_pasted_urls(monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", " chat.example.com, https://Box.lan:8443/ ,[::1]:6006,,10.0.0.5 ")
+    assert Settings().allowed_hosts == ["chat.example.com", "box.lan", "[::1]:6006", "10.0.0.5"]
+    assert Settings(allowed_hosts=[]).allowed_hosts == []
+
+
+@pytest.mark.parametrize("value", ["a b", "*", "evil.example/path", "name;rm"])
+def test_a_bad_allowed_hosts_stops_the_server_with_one_line(tmp_path, value):
+    env = {**os.environ, "LLM_MODEL": "demo", "DATA_DIR": str(tmp_path), "ALLOWED_HOSTS": f"ok.example,{value}"}
+    done = subprocess.run([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(free_port())],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"Cannot start: ALLOWED_HOSTS: {value!r} is not a host name" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.fixture(scope="module")

@@ -256,6 +256,21 @@ def basic_auth_server():
     server.shutdown()
 
 
+@pytest.mark.parametrize("url, shown", [
+    (f"http://alice:{PASSWORD}@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    (f"https://:{PASSWORD}@api.example.com/v1/", "https://api.example.com/v1/"),
+    (f"http://h/v1?api_key={QUERY_SECRET}&x=1#frag", "http://h/v1?***"),
+    (f"http://h/v1?{QUERY_SECRET}", "http://h/v1?***"),
+    (f"http://u:{PASSWORD}@[::1]:9/v1", "http://[::1]:9/v1"),
+    (f"http://u:{PASSWORD}@h:notaport/v1", "(an invalid URL)"),
+    ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+])
+def test_the_display_form_of_a_url_has_no_secrets(url, shown):
+    from llm.settings import display_url
+
+    assert display_url(url) == shown
+
+
 def test_credentials_in_the_url_are_used_but_never_shown(basic_auth_server):
     backend = backend_for(f"{basic_auth_server}/ok/v1")
     pieces, stats = chat(backend, [{"role": "user", "content": "hi"}])
