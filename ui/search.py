@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from llm.errors import StudioError
+from llm.prompts import Message
 from llm.settings import get_settings
-from rag.pipeline import Retrieval
+from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
-
-
-def md_escape(text: str) -> str:
-    """Text that st.markdown shows literally: no links, emphasis or HTML from a web page."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+from ui.safe_text import link, plain
 
 
 @st.cache_resource(show_spinner=False)
@@ -56,8 +49,27 @@ def search_options() -> SearchOptions:
     return SearchOptions(num=num, language=language, safe=safe, date_restrict=date)
 
 
+def find_sources(backend, provider: CachedSearch | None, earlier: list[Message], question: str,
+                 options: SearchOptions, model: str | None) -> Retrieval | None:
+    """Rewrite a follow-up, search and rerank, under a status line. None (the reason shown, as for a failed
+    answer) when the model cannot rewrite the follow-up; a failed search still gives a Retrieval."""
+    settings = get_settings()
+    with st.status("Searching…", expanded=False) as status:
+        try:
+            query = standalone_query(backend, earlier, question, model)
+        except StudioError as exc:
+            status.update(label="Could not search", state="error")
+            failure = str(exc)
+        else:
+            retrieval = retrieve(provider, reranker(settings.rerank_model), query, options, settings.search_sources)
+            status.update(label="Searched", state="complete")
+            return retrieval
+    st.error(failure)  # outside the (collapsed) status box, where a failed answer's error shows too
+    return None
+
+
 def show_retrieval(retrieval: Retrieval) -> None:
-    st.caption(f"Searched for: {md_escape(retrieval.query)}")
+    st.caption(f"Searched for: {plain(retrieval.query)}")
     if retrieval.error:
         st.warning(f"No sources: {retrieval.error} The model was told to say it doesn't know.")
 
@@ -65,15 +77,14 @@ def show_retrieval(retrieval: Retrieval) -> None:
 def render_sources(message: dict) -> None:
     """Sources under an answer, as text: a snippet's HTML or markdown never runs in the page."""
     if message.get("query") and not message.get("live"):
-        st.caption(f"Searched for: {md_escape(message['query'])}")
+        st.caption(f"Searched for: {plain(message['query'])}")
     sources = message.get("sources") or []
     if not sources:
         return
     cited = set(message.get("cited") or [])
     with st.expander(f"Sources ({len(sources)}, {len(cited)} cited)", expanded=True):
         for n, source in enumerate(sources, 1):
-            title = md_escape(source["title"] or source["link"])
-            link = source["link"] if source["link"].startswith(("https://", "http://")) else ""
             mark = " ✅ cited" if n in cited else ""
-            st.markdown(f"**[{n}]** [{title}]({link}){mark}" if link else f"**[{n}]** {title}{mark}")
-            st.caption(md_escape(source["snippet"]))
+            # An http(s) link with its title as text; a `)` or `]` in either cannot add markdown.
+            st.markdown(f"**[{n}]** {link(source['title'] or source['link'], source['link'])}{mark}")
+            st.caption(plain(source["snippet"]))
