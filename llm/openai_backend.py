@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 from llm.errors import BackendError
 from llm.generation import GenerationStats
 from llm.options import GenerationOptions
-from llm.prompts import Message
+from llm.prompts import Message, without_control_tokens
 from llm.settings import Settings, display_url
 
 
@@ -98,7 +98,7 @@ class OpenAIBackend:
     def _request(self, model: str, messages: list[Message], options: GenerationOptions) -> dict:
         request = dict(
             model=model,
-            messages=messages,
+            messages=without_control_tokens(messages),  # only the server's template may add control tokens
             stream=True,
             stream_options={"include_usage": True},
             max_tokens=options.max_new_tokens,

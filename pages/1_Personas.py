@@ -6,6 +6,7 @@ from ui import conversations
 from ui.auth import require_password
 from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, render_message, sidebar_options, user_message
 from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url, side_by_side
+from ui.safe_text import plain, safe_markdown
 
 st.set_page_config(page_title="Llama Studio · Personas", page_icon="🎭", layout="wide")
 require_password()
@@ -21,19 +22,19 @@ slot = conversations.sidebar_slot()
 commit_pending(history_key)
 history = st.session_state[history_key]
 
-st.title(f"{persona.card.avatar} {persona.card.display_name}")
+st.title(plain(f"{persona.card.avatar} {persona.card.display_name}"))  # persona files come from anyone
 if persona.card.description:
-    st.caption(persona.card.description)
+    st.caption(safe_markdown(persona.card.description))
 
 if view == "Side by side":
     question = check_prompt(st.chat_input("Ask both", key="persona.compare_input", submit_mode="stop"))
     if question is not None:
-        st.markdown(f"**You:** {question}")
+        st.markdown(f"**You:** {plain(question)}")
         side_by_side(backend, persona, question, options)
 else:
     if persona.card.greeting:
         with st.chat_message("assistant", avatar=persona.card.avatar):
-            st.markdown(persona.card.greeting)
+            st.markdown(safe_markdown(persona.card.greeting))
     for message in history:
         render_message(message)
     prompt = check_prompt(st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop"))

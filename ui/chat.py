@@ -19,6 +19,7 @@ from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
 from llm.runtime import get_backend
 from llm.settings import get_settings
+from ui.safe_text import safe_markdown, write_stream
 
 UI_UPDATE_S = 0.05  # at most ~20 screen updates a second while an answer streams
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, honest assistant. Answer in the language of the question."
@@ -110,8 +111,8 @@ def stats_caption(stats: dict) -> str:
 
 def render_message(message: dict, extra: Callable[[dict], None] | None = None) -> None:
     with st.chat_message(message["role"]):
-        # st.markdown never runs HTML from the text (unsafe_allow_html stays False).
-        st.markdown(message["content"] or "*(empty answer)*")
+        # Remote images become placeholders, links http(s) only, HTML stays text (see ui/safe_text).
+        st.markdown(safe_markdown(message["content"]) or "*(empty answer)*")
         render_footer(message)
         if extra:
             extra(message)
@@ -219,7 +220,7 @@ def stream_to_history(
             yield piece
 
     try:
-        st.write_stream(coalesce(recorded()))
+        write_stream(coalesce(recorded()))  # drawn through safe_markdown, like render_message
     except StudioError as exc:
         st.session_state.pop(f"{history_key}.pending", None)
         st.error(str(exc))

@@ -13,6 +13,7 @@ import streamlit as st
 
 from llm.settings import get_settings
 from llm.store import Store, StoreError, to_markdown
+from ui.safe_text import plain
 
 SAVE_EVERY_S = 1.0  # how often a streaming answer is saved (as cut) so a crash keeps it
 
@@ -217,7 +218,8 @@ def _sidebar(page: str, history_key: str, prefix: str) -> None:
                 st.button("Delete", key=f"{prefix}.delete", disabled=not sure, on_click=_delete, args=(page, history_key, cid))
         text = st.text_input("Search conversations", key=f"{prefix}.conv_search", placeholder="Search by text")
         for item in db.list(page, text, limit=20):
-            label = ("▸ " if item.id == cid else "") + item.title
+            # A button label renders markdown (images too): a title, maybe imported, is shown as text only.
+            label = ("▸ " if item.id == cid else "") + plain(item.title)
             st.button(label, key=f"{prefix}.open.{item.id}", use_container_width=True, on_click=_open,
                       args=(page, history_key, item.id))
         key = f"{prefix}.import"

@@ -11,7 +11,8 @@ from llm.options import GenerationOptions
 from llm.personas import BASE, Persona, PersonaRegistry
 from llm.prompts import conversation
 from llm.settings import get_settings
-from ui.chat import DEFAULT_SYSTEM_PROMPT, stats_caption
+from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
+from ui.safe_text import plain, write_stream
 
 
 @st.cache_resource(show_spinner="Loading personas…")
@@ -55,9 +56,9 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
         if broken or reg.file_problem:
             with st.expander(f"Unavailable ({len(broken) + bool(reg.file_problem)})"):
                 if reg.file_problem:
-                    st.caption(reg.file_problem)
+                    st.caption(plain(reg.file_problem))
                 for p in broken:
-                    st.caption(f"**{p.name}**: {p.problem}")
+                    st.caption(f"**{plain(p.name)}**: {plain(p.problem or '')}")
     return reg.get(choice)
 
 
@@ -71,12 +72,12 @@ def side_by_side(backend: ChatBackend, persona: Persona, question: str, options:
     left, right = st.columns(2)
     for column, who in ((left, BASE), (right, persona)):
         with column:
-            st.markdown(f"**{who.card.avatar} {who.card.display_name}**")
+            st.markdown(f"**{plain(who.card.avatar + ' ' + who.card.display_name)}**")
             system = who.card.system_prompt if who.kind != "base" else DEFAULT_SYSTEM_PROMPT
             stats = GenerationStats()
             try:
-                st.write_stream(backend.stream(conversation(system, [{"role": "user", "content": question}]),
-                                               options, stats, model=who.model))
+                write_stream(coalesce(backend.stream(conversation(system, [{"role": "user", "content": question}]),
+                                                     options, stats, model=who.model)))
             except StudioError as exc:
                 st.error(str(exc))
                 continue
