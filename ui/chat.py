@@ -223,7 +223,7 @@ def stream_to_history(
         write_stream(coalesce(recorded()))  # drawn through safe_markdown, like render_message
     except StudioError as exc:
         st.session_state.pop(f"{history_key}.pending", None)
-        st.error(str(exc))
+        st.error(safe_markdown(str(exc)))  # a server's error text may quote what it was sent
         if pending["content"]:
             history.append({**pending, "cut": True, "stats": stats.as_dict()})
             return history[-1]

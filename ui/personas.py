@@ -12,7 +12,7 @@ from llm.personas import BASE, Persona, PersonaRegistry
 from llm.prompts import conversation
 from llm.settings import get_settings
 from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
-from ui.safe_text import plain, write_stream
+from ui.safe_text import plain, safe_markdown, write_stream
 
 
 @st.cache_resource(show_spinner="Loading personas…")
@@ -79,6 +79,6 @@ def side_by_side(backend: ChatBackend, persona: Persona, question: str, options:
                 write_stream(coalesce(backend.stream(conversation(system, [{"role": "user", "content": question}]),
                                                      options, stats, model=who.model)))
             except StudioError as exc:
-                st.error(str(exc))
+                st.error(safe_markdown(str(exc)))
                 continue
             st.caption(stats_caption(stats.as_dict()))

@@ -10,7 +10,7 @@ from llm.settings import get_settings
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
-from ui.safe_text import link, plain
+from ui.safe_text import link, plain, safe_markdown
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,7 +64,7 @@ def find_sources(backend, provider: CachedSearch | None, earlier: list[Message],
             retrieval = retrieve(provider, reranker(settings.rerank_model), query, options, settings.search_sources)
             status.update(label="Searched", state="complete")
             return retrieval
-    st.error(failure)  # outside the (collapsed) status box, where a failed answer's error shows too
+    st.error(safe_markdown(failure))  # outside the (collapsed) status box, as a failed answer's error is
     return None
 
 
