@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def guess_in_parallel(limiter: GuessLimiter, sessions: int, guesses: int) -> tup
 
 
 def test_parallel_sessions_share_one_limit_of_about_one_guess_a_second():
+    created = time.monotonic()
     limiter = GuessLimiter()
     outcomes, elapsed = guess_in_parallel(limiter, sessions=8, guesses=4)
     checked = [t for outcome, t in outcomes if outcome is False]
@@ -49,9 +51,8 @@ def test_parallel_sessions_share_one_limit_of_about_one_guess_a_second():
     # Per session this would have been 32 checks in ~4 s; shared, it is the burst plus one a second.
     assert len(checked) <= FREE_GUESSES + elapsed / GUESS_INTERVAL_S + 1, (len(checked), elapsed)
     assert len(checked) >= FREE_GUESSES
-    after_burst = sorted(checked)[FREE_GUESSES - 1:]
-    gaps = [b - a for a, b in zip(after_burst, after_burst[1:])]
-    assert all(gap >= GUESS_INTERVAL_S * 0.9 for gap in gaps), gaps  # one at a time after the burst
+    for k, at in enumerate(sorted(checked)):  # after the burst, the k-th check comes no earlier than its turn
+        assert at >= created + (k - FREE_GUESSES + 1) * GUESS_INTERVAL_S - 0.01, (k, at - created)
     assert refused and all(str(r).startswith("Too many wrong passwords; try again in ") for r in refused)
     assert all(0 < r.retry_after_s <= 32 for r in refused)
 
@@ -141,22 +142,26 @@ def test_ten_browser_sessions_guessing_at_once_share_one_limit(tmp_path):
                 page.get_by_role("button", name="Enter").click(no_wait_after=True)
             said = []
             for page in pages:
-                page.locator('[data-testid="stAlert"]').wait_for(timeout=60_000)
+                page.locator('[data-testid="stAlert"]').wait_for(timeout=120_000)
                 said.append(page.locator('[data-testid="stAlert"]').inner_text())
             elapsed = time.monotonic() - began
             wrong = said.count("Wrong password.")
             refused = [s for s in said if s.startswith("Too many wrong passwords; try again in ")]
             assert wrong + len(refused) == 10, said
             # Five at once, then one a second (checks queued up to MAX_WAIT_S ahead); the rest are told to wait.
+            # (How many are told depends on how fast the clicks land; the thread test above pins that down.)
             assert FREE_GUESSES <= wrong <= FREE_GUESSES + elapsed / GUESS_INTERVAL_S + 1, (said, elapsed)
-            assert refused, said
-            owner = pages[0]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not owner.locator('[data-testid="stChatInputTextArea"]').count():
+            owner = browser.new_context().new_page()  # the owner arrives in the middle of the flood
+            for _ in range(5):
+                owner.goto(url)
                 owner.get_by_label("Password", exact=True).fill(PASSWORD)
                 owner.get_by_role("button", name="Enter").click()
-                owner.wait_for_timeout(1500)
-            owner.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=60_000)  # the owner got in
+                chat = owner.locator('[data-testid="stChatInputTextArea"]')
+                chat.or_(owner.get_by_text("Too many wrong passwords")).wait_for(timeout=120_000)
+                if chat.count():
+                    break
+                time.sleep(int(re.search(r"try again in (\d+) s", owner.inner_text("body")).group(1)))
+            owner.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=120_000)  # the owner got in
             browser.close()
     finally:
         proc.terminate()
