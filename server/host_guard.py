@@ -30,12 +30,9 @@ def host_name(value: str) -> str:
         name, _, rest = value[1:].partition("]")
         return name if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else ""
     if value.count(":") == 1:
-        value, port = value.split(":")
-        if not port.isdigit():
-            return ""
-    elif ":" in value:  # a bare IPv6 address is only valid as a setting, never in a Host header
-        return value
-    return value
+        name, port = value.split(":")
+        return name if port.isdigit() else ""
+    return value  # a name, or a bare IPv6 address (valid in the setting; a browser never sends one)
 
 
 class HostGuard:

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+
 import streamlit as st
 
 from llm.settings import get_settings
