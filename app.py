@@ -34,17 +34,26 @@ else:
     for note in backend.notes:
         st.info(note)
 
-    if regenerate and can_regenerate:
-        history.pop()
+    # Regenerate: the last answer is drawn apart, below, and stays (on screen and in the history) until its
+    # replacement has text. A click and a chat message never arrive in the same run.
+    old = history[-1] if regenerate and can_regenerate else None
+    if old:
+        history = history[:-1]
 
     for message in history:
         render_message(message)
+    if old:
+        with (old_slot := st.empty()).container():
+            render_message(old)
 
     prompt = check_prompt(st.chat_input("Message the model", key="chat.input", submit_mode="stop"))
     if prompt is not None:
         history.append(user_message(prompt))
         render_message(history[-1])
-    if prompt is not None or (regenerate and can_regenerate):
+    if prompt is not None or old:
         conversations.save(PAGE, HISTORY)
-        answer(backend, HISTORY, system_prompt, options, model, on_progress=conversations.saver(PAGE, HISTORY))
+        answer(backend, HISTORY, system_prompt, options, model, {"replaces": old.get("id")} if old else None,
+               conversations.saver(PAGE, HISTORY))
+        if old and st.session_state[HISTORY][-1] is not old:
+            old_slot.empty()  # the new answer took its place
     conversations.finish(slot, PAGE, HISTORY, "chat")

@@ -1,8 +1,15 @@
 """Saved conversations in SQLite (standard library, WAL mode) under DATA_DIR.
 
-One connection per operation, so any thread may call any method. A message row is keyed by
-(conversation, position): a streaming answer is saved as "cut" while it grows and replaced once it
-completes, so a stop or a crash keeps what was shown.
+One connection per operation, so any thread may call any method. Reads are plain WAL reads: they never
+take the write lock, so a search over a large store neither waits for a save nor makes one wait.
+
+A message row is keyed by (conversation, message id), the id a message gets when it is created, so a
+write is an idempotent upsert: saving a message again (a streaming answer growing, a save retried after
+the database was locked) replaces only that message. No row is deleted except with its conversation: a
+regenerated answer hides the one it replaces (once it has text), and a message taken back (too long to
+answer) is hidden. Every write bumps the conversation's version; a writer that names the version it last
+saw (compare-and-swap) learns that another tab wrote in between, or deleted the conversation, and forks
+instead of mixing two histories (see ui/conversations.py).
 """
 
 from __future__ import annotations
@@ -14,34 +21,52 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from llm.conversation_schema import EXPORT_FORMAT, check_export, clean_message
 from llm.errors import StudioError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    page TEXT NOT NULL,            -- chat, persona:<name>, search
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,          -- position in the conversation
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    meta TEXT NOT NULL,            -- JSON: stats, settings, persona, sources, cut
-    created REAL NOT NULL,
-    PRIMARY KEY (conversation_id, seq)
-);
-CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
-"""
-EXPORT_FORMAT = "llama-studio-conversation/1"
+SCHEMA_VERSION = 2  # 1: rows keyed by (conversation, position), rewritten and deleted by every save
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        page TEXT NOT NULL,             -- chat, persona:<name>, search
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0  -- bumped by every write of its messages
+    )""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        id TEXT NOT NULL,               -- given when the message is created, the same in every save
+        seq INTEGER NOT NULL,           -- its position in the conversation
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        meta TEXT NOT NULL,             -- JSON: stats, settings, persona, sources, cut
+        created REAL NOT NULL,
+        hidden INTEGER NOT NULL DEFAULT 0,  -- replaced by a regenerated answer, or taken back
+        PRIMARY KEY (conversation_id, id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS messages_order ON messages(conversation_id, seq)",
+    "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC)",
+]
+UPSERT = """INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (conversation_id, id) DO UPDATE SET seq = excluded.seq, role = excluded.role,
+    content = excluded.content, meta = excluded.meta"""
+VISIBLE = "SELECT id, role, content, meta FROM messages WHERE conversation_id = ? AND hidden = 0 ORDER BY seq, created"
 
 
 class StoreError(StudioError):
     """The conversation database cannot be used; chat goes on unsaved."""
+
+
+class ConversationChanged(StoreError):
+    """Another tab wrote to (or deleted) the conversation since this writer last saw it."""
+
+    def __init__(self, gone: bool, title: str = ""):
+        self.gone, self.title = gone, title
+        super().__init__("That conversation was deleted in another tab." if gone
+                         else "That conversation was changed in another tab.")
 
 
 @dataclass(frozen=True)
@@ -52,9 +77,28 @@ class Summary:
     updated: float
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """One consistent snapshot of a conversation: its messages and the version they are at."""
+
+    summary: Summary
+    version: int
+    messages: list[dict]
+
+
 def new_id() -> str:
     """Unguessable: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
+
+
+def new_message_id() -> str:
+    """Unique within a conversation (64 random bits); given once, when the message is created."""
+    return secrets.token_hex(8)
+
+
+def fingerprint(message: dict) -> int:
+    """Changes whenever anything saved about the message changes (a session compares it to skip rewrites)."""
+    return hash((message["role"], message["content"], _meta_json(message)))
 
 
 class Store:
@@ -65,28 +109,30 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create {path.parent} ({exc.strerror}). Set DATA_DIR to a writable folder.") from None
-        with self._connect(transaction=False) as db:
-            db.executescript(SCHEMA)
+        with self._connect(foreign_keys=False) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once for the file, not per connection
+            _migrate(db)
 
     @contextmanager
-    def _connect(self, transaction: bool = True) -> Iterator[sqlite3.Connection]:
+    def _connect(self, write: bool = False, wait_s: float | None = None, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection; with `write`, inside BEGIN IMMEDIATE (the only lock), committed on success."""
         try:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s if wait_s is None else wait_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            if transaction:
+            if foreign_keys:
+                db.execute("PRAGMA foreign_keys=ON")  # deleting a conversation deletes its messages
+            if write:
                 db.execute("BEGIN IMMEDIATE")
             yield db
             if db.in_transaction:
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             raise self._explain(exc) from None
         finally:
+            if db.in_transaction:
+                db.rollback()
             db.close()
 
     def _explain(self, exc: sqlite3.Error) -> StoreError:
@@ -103,18 +149,21 @@ class Store:
 
     # --- conversations -------------------------------------------------------------------
 
-    def create(self, page: str, title: str) -> str:
+    def create(self, page: str, title: str, messages: Iterable[dict] = ()) -> str:
+        """A new conversation, with `messages` (kept ids, or new ones) in the same transaction."""
         cid, now = new_id(), time.time()
-        with self._connect() as db:
-            db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (cid, _title(title), page, now, now))
+        with self._connect(write=True) as db:
+            db.execute("INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, ?, ?, ?)",
+                       (cid, _title(title), page, now, now))
+            _put(db, cid, enumerate(messages), (), now)
         return cid
 
     def rename(self, cid: str, title: str) -> None:
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("UPDATE conversations SET title = ? WHERE id = ?", (_title(title), cid))
 
     def delete(self, cid: str) -> None:
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
 
     def summary(self, cid: str) -> Summary | None:
@@ -122,8 +171,14 @@ class Store:
             row = db.execute("SELECT id, title, page, updated FROM conversations WHERE id = ?", (cid,)).fetchone()
         return Summary(*row) if row else None
 
+    def version(self, cid: str) -> int | None:
+        """The conversation's version (None once deleted): one indexed read, cheap on every rerun."""
+        with self._connect() as db:
+            row = db.execute("SELECT version FROM conversations WHERE id = ?", (cid,)).fetchone()
+        return row[0] if row else None
+
     def list(self, page: str | None = None, text: str = "", limit: int = 50) -> list[Summary]:
-        """Newest first; `text` matches titles and message contents."""
+        """Newest first; `text` matches titles and the contents of shown messages."""
         sql = "SELECT id, title, page, updated FROM conversations c WHERE 1=1"
         args: list = []
         if page:
@@ -132,7 +187,7 @@ class Store:
         if text.strip():
             pattern = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             sql += (" AND (title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
-                    " AND m.content LIKE ? ESCAPE '\\'))")
+                    " AND m.hidden = 0 AND m.content LIKE ? ESCAPE '\\'))")
             args += [pattern, pattern]
         sql += " ORDER BY updated DESC LIMIT ?"
         with self._connect() as db:
@@ -140,49 +195,111 @@ class Store:
 
     # --- messages ------------------------------------------------------------------------
 
-    def save_messages(self, cid: str, messages: list[dict], start: int = 0) -> None:
-        """Write messages[start:] at their positions and drop any stored beyond the end (regenerate)."""
+    def write(self, cid: str, items: Iterable[tuple[int, dict]], hide: Iterable[str] = (), version: int | None = None,
+              wait_s: float | None = None) -> int:
+        """Upsert (position, message) pairs, each message with its "id"; hide the ids in `hide` and the
+        answers that written ones (with text) replace. With `version`, only if that is still the
+        conversation's version, else ConversationChanged. Returns the new version."""
         now = time.time()
-        rows = [(cid, seq, m["role"], m["content"], json.dumps(_meta(m), ensure_ascii=False), now)
-                for seq, m in enumerate(messages) if seq >= start]
+        with self._connect(write=True, wait_s=wait_s) as db:
+            row = db.execute("SELECT version, title FROM conversations WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                raise ConversationChanged(gone=True)
+            if version is not None and row[0] != version:
+                raise ConversationChanged(gone=False, title=row[1])
+            _put(db, cid, items, hide, now)
+            db.execute("UPDATE conversations SET version = version + 1, updated = ? WHERE id = ?", (now, cid))
+        return row[0] + 1
+
+    def save_messages(self, cid: str, messages: list[dict]) -> int:
+        """Write every message at its position (ids given where missing); returns the new version."""
+        for m in messages:
+            m.setdefault("id", new_message_id())
+        return self.write(cid, enumerate(messages))
+
+    def load(self, cid: str) -> Loaded | None:
+        """The conversation's shown messages and version, read in one snapshot (no lock taken)."""
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?)", rows)
-            db.execute("DELETE FROM messages WHERE conversation_id = ? AND seq >= ?", (cid, len(messages)))
-            db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+            db.execute("BEGIN")  # deferred: a read snapshot, never the write lock
+            row = db.execute("SELECT id, title, page, updated, version FROM conversations WHERE id = ?", (cid,)).fetchone()
+            rows = db.execute(VISIBLE, (cid,)).fetchall() if row else []
+        if row is None:
+            return None
+        messages = [m for m in (clean_message(*r) for r in rows) if m is not None]
+        return Loaded(Summary(*row[:4]), row[4], messages)
 
     def messages(self, cid: str) -> list[dict]:
-        with self._connect() as db:
-            rows = db.execute("SELECT role, content, meta FROM messages WHERE conversation_id = ? ORDER BY seq", (cid,)).fetchall()
-        return [{"role": role, "content": content, **json.loads(meta)} for role, content, meta in rows]
+        loaded = self.load(cid)
+        return loaded.messages if loaded else []
 
     # --- export / import -----------------------------------------------------------------
 
     def export_json(self, cid: str) -> dict:
-        summary = self.summary(cid)
-        if summary is None:
+        loaded = self.load(cid)
+        if loaded is None:
             raise StoreError("That conversation no longer exists.")
-        return {"format": EXPORT_FORMAT, "title": summary.title, "page": summary.page, "messages": self.messages(cid)}
+        messages = [{k: v for k, v in m.items() if k not in ("id", "replaces")} for m in loaded.messages]
+        return {"format": EXPORT_FORMAT, "title": loaded.summary.title, "page": loaded.summary.page, "messages": messages}
 
     def import_json(self, data: object) -> str:
-        """Store an export as a new conversation; returns its id. Refuses anything malformed."""
-        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-            raise StoreError(f"Not a conversation export (expected \"format\": \"{EXPORT_FORMAT}\").")
-        messages = data.get("messages")
-        if not isinstance(messages, list) or not all(
-            isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) for m in messages
-        ):
-            raise StoreError("The export's messages must each have role user/assistant and text content.")
-        cid = self.create(str(data.get("page") or "chat")[:64], str(data.get("title") or "Imported"))
-        self.save_messages(cid, messages)
-        return cid
+        """Store an export (checked by llm.conversation_schema) as a new conversation; returns its id."""
+        export, _ = check_export(data)
+        return self.create(export.page, export.title, imported_messages(export))
+
+
+def imported_messages(export) -> list[dict]:
+    """An export's messages with fresh ids; `replaces` named messages the file does not hold."""
+    return [{**m.model_dump(exclude_unset=True, exclude={"id", "replaces"}), "id": new_message_id()} for m in export.messages]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION in place, keeping every message (once; other openers wait)."""
+    if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return  # the usual case: no write lock taken, so a busy database does not stop the app starting
+    db.execute("BEGIN IMMEDIATE")
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise StoreError("The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR.")
+    if found < SCHEMA_VERSION:
+        old = _columns(db, "messages")
+        moved = bool(old) and "id" not in old
+        if moved:  # version 1: keyed by position; its positions become ids
+            db.execute("ALTER TABLE messages RENAME TO messages_v1")
+        if _columns(db, "conversations") and "version" not in _columns(db, "conversations"):
+            db.execute("ALTER TABLE conversations ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        for statement in SCHEMA:
+            db.execute(statement)
+        if moved:
+            db.execute("INSERT INTO messages (conversation_id, id, seq, role, content, meta, created)"
+                       " SELECT conversation_id, 'v1-' || seq, seq, role, content, meta, created FROM messages_v1")
+            db.execute("DROP TABLE messages_v1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.execute("COMMIT")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _put(db: sqlite3.Connection, cid: str, items: Iterable[tuple[int, dict]], hide: Iterable[str], now: float) -> None:
+    """Upsert the messages; hide `hide` and the answers that written ones (with text) replace."""
+    items = list(items)
+    db.executemany(UPSERT, [_row(cid, seq, m, now) for seq, m in items])
+    replaced = [m["replaces"] for _, m in items if m.get("replaces") and m["content"]]
+    db.executemany("UPDATE messages SET hidden = 1 WHERE conversation_id = ? AND id = ?", [(cid, i) for i in [*hide, *replaced]])
+
+
+def _row(cid: str, seq: int, message: dict, now: float) -> tuple:
+    return (cid, message.get("id") or new_message_id(), seq, message["role"], message["content"], _meta_json(message), now)
+
+
+def _meta_json(message: dict) -> str:
+    meta = {k: v for k, v in message.items() if k not in ("role", "content", "id")}
+    return json.dumps(meta, ensure_ascii=False, default=str)
 
 
 def _title(text: str) -> str:
     return " ".join(text.split())[:80] or "New chat"
-
-
-def _meta(message: dict) -> dict:
-    return {k: v for k, v in message.items() if k not in ("role", "content")}
 
 
 def to_markdown(export: dict) -> str:

@@ -1,4 +1,4 @@
-"""Saved conversations: the SQLite store for real, and the pages through AppTest."""
+"""Saved conversations: the SQLite store for real, the import schema, and the pages through AppTest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,22 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.store import Store, StoreError, to_markdown
+from llm.conversation_schema import ImportRefused, parse_export
+from llm.store import ConversationChanged, Store, StoreError, to_markdown
+
+# The schema of the first release, verbatim: a database made by it must still open, messages and all.
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, page TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, meta TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (conversation_id, seq));
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
+"""
+# What the first release's import kept as metadata: anything, including wrong types.
+BAD_META = {"stats": "fast", "sources": [1, 2], "cited": ["one"], "settings": {"a": {"b": 1}}, "cut": "yes",
+            "time": "noon", "model": 5, "custom": {"kept": True}}
 
 
 @pytest.fixture
@@ -17,31 +32,57 @@ def db(tmp_path):
     return Store(tmp_path / "conversations.sqlite3")
 
 
+def contents(messages: list[dict]) -> list[str]:
+    return [m["content"] for m in messages]
+
+
 def test_conversations_round_trip_with_their_metadata(db):
-    cid = db.create("chat", "  What is   the capital of France?  ")
     messages = [{"role": "user", "content": "你好 🦙 <b>hi</b>", "time": 1.0},
                 {"role": "assistant", "content": "Paris.", "stats": {"completion_tokens": 2}, "settings": {"temperature": 0.7},
                  "persona": "captain-quill", "cut": True}]
-    db.save_messages(cid, messages)
-    assert db.messages(cid) == messages
+    cid = db.create("chat", "  What is   the capital of France?  ")
+    db.save_messages(cid, messages)  # gives each message its id
+    assert db.messages(cid) == messages and all(m["id"] for m in messages)
     assert db.summary(cid).title == "What is the capital of France?"
     assert len(cid) >= 20 and cid != db.create("chat", "x")  # unguessable, unique
 
 
-def test_regenerate_replaces_and_truncates(db):
+def test_writes_are_idempotent_upserts_by_message_id(db):
+    cid = db.create("chat", "t", [{"role": "user", "content": "q", "id": "u1"}])
+    for text in ("Par", "Paris", "Paris."):  # a streaming answer saved as it grows, then once more
+        db.write(cid, [(1, {"role": "assistant", "content": text, "id": "a1"})])
+    db.write(cid, [(1, {"role": "assistant", "content": "Paris.", "id": "a1"})])
+    assert contents(db.messages(cid)) == ["q", "Paris."]
+    db.write(cid, [(0, {"role": "user", "content": "q", "id": "u1"})])  # a short write deletes nothing
+    assert contents(db.messages(cid)) == ["q", "Paris."]
+
+
+def test_regenerate_hides_the_old_answer_only_once_the_new_one_has_text(db):
+    cid = db.create("chat", "t", [{"role": "user", "content": "q", "id": "u"}, {"role": "assistant", "content": "old", "id": "a"}])
+    db.write(cid, [(1, {"role": "assistant", "content": "", "id": "b", "replaces": "a"})])  # failed before any text
+    assert contents(db.messages(cid)) == ["q", "old", ""]  # nothing hidden (the page drops an empty one)
+    db.write(cid, [(1, {"role": "assistant", "content": "new", "id": "c", "replaces": "a"})])
+    assert contents(db.messages(cid)) == ["q", "", "new"]
+    with sqlite3.connect(db.path) as raw:  # kept, not deleted
+        assert raw.execute("SELECT hidden FROM messages WHERE id = 'a'").fetchone() == (1,)
+
+
+def test_version_compare_and_swap(db):
     cid = db.create("chat", "t")
-    db.save_messages(cid, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a1"}])
-    db.save_messages(cid, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a2"}], start=1)
-    assert [m["content"] for m in db.messages(cid)] == ["q", "a2"]
-    db.save_messages(cid, [{"role": "user", "content": "q"}], start=1)
-    assert [m["content"] for m in db.messages(cid)] == ["q"]
+    v1 = db.write(cid, [(0, {"role": "user", "content": "mine", "id": "m"})], version=0)
+    with pytest.raises(ConversationChanged) as stale:
+        db.write(cid, [(0, {"role": "user", "content": "theirs", "id": "t"})], version=0)
+    assert not stale.value.gone and stale.value.title == "t"
+    assert contents(db.messages(cid)) == ["mine"] and db.version(cid) == v1
+    db.delete(cid)
+    with pytest.raises(ConversationChanged) as gone:
+        db.write(cid, [(0, {"role": "user", "content": "late", "id": "l"})], version=v1)
+    assert gone.value.gone and db.version(cid) is None
 
 
 def test_list_search_rename_delete(db):
-    a = db.create("chat", "Cooking")
-    db.save_messages(a, [{"role": "user", "content": "How do I bake bread?"}])
-    b = db.create("chat", "Travel")
-    db.save_messages(b, [{"role": "user", "content": "Trains in Japan"}])
+    a = db.create("chat", "Cooking", [{"role": "user", "content": "How do I bake bread?"}])
+    b = db.create("chat", "Travel", [{"role": "user", "content": "Trains in Japan"}])
     db.create("search", "Elsewhere")
     assert {s.id for s in db.list("chat")} == {a, b}
     assert [s.id for s in db.list("chat", "bread")] == [a]
@@ -51,40 +92,121 @@ def test_list_search_rename_delete(db):
     assert db.summary(a).title == "Baking"
     db.delete(a)
     assert db.summary(a) is None and db.messages(a) == []
+    with sqlite3.connect(db.path) as raw:
+        assert raw.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (a,)).fetchone() == (0,)
 
 
 def test_ten_sessions_writing_at_once_lose_nothing(db):
     def session(n: int) -> None:
         cid = db.create("chat", f"session {n}")
-        history = []
+        version = 0
         for i in range(10):
-            history.append({"role": "user" if i % 2 == 0 else "assistant", "content": f"s{n}-m{i}"})
-            db.save_messages(cid, history, start=max(0, len(history) - 2))
+            message = {"role": "user" if i % 2 == 0 else "assistant", "content": f"s{n}-m{i}", "id": f"m{i}"}
+            version = db.write(cid, [(i, message)], version=version)
 
     threads = [threading.Thread(target=session, args=(n,)) for n in range(10)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     with sqlite3.connect(db.path) as raw:
-        contents = [row[0] for row in raw.execute("SELECT content FROM messages")]
-    assert sorted(contents) == sorted(f"s{n}-m{i}" for n in range(10) for i in range(10))
+        stored = [row[0] for row in raw.execute("SELECT content FROM messages")]
+    assert sorted(stored) == sorted(f"s{n}-m{i}" for n in range(10) for i in range(10))
+
+
+def test_a_database_of_the_first_schema_opens_and_keeps_its_messages(tmp_path):
+    path = tmp_path / "conversations.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA_V1)
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute("INSERT INTO conversations VALUES ('c1', 'Old chat', 'chat', 1.0, 2.0)")
+        old.executemany("INSERT INTO messages VALUES ('c1', ?, ?, ?, ?, 1.5)", [
+            (0, "user", "hello", json.dumps({"time": 1.0})),
+            (1, "assistant", "hi there", json.dumps({"stats": {"completion_tokens": 2}, "cut": True})),
+            (2, "user", "imported oddity", json.dumps(BAD_META)),
+            (3, "assistant", "deep", "[" * 5000 + "]" * 5000),  # not an object, and too deep to parse
+        ])
+    store = Store(path)
+    messages = store.messages("c1")
+    assert contents(messages) == ["hello", "hi there", "imported oddity", "deep"]
+    assert messages[1]["stats"] == {"completion_tokens": 2} and messages[1]["cut"] is True
+    assert messages[2] == {"role": "user", "content": "imported oddity", "custom": {"kept": True}, "id": "v1-2"}
+    version = store.write("c1", [(4, {"role": "user", "content": "new turn", "id": "n"})], version=store.version("c1"))
+    assert version == 1 and contents(Store(path).messages("c1"))[-1] == "new turn"  # and it opens again
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_database_from_a_newer_app_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    Store(path)
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer version"):
+        Store(path)
 
 
 def test_export_then_import_gives_the_same_conversation(db):
-    cid = db.create("search", "Eiffel")
     messages = [{"role": "user", "content": "How tall?"},
-                {"role": "assistant", "content": "330 m [1]", "sources": [{"title": "Facts", "link": "https://e.com", "snippet": "s"}], "cited": [1]}]
-    db.save_messages(cid, messages)
+                {"role": "assistant", "content": "330 m [1]", "sources": [{"title": "Facts", "link": "https://e.com", "snippet": "s"}],
+                 "cited": [1], "stats": {"prompt_tokens": 40, "first_token_s": 0.2, "finish_reason": "stop"}}]
+    cid = db.create("search", "Eiffel", messages)
     export = json.loads(json.dumps(db.export_json(cid)))
+    assert all("id" not in m for m in export["messages"])
     copy = db.import_json(export)
-    assert copy != cid and db.messages(copy) == messages and db.summary(copy).page == "search"
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "id"} for m in ms]  # noqa: E731
+    assert copy != cid and strip(db.messages(copy)) == messages and db.summary(copy).page == "search"
     markdown = to_markdown(export)
     assert "# Eiffel" in markdown and "330 m [1]" in markdown and "[1] Facts — https://e.com" in markdown
 
 
-@pytest.mark.parametrize("data", [{"messages": []}, {"format": "llama-studio-conversation/1", "messages": [{"role": "system"}]}, [1, 2]])
-def test_malformed_imports_are_refused(db, data):
-    with pytest.raises(StoreError):
-        db.import_json(data)
+GOOD = {"format": "llama-studio-conversation/1", "title": "t", "page": "chat",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+
+
+def with_message(**fields) -> bytes:
+    return json.dumps({**GOOD, "messages": [GOOD["messages"][0], {**GOOD["messages"][1], **fields}]}).encode()
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"messages": []}', 'expected "format"'),
+    (b"[1, 2]", 'expected "format"'),
+    (json.dumps({**GOOD, "messages": [{"role": "system", "content": "x"}]}).encode(), "messages[0].role: Input should be 'user' or 'assistant'"),
+    (json.dumps({**GOOD, "messages": [{"role": "user"}]}).encode(), "messages[0].content: Field required"),
+    (with_message(stats="fast"), "messages[1].stats: Input should be a valid dictionary"),
+    (with_message(stats={"first_token_s": "0.2"}), "messages[1].stats.first_token_s: Input should be a valid number"),
+    (with_message(stats={"prompt_tokens": -1}), "messages[1].stats.prompt_tokens: Input should be greater than or equal to 0"),
+    (with_message(sources=[{"title": 5}]), "messages[1].sources[0].title: Input should be a valid string"),
+    (with_message(sources="http://x"), "messages[1].sources: Input should be a valid list"),
+    (with_message(cited=["1"]), "messages[1].cited[0]: Input should be a valid integer"),
+    (with_message(cut="yes"), "messages[1].cut: Input should be a valid boolean"),
+    (with_message(settings={"temperature": {"deep": 1}}), "messages[1].settings: Value error, setting temperature must be"),
+    (with_message(time=float("nan")), "messages[1].time: Input should be a finite number"),
+    (with_message(settings={"![x](http://evil/i.png)": [1]}), "setting ??x??http???evil?i?png? must be"),
+    (json.dumps({**GOOD, "messages": [{"role": "user", "content": "q", "![x](http://e/)" * 10: "x" * 1000}] * 1}).encode(), None),
+    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search or persona:<name>"),
+    (json.dumps({**GOOD, "messages": "hi"}).encode(), "messages: Input should be a valid list"),
+    (b'{"format": "llama-studio-conversation/1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
+    (b"\xff\xfe not text", "not UTF-8"),
+    (b"{not json", "not valid JSON"),
+    (b"1" * (33 * 2**20), "imports are limited to 32 MB"),
+])
+def test_malformed_imports_are_refused_with_the_reason(db, raw, reason):
+    if reason is None:  # not refused: an unknown key is dropped, and its name is shown without markdown
+        [name] = parse_export(raw)[1]
+        assert name.startswith("messages[0].??x??http") and not set(name[12:]) & set("![]():/") and len(name) == 52
+        return
+    with pytest.raises(ImportRefused) as refused:
+        parse_export(raw)
+    assert reason in str(refused.value)
+    assert db.list() == []
+
+
+def test_unknown_import_keys_are_dropped_and_named():
+    raw = json.dumps({**GOOD, "extra": 1, "messages": [{"role": "user", "content": "q", "mood": "happy",
+                                                        "sources": [{"title": "t", "link": "l", "snippet": "s", "rank": 1}]}]})
+    export, dropped = parse_export(raw.encode())
+    assert dropped == ["extra", "messages[0].mood", "messages[0].sources[0].rank"]
+    assert export.messages[0].model_dump(exclude_unset=True) == {"role": "user", "content": "q",
+                                                                 "sources": [{"title": "t", "link": "l", "snippet": "s"}]}
 
 
 def test_corrupt_database_file_says_so(tmp_path):
@@ -94,36 +216,47 @@ def test_corrupt_database_file_says_so(tmp_path):
         Store(path)
 
 
-def test_locked_database_says_so(tmp_path):
+def test_locked_database_says_so_and_reads_still_work(tmp_path):
     store = Store(tmp_path / "c.sqlite3", busy_timeout_s=0.2)
-    cid = store.create("chat", "x")
+    cid = store.create("chat", "x", [{"role": "user", "content": "before", "id": "b"}])
     holder = sqlite3.connect(tmp_path / "c.sqlite3", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreError, match="locked"):
-            store.save_messages(cid, [{"role": "user", "content": "hi"}])
+            store.write(cid, [(1, {"role": "user", "content": "hi", "id": "h"})])
+        assert contents(store.messages(cid)) == ["before"] and store.list(text="before")  # readers never wait
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    store.save_messages(cid, [{"role": "user", "content": "hi"}])  # and it recovers
-    assert store.messages(cid)[0]["content"] == "hi"
+    store.write(cid, [(1, {"role": "user", "content": "hi", "id": "h"})])  # and it recovers
+    assert contents(store.messages(cid)) == ["before", "hi"]
 
 
 # --- the pages ------------------------------------------------------------------------------
 
-def chat_app() -> AppTest:
+def chat_app(max_new: int = 8) -> AppTest:
     at = AppTest.from_file("../app.py", default_timeout=180).run()
     assert not at.exception, at.exception
     at.slider(key="chat.temperature").set_value(0.0)
-    at.number_input(key="chat.max_new").set_value(8)
+    at.number_input(key="chat.max_new").set_value(max_new)
     return at
+
+
+def url_cid(at: AppTest) -> str:
+    cid = at.query_params["c"]
+    return cid[0] if isinstance(cid, list) else cid
+
+
+def stored(cid: str) -> list[dict]:
+    from ui.conversations import store
+
+    return store().messages(cid)
 
 
 def test_a_conversation_comes_back_from_its_url():
     at = chat_app()
     at.chat_input(key="chat.input").set_value("Remember the word pumpernickel.").run()
-    cid = at.query_params["c"]
-    cid = cid[0] if isinstance(cid, list) else cid
+    cid = url_cid(at)
     assert cid and len(at.session_state["chat.messages"]) == 2
     fresh = AppTest.from_file("../app.py", default_timeout=180)  # a new browser session
     fresh.query_params["c"] = cid
@@ -132,6 +265,55 @@ def test_a_conversation_comes_back_from_its_url():
     assert len(fresh.chat_message) == 2
     saved = fresh.session_state["chat.messages"][1]
     assert saved["stats"]["completion_tokens"] >= 1 and saved["settings"]["max_new_tokens"] == 8
+
+
+def test_a_stored_message_with_bad_fields_still_opens(tmp_path):
+    from ui.conversations import store
+
+    cid = store().create("search", "odd", [{"role": "user", "content": "q", "id": "u"}])
+    with sqlite3.connect(store().path) as raw:  # as a first-release import could have stored it
+        raw.execute("INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, 'a', 1, "
+                    "'assistant', 'answer [1]', ?, 0)", (cid, json.dumps(BAD_META)))
+    for page in ("../app.py", "../pages/2_Search_answers.py"):
+        at = AppTest.from_file(page, default_timeout=180)
+        at.query_params["c"] = cid
+        at.run()
+        assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the search page owns it
+    assert at.session_state["search.messages"][1] == {"role": "assistant", "content": "answer [1]",
+                                                      "custom": {"kept": True}, "id": "a"}
+
+
+def test_regenerate_that_fails_keeps_the_old_answer_then_one_that_works_replaces_it():
+    at = chat_app()
+    at.chat_input(key="chat.input").set_value("Say hello.").run()
+    cid, old = url_cid(at), at.session_state["chat.messages"][1]
+    at.number_input(key="chat.max_new").set_value(8192).run()  # = the context length: no room for a prompt
+    at.button(key="chat.regen").click().run()
+    assert not at.exception and "leaves no room" in at.error[0].value
+    assert at.session_state["chat.messages"][1]["id"] == old["id"]
+    # the old answer is still shown, then the failed attempt with its error
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "assistant"] and at.chat_message[2].error
+    assert [m["id"] for m in stored(cid)] == [m["id"] for m in at.session_state["chat.messages"]]
+    at.number_input(key="chat.max_new").set_value(8).run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the old one is still on the page
+    at.button(key="chat.regen").click().run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the new answer in the old one's place
+    new = at.session_state["chat.messages"]
+    assert len(new) == 2 and new[1]["id"] != old["id"] and new[1]["replaces"] == old["id"]
+    assert [m["id"] for m in stored(cid)] == [new[0]["id"], new[1]["id"]]
+
+
+def test_a_message_too_long_to_answer_is_taken_back_from_the_store_too():
+    at = chat_app()
+    at.chat_input(key="chat.input").set_value("First.").run()
+    cid = url_cid(at)
+    at.number_input(key="chat.max_new").set_value(8192).run()
+    at.chat_input(key="chat.input").set_value("This cannot fit.").run()
+    assert "leaves no room" in at.error[0].value and len(at.session_state["chat.messages"]) == 2
+    at.number_input(key="chat.max_new").set_value(8).run()
+    at.chat_input(key="chat.input").set_value("Second.").run()
+    assert [m["content"] for m in stored(cid) if m["role"] == "user"] == ["First.", "Second."]
 
 
 def test_sidebar_new_rename_delete_with_confirmation():
@@ -160,6 +342,8 @@ def test_corrupt_database_chat_still_works_and_says_unsaved(tmp_path, monkeypatc
     assert any("not being saved" in w.value and "corrupt" in w.value for w in at.sidebar.warning)
     at.chat_input(key="chat.input").set_value("Hello").run()
     assert not at.exception and [m.name for m in at.chat_message] == ["user", "assistant"]
+    at.button(key="chat.new").click().run()  # nothing can be saved: New chat still works
+    assert at.session_state["chat.messages"] == []
 
 
 def test_password_gate(monkeypatch):

@@ -19,6 +19,8 @@ from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
 from llm.runtime import get_backend
 from llm.settings import get_settings
+from llm.store import new_message_id
+from ui.conversations import retract
 from ui.safe_text import safe_markdown, write_stream
 
 UI_UPDATE_S = 0.05  # at most ~20 screen updates a second while an answer streams
@@ -145,7 +147,22 @@ def commit_pending(history_key: str) -> None:
     """An answer interrupted by stop (or by a new message) is kept, marked as cut."""
     pending = st.session_state.pop(f"{history_key}.pending", None)
     if pending is not None:
-        st.session_state[history_key].append({**pending, "cut": True})
+        land(st.session_state[history_key], {**pending, "cut": True})
+
+
+def land(history: list[dict], message: dict) -> dict | None:
+    """Add an answer to the history. A regenerated one (`replaces`) takes the old one's place, and only
+    once it has text: a regenerate that fails before any text keeps the old answer (the store does the same)."""
+    if not message.get("replaces"):
+        history.append(message)
+        return message
+    if not message["content"]:
+        return None
+    if history and history[-1].get("id") == message["replaces"]:
+        history[-1] = message
+    else:
+        history.append(message)
+    return message
 
 
 def session_key(history_key: str) -> str:
@@ -155,7 +172,8 @@ def session_key(history_key: str) -> str:
 
 
 def user_message(text: str) -> dict:
-    return {"role": "user", "content": text, "time": time.time()}
+    # The id is the message's key in the store from its first save on (llm/store.py).
+    return {"role": "user", "content": text, "time": time.time(), "id": new_message_id()}
 
 
 def answer(
@@ -168,7 +186,12 @@ def answer(
     on_progress: Callable[[dict], None] | None = None,
 ) -> None:
     """Stream the assistant's reply to the history under `history_key` and append it when done."""
-    messages: list[Message] = conversation(system_prompt, st.session_state[history_key])
+    history = st.session_state[history_key]
+    # A regenerate (extra "replaces": the last answer's id) answers the turns before that answer, which
+    # stays in the history until the new one has text.
+    replaces = (extra or {}).get("replaces")
+    earlier = history[:-1] if replaces and history and history[-1].get("id") == replaces else history
+    messages: list[Message] = conversation(system_prompt, earlier)
     extra = {"system_prompt": system_prompt, **(extra or {})}
     with st.chat_message("assistant"):
         message = stream_to_history(backend, history_key, messages, options, model, extra, on_progress)
@@ -205,8 +228,8 @@ def stream_to_history(
     """
     history: list[dict] = st.session_state[history_key]
     stats = GenerationStats()
-    pending = {"role": "assistant", "content": "", "time": time.time(), "model": model or backend.name,
-               "settings": options.model_dump(), **(extra or {})}
+    pending = {"role": "assistant", "content": "", "time": time.time(), "id": new_message_id(),
+               "model": model or backend.name, "settings": options.model_dump(), **(extra or {})}
     st.session_state[f"{history_key}.pending"] = pending
 
     def recorded() -> Iterator[str]:
@@ -225,14 +248,14 @@ def stream_to_history(
         st.session_state.pop(f"{history_key}.pending", None)
         st.error(safe_markdown(str(exc)))  # a server's error text may quote what it was sent
         if pending["content"]:
-            history.append({**pending, "cut": True, "stats": stats.as_dict()})
-            return history[-1]
+            return land(history, {**pending, "cut": True, "stats": stats.as_dict()})
         if isinstance(exc, PromptTooLongError) and history and history[-1]["role"] == "user":
-            # Not answerable as it stands: take it out of the history so later turns still work,
-            # and hand the text back so nothing the user typed is lost.
+            # Not answerable as it stands: take it out of the history (and the store) so later turns
+            # still work, and hand the text back so nothing the user typed is lost.
+            unsent = history.pop()
+            retract(history_key, unsent)
             with st.expander("Your unsent message (copy it from here)"):
-                st.code(history.pop()["content"], language=None)
+                st.code(unsent["content"], language=None)
         return None
     st.session_state.pop(f"{history_key}.pending", None)
-    history.append({**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})
-    return history[-1]
+    return land(history, {**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})

@@ -1,0 +1,187 @@
+"""The shape of a saved message and of a conversation export, checked with pydantic.
+
+An imported file is data from a stranger: every known field is checked by type and range, and the file
+is refused with the field's path when one is wrong; unknown keys are dropped (and named), so nothing
+unchecked reaches the pages. A message read back from the store is checked by the same model, but a bad
+field is dropped instead of refusing, so one bad value (e.g. in a database from an older version, whose
+import kept any key) never stops a conversation from opening.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from llm.errors import StudioError
+
+EXPORT_FORMAT = "llama-studio-conversation/1"
+MAX_IMPORT_BYTES = 32 * 1024 * 1024  # a 10,000-turn conversation with sources is ~20 MB
+MAX_MESSAGES = 20_000
+MAX_SOURCES = 50  # a search answer cites at most SEARCH_SOURCES (<= 10) sources
+
+
+class ImportRefused(StudioError):
+    """An uploaded file is not a conversation export we can take; the message says why."""
+
+
+class _Part(BaseModel):
+    # extra="allow": unknown keys are collected (and then dropped by an import, kept by a read, see
+    # below) instead of failing; strict: "5" is not a number and "yes" is not true.
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+
+Count = Annotated[int, Field(ge=0, le=10**9)]
+Seconds = Annotated[float, Field(ge=0, le=10**7)]
+ShortText = Annotated[str, Field(max_length=500)]
+LongText = Annotated[str, Field(max_length=1_000_000)]
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """Sampling settings are shown as figures only: numbers, text, true/false, nothing nested."""
+    for key, value in settings.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ValueError(f"setting {_name(key)} must be a number, text or true/false")
+        if isinstance(value, str) and len(value) > 500:
+            raise ValueError(f"setting {_name(key)} is longer than 500 characters")
+    return settings
+
+
+def _name(key: object) -> str:
+    """A key from the file as it may be shown in the page: word characters only (no markdown), short."""
+    return re.sub(r"[^\w-]", "?", str(key))[:40]
+
+
+def _page(page: str) -> str:
+    if not re.fullmatch(r"chat|search|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
+        raise ValueError("must be chat, search or persona:<name> (letters, digits, - and _)")
+    return page
+
+
+class Source(_Part):
+    title: LongText = ""
+    link: LongText = ""
+    snippet: LongText = ""
+
+
+class Stats(_Part):
+    """The figures under an answer (llm.generation.GenerationStats.as_dict)."""
+
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    dropped_messages: Count | None = None
+    cached_tokens: Count | None = None
+    batched_with: Count | None = None
+    first_token_s: Seconds | None = None
+    tokens_per_s: Annotated[float, Field(ge=0)] | None = None
+    finish_reason: Annotated[str, Field(max_length=32)] | None = None
+
+
+class Message(_Part):
+    role: Literal["user", "assistant"]
+    content: str
+    id: Annotated[str, Field(max_length=64)] | None = None
+    replaces: Annotated[str, Field(max_length=64)] | None = None  # the answer a regenerated one took the place of
+    time: Annotated[float, Field(ge=0, le=10**11)] | None = None  # seconds since 1970
+    model: ShortText | None = None
+    persona: ShortText | None = None
+    system_prompt: LongText | None = None
+    settings: Annotated[dict[Annotated[str, Field(max_length=64)], Any], Field(max_length=64),
+                        AfterValidator(_flat)] | None = None
+    stats: Stats | None = None
+    dropped: Count | None = None
+    cut: bool | None = None
+    query: LongText | None = None
+    sources: Annotated[list[Source], Field(max_length=MAX_SOURCES)] | None = None
+    cited: Annotated[list[Annotated[int, Field(ge=1, le=1000)]], Field(max_length=MAX_SOURCES)] | None = None
+
+
+class Export(_Part):
+    format: Literal["llama-studio-conversation/1"]
+    title: Annotated[str, Field(max_length=10_000)] = "Imported"
+    page: Annotated[str, AfterValidator(_page)] = "chat"
+    messages: Annotated[list[Message], Field(max_length=MAX_MESSAGES)]
+
+
+# --- import: refuse with the reason -------------------------------------------------------------
+
+def parse_export(raw: bytes) -> tuple[Export, list[str]]:
+    """An uploaded file as a checked export, and the paths of the unknown keys that were dropped."""
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ImportRefused(f"The file is {len(raw) / 2**20:.1f} MB; imports are limited to {MAX_IMPORT_BYTES // 2**20} MB.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ImportRefused("The file is not UTF-8 text, so it is not a conversation export.") from None
+    except RecursionError:
+        raise ImportRefused("The file nests too deeply to be a conversation export.") from None
+    except ValueError as exc:
+        raise ImportRefused(f"The file is not valid JSON ({str(exc)[:120]}).") from None
+    return check_export(data)
+
+
+def check_export(data: object) -> tuple[Export, list[str]]:
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ImportRefused(f'Not a conversation export (expected "format": "{EXPORT_FORMAT}").')
+    try:
+        export = Export.model_validate(data)
+    except ValidationError as exc:
+        raise ImportRefused(f"The file was not imported: {describe(exc)}") from None
+    except RecursionError:
+        raise ImportRefused("The file nests too deeply to be a conversation export.") from None
+    return export, drop_unknown(export)
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem as `messages[3].sources[0].title: Input should be a valid string`."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{_name(p)}" for p in first["loc"]).lstrip(".") or "the file"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{path}: {first['msg']}{more}."
+
+
+def drop_unknown(part: BaseModel, path: str = "") -> list[str]:
+    """Remove every key the schema does not know, at every level; returns their paths."""
+    dropped = [f"{path}.{_name(key)}".lstrip(".") for key in (part.model_extra or {})]
+    (part.model_extra or {}).clear()
+    for name in type(part).model_fields:
+        value = getattr(part, name)
+        children = value if isinstance(value, list) else [value]
+        for n, child in enumerate(children):
+            if isinstance(child, BaseModel):
+                dropped += drop_unknown(child, f"{path}.{name}" + (f"[{n}]" if isinstance(value, list) else ""))
+    return dropped
+
+
+# --- read: drop what is bad, keep the message ---------------------------------------------------
+
+def clean_message(mid: str, role: object, content: object, meta_text: object) -> dict | None:
+    """A stored row as a message dict whose known fields all have the right types (bad ones dropped).
+
+    Unknown keys are kept: they are our own (a newer field) or from an older import, and no page reads
+    them. None when the row is not a message at all (an unknown role)."""
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    data = {**_json_object(meta_text), "role": role, "content": content if isinstance(content, str) else str(content)}
+    for _ in range(3):  # each pass drops the fields that failed; nested failures drop their top field
+        try:
+            return {**Message.model_validate(data).model_dump(exclude_unset=True), "id": mid}
+        except ValidationError as exc:
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+            if "role" in bad or not bad:
+                return None
+            data = {k: v for k, v in data.items() if k not in bad}
+        except (ValueError, RecursionError):  # an unknown key nested too deeply to copy: keep the known ones
+            data = {k: v for k, v in data.items() if k in Message.model_fields}
+    return None
+
+
+def _json_object(text: object) -> dict:
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
