@@ -4,11 +4,12 @@ import streamlit as st
 
 if __name__ != "__main__":
     # `streamlit run app.py` imports this file once, as the module `app`, to find the server it runs: Streamlit's
-    # own routes with our middleware (the host guard) in front. Each browser session then runs this file as
-    # __main__: the chat page below.
+    # own routes plus the OpenAI-compatible API (server/api), with our middleware (the host guard) in front.
+    # Each browser session then runs this file as __main__: the chat page below.
     import server
+    from server.api.routes import api_routes, lifespan
 
-    app = st.App(__file__, middleware=server.middleware())
+    app = st.App(__file__, middleware=server.middleware(), routes=api_routes(), lifespan=lifespan)
 else:
     from ui import conversations
     from ui.auth import require_password

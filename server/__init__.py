@@ -1,6 +1,6 @@
 """The HTTP layer in front of the pages: what `streamlit run app.py` serves (see app.py's `app`).
 
-Today it is the host guard; API routes are added to the same `st.App` beside it.
+The host guard in front of every route, and the OpenAI-compatible API (`server/api`) beside the pages.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def isolated_env(tmp_path, monkeypatch):
     from llm.settings import get_settings
 
     for name in list(os.environ):
-        if name.startswith(("LLM_", "OPENAI_", "GOOGLE_", "SEARXNG_", "APP_")):
+        if name.startswith(("LLM_", "OPENAI_", "GOOGLE_", "SEARXNG_", "APP_", "API_", "ALLOWED_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLM_MODEL", "demo")
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))

@@ -65,6 +65,13 @@ class OpenAIPlayer(BaseHTTPRequestHandler):
         if mode == "nofinish":  # a clean end of body, but no finish_reason ever came
             self.wfile.write(b"0\r\n\r\n")
             return
+        if mode == "ok":  # a well-behaved end: finish_reason, [DONE], end of body
+            body = json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            for event in (f"data: {body}\n\n".encode(), b"data: [DONE]\n\n"):
+                self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
 
 
 def start(handler=OpenAIPlayer) -> tuple[ThreadingHTTPServer, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.catalog import base_id, targets
-from api.schemas import ChatMessage, ChatRequest
-from api.service import ApiError, StopStrings, to_messages, to_options
+from server.api.catalog import base_id, targets
+from server.api.schemas import ChatMessage, ChatRequest
+from server.api.service import ApiError, StopStrings, to_messages, to_options
 from llm.personas import BASE, Persona, PersonaCard
 
 

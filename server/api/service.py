@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from api.catalog import Target, targets
-from api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
+from server.api.catalog import Target, targets
+from server.api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
 from llm.errors import StudioError
 from llm.generation import GenerationStats
 from llm.options import GenerationOptions

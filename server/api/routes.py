@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
-from api.service import ENGINE, ApiError, ChatRun, start_chat
+from server.api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
+from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 from llm.errors import StudioError
 from llm.settings import get_settings
 
