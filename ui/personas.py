@@ -56,9 +56,9 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
         if broken or reg.file_problem:
             with st.expander(f"Unavailable ({len(broken) + bool(reg.file_problem)})"):
                 if reg.file_problem:
-                    st.caption(plain(reg.file_problem))
+                    st.caption(safe_markdown(reg.file_problem))
                 for p in broken:
-                    st.caption(f"**{plain(p.name)}**: {plain(p.problem or '')}")
+                    st.caption(f"**{plain(p.name)}**: {safe_markdown(p.problem or '')}")
     return reg.get(choice)
 
 
