@@ -56,7 +56,7 @@ def _name(key: object) -> str:
 
 def _page(page: str) -> str:
     if not re.fullmatch(r"chat|search|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
-        raise ValueError("must be chat, search or persona:<name> (letters, digits, - and _)")
+        raise ValueError("must be chat, search or persona:NAME (NAME: letters, digits, - and _)")
     return page
 
 
@@ -117,8 +117,10 @@ def parse_export(raw: bytes) -> tuple[Export, list[str]]:
         raise ImportRefused("The file is not UTF-8 text, so it is not a conversation export.") from None
     except RecursionError:
         raise ImportRefused("The file nests too deeply to be a conversation export.") from None
-    except ValueError as exc:
-        raise ImportRefused(f"The file is not valid JSON ({str(exc)[:120]}).") from None
+    except json.JSONDecodeError as exc:
+        raise ImportRefused(f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+    except ValueError:  # the one other case: an integer of more than 4,300 digits
+        raise ImportRefused("The file holds a number too long to read, so it is not a conversation export.") from None
     return check_export(data)
 
 

@@ -182,11 +182,12 @@ def with_message(**fields) -> bytes:
     (with_message(time=float("nan")), "messages[1].time: Input should be a finite number"),
     (with_message(settings={"![x](http://evil/i.png)": [1]}), "setting ??x??http???evil?i?png? must be"),
     (json.dumps({**GOOD, "messages": [{"role": "user", "content": "q", "![x](http://e/)" * 10: "x" * 1000}] * 1}).encode(), None),
-    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search or persona:<name>"),
+    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search or persona:NAME"),
     (json.dumps({**GOOD, "messages": "hi"}).encode(), "messages: Input should be a valid list"),
     (b'{"format": "llama-studio-conversation/1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
     (b"\xff\xfe not text", "not UTF-8"),
-    (b"{not json", "not valid JSON"),
+    (b"{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+    (b'{"format": "llama-studio-conversation/1", "x": ' + b"9" * 5000 + b"}", "a number too long to read"),
     (b"1" * (33 * 2**20), "imports are limited to 32 MB"),
 ])
 def test_malformed_imports_are_refused_with_the_reason(db, raw, reason):
