@@ -5,7 +5,8 @@
                                              # configuration in bf16 on CUDA (no download needed)
 
 Scenarios: (1) an 8-turn conversation, ~80-token user turns, 64 new tokens each, greedy;
-(2) 4 sessions sending at the same moment with mixed personas; (3) persona switching.
+(2) 4 sessions sending at the same moment with mixed personas; (3) persona switching;
+(4) a team's consult step: 3 experts (one a LoRA persona) asked at once, against asking them one after another.
 Baseline: full history re-encoded each turn, a blocking `generate`, one user at a time, and a
 persona switch that reloads the base model and its adapter (as the tutorial's demo does).
 """
@@ -29,6 +30,7 @@ from llm.settings import PROJECT_ROOT, Settings
 
 WORDS = ("ship harbour wind compass island river mountain lantern market garden story letter winter summer "
          "village bridge forest candle anchor rope kitchen teacher window morning evening music bread").split()
+TEAM = "harbour-council"  # teams.json: Captain Quill (LoRA), Computer scientist, Legal expert
 PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "4090": 1008, "A10": 600}  # HBM/GDDR specs
 
 # Llama-3.1-8B-Instruct's config.json, for --gpu-shape.
@@ -153,6 +155,42 @@ def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir
     return {"baseline": baseline, "ours": stats.first_token_s}
 
 
+def team_consult(backend: TransformersBackend, new_tokens: int, repeats: int = 3) -> dict:
+    """The consult step of the 3-expert team (every expert asked the task), against the same three
+    questions asked one after another. Returns the median run by speed-up."""
+    from llm.personas import PersonaRegistry
+    from team.plan import fallback_plan
+    from team.prompts import expert_messages
+    from team.run import MIN_EXPERT_TOKENS, Limits, consult, new_run
+    from team.teams import load_teams
+
+    registry = PersonaRegistry(backend, PROJECT_ROOT / "adapters", PROJECT_ROOT / "personas.json")
+    teams, _ = load_teams(PROJECT_ROOT / "teams.json", registry.personas())
+    team = next(t for t in teams if t.name == TEAM)
+    if not team.available:
+        raise SystemExit(f"the team {TEAM!r} cannot run: {team.problem}")
+    task = team.card.example_task
+    new_tokens = max(new_tokens, MIN_EXPERT_TOKENS)  # the least an expert may be given
+    asks = fallback_plan([p.name for p in team.experts], task, len(team.experts))
+    runs = []
+    for _ in range(repeats):
+        alone = []
+        for ask in asks:
+            expert = team.expert(ask.expert)
+            _, stats = our_answer(backend, expert_messages(expert, task, ask.question), new_tokens, model=expert.model)
+            alone.append(stats.total_s)
+        run = new_run(team, task, Limits(expert_tokens=new_tokens, token_budget=200_000))
+        backend.scheduler.max_rows_seen = 0
+        for _ in consult(backend, team, run, asks, 1, options(new_tokens), threading.Event()):
+            pass
+        runs.append({"alone": alone, "together": run.consult_seconds[0], "rows": backend.scheduler.max_rows_seen,
+                     "tokens": new_tokens, "experts": [t.display_name for t in run.turns]})
+    runs.sort(key=lambda r: sum(r["alone"]) / r["together"])
+    median = runs[len(runs) // 2]
+    median["speedups"] = [sum(r["alone"]) / r["together"] for r in runs]
+    return median
+
+
 # --- reporting ----------------------------------------------------------------------------------
 
 def bandwidth_share(lm: LoadedModel, tokens_per_s: float) -> str:
@@ -187,7 +225,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--sessions", type=int, nargs="+", default=None,
                         help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)")
-    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="scenarios to run")
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="scenarios to run")
     args = parser.parse_args()
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
     settings = Settings(llm_model="demo")
@@ -214,6 +252,10 @@ def main() -> None:
         print(f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): {switch['ours']:.3f} s")
     elif 3 in args.only:
         print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
+    if 4 in args.only and not args.gpu_shape:
+        report_team(backend, args.new_tokens)
+    elif 4 in args.only:
+        print("4. team consult: not measured with --gpu-shape (the team's LoRA expert fits the demo model only)")
 
 
 def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:
@@ -239,6 +281,17 @@ def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) 
           f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]))
     print(f"   ours: {o['rows']} rows at most in one batched step · speed-up in each of {len(o['speedups'])} runs: "
           + ", ".join(f"{x:.2f}x" for x in o["speedups"]) + " (the median run is shown)\n")
+
+
+def report_team(backend, new_tokens: int) -> None:
+    result = team_consult(backend, new_tokens)
+    alone, together = result["alone"], result["together"]
+    print(f"4. team consult step: {len(alone)} experts ({', '.join(result['experts'])}), {result['tokens']} new tokens each, greedy")
+    print(f"   one after another: {sum(alone):.2f} s (" + ", ".join(f"{s:.2f} s" for s in alone) + ")")
+    print(f"   together (consult): {together:.2f} s = {together / max(alone):.2f}x the longest alone, "
+          f"{together / sum(alone):.2f}x the sum · {result['rows']} rows at most in one batched step")
+    print(f"   speed-up over one after another in each of {len(result['speedups'])} runs: "
+          + ", ".join(f"{x:.2f}x" for x in result["speedups"]) + " (the median run is shown)\n")
 
 
 if __name__ == "__main__":

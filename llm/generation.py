@@ -56,6 +56,7 @@ class GenerationStats:
 
 
 def make_processors(options: GenerationOptions):
+    """The request's own logits processors (fresh state each call: one set per request, even in a batch)."""
     from transformers.generation.logits_process import (
         LogitsProcessorList,
         RepetitionPenaltyLogitsProcessor,
@@ -65,6 +66,11 @@ def make_processors(options: GenerationOptions):
     )
 
     processors = LogitsProcessorList()
+    if options.json_schema is not None:
+        # First, so the penalty and the warpers only ever see tokens the schema allows.
+        if options.grammar is None:
+            raise ValueError("a json_schema must be compiled for the tokenizer first (llm.constrained.bind)")
+        processors.append(options.grammar.processor())
     if options.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
     if not options.greedy:
