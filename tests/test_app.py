@@ -105,8 +105,11 @@ def test_unicode_and_html_round_trip_as_text():
     at = greedy(open_app(), max_new=4)
     text = "你好 🦙 Привіт <script>alert(1)</script> <b>bold</b> مرحبا"
     send(at, text)
-    assert bubbles(at)[0] == ("user", text)
-    assert at.session_state["chat.messages"][0]["content"] == text
+    from ui.safe_text import safe_markdown
+
+    shown = bubbles(at)[0][1]
+    assert shown == safe_markdown(text) and "<script>" not in shown  # drawn as text: every tag escaped
+    assert at.session_state["chat.messages"][0]["content"] == text  # stored exactly as typed
 
 
 def test_an_interrupted_answer_is_kept_and_marked():
