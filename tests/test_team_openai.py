@@ -113,3 +113,19 @@ def test_the_round_limit_ends_a_coordinator_that_keeps_asking(server, team):
     assert [t.question for t in run.turns] == ["Question 1?", "Question 2?", "Question 3?"]
     assert run.rounds == 3 and run.ended_by == "rounds"
     assert run.synthesis == "Answer from the coordinator"
+
+
+def test_the_page_says_when_the_plan_fell_back(server, team, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    PlanServer.plan = staticmethod(lambda n: "Let me think about who to ask.")
+    for name, value in (("LLM_BACKEND", "openai"), ("OPENAI_BASE_URL", server), ("OPENAI_MODEL", "m")):
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file("../pages/3_Team.py", default_timeout=120).run()
+    at.number_input(key="team.follow_up_rounds").set_value(0)
+    at.chat_input(key="team.input").set_value(TASK).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert any("unusable (the plan is not valid JSON" in w.value and "every expert was asked the task as given" in w.value
+               for w in at.warning)
+    assert [c.value for c in at.caption if c.value.startswith("Asked: ")] == ["Asked: Draft AI compliance standards\\."] * 2
+    assert any(m.value == "Answer from the coordinator" for m in at.markdown)

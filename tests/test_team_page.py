@@ -1,0 +1,73 @@
+"""The team page through AppTest with the real demo model: a run drawn step by step, saved, reloaded."""
+
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = "../pages/3_Team.py"
+TASK = "Draft AI rules for a school."
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=600).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown] + [c.value for c in at.caption]
+
+
+def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
+    at = open_page()
+    assert at.selectbox(key="team.current").value == "ai-standards"
+    for key, value in (("team.expert_tokens", 16), ("team.synthesis_tokens", 16), ("team.follow_up_rounds", 0)):
+        at.number_input(key=key).set_value(value)
+    at.slider(key="team.temperature").set_value(0.0)
+    at.chat_input(key="team.input").set_value(TASK).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    shown = texts(at)
+    assert any("0 follow-up rounds · 16 tokens per expert" in t for t in shown)  # the limits are visible
+    panels = [t for t in shown if t.startswith("**") and ("Computer scientist" in t or "Legal expert" in t)]
+    asked = [t for t in shown if t.startswith("Asked: ")]
+    figures = [t for t in shown if "tokens · " in t and " s" in t]
+    assert panels and len(asked) == len(panels) == len(figures)  # name, question, tokens and time per expert
+    assert any("AI standards board · answer" in t for t in shown)
+    assert any(t.startswith("planning ") and "budget tokens used" in t for t in shown)
+    cid = at.query_params["c"]
+    cid = cid[0] if isinstance(cid, list) else cid
+    answer = [t for t in shown if t not in (TASK,)]
+
+    again = AppTest.from_file(PAGE, default_timeout=600)
+    again.query_params["c"] = cid
+    again.run()
+    assert not again.exception, again.exception
+    reloaded = texts(again)
+    assert TASK in reloaded
+    assert [t for t in reloaded if t.startswith("Asked: ")] == asked
+    assert any("AI standards board · answer" in t for t in reloaded)
+    synthesis = answer[answer.index(next(t for t in answer if "AI standards board · answer" in t)) + 1]
+    assert synthesis in reloaded  # the same answer text, drawn from the saved run
+
+
+def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch):
+    teams = tmp_path / "teams.json"
+    teams.write_text(json.dumps({
+        "ok": {"display_name": "Fine team", "coordinator": "tutor", "experts": ["dummy"]},
+        "ghost": {"display_name": "Ghosts", "coordinator": "tutor", "experts": ["nobody-here"]},
+    }), encoding="utf-8")
+    monkeypatch.setenv("TEAMS_FILE", str(teams))
+    at = open_page()
+    picker = at.selectbox(key="team.current")
+    assert picker.value == "ok" and len(picker.options) == 1  # only the team that can run is offered
+    assert any("nobody-here" in c.value and "does not exist" in c.value for c in at.sidebar.caption)
+
+
+def test_no_team_file_says_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEAMS_FILE", str(tmp_path / "missing.json"))
+    at = open_page()
+    assert any("TEAMS_FILE" in w.value for w in at.sidebar.warning)
+    assert any("No team can run" in e.value for e in at.error)
+    assert at.chat_input(key="team.input").disabled

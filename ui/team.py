@@ -1,0 +1,269 @@
+"""Drawing helpers for the team page: the team picker, the limits, and a run (live, or saved).
+
+These only draw and keep per-session state; the run itself is `team.run`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+import streamlit as st
+from pydantic import ValidationError
+
+from llm.errors import StudioError
+from llm.options import GenerationOptions
+from llm.runtime import get_registry
+from llm.settings import get_settings
+from llm.store import new_message_id
+from team import report
+from team.run import Event, Limits, TeamRun, new_run, run_team
+from team.teams import Team, load_teams
+from ui.chat import UI_UPDATE_S
+from ui.safe_text import plain, safe_markdown
+
+PANELS_PER_ROW = 4
+
+
+# --- sidebar --------------------------------------------------------------------------------------
+
+def pick_team(backend) -> Team | None:
+    """Sidebar picker among the teams that can run; the others are listed with the reason."""
+    teams, problem = load_teams(get_settings().teams_file, get_registry(backend).personas())
+    usable = {t.name: t for t in teams if t.available}
+    with st.sidebar:
+        if problem:
+            st.warning(safe_markdown(problem))
+        choice = None
+        if usable:
+            choice = st.selectbox("Team", list(usable), format_func=lambda n: usable[n].label, key="team.current")
+        broken = [t for t in teams if not t.available]
+        if broken:
+            with st.expander(f"Unavailable ({len(broken)})"):
+                for t in broken:
+                    st.caption(f"**{plain(t.name)}**: {safe_markdown(t.problem or '')}")
+    return usable.get(choice) if choice else None
+
+
+def _field(name: str) -> tuple[int, int, int]:
+    """(min, max, default) of a Limits field: the ranges live in one place, team.run.Limits."""
+    info = Limits.model_fields[name]
+    low = next(m.ge for m in info.metadata if hasattr(m, "ge"))
+    high = next(m.le for m in info.metadata if hasattr(m, "le"))
+    return low, high, info.default
+
+
+def sidebar_limits() -> tuple[Limits, GenerationOptions]:
+    """The run's limits (always visible) and sampling, this session's own."""
+    labels = {"experts_per_round": "Experts per round", "follow_up_rounds": "Follow-up rounds",
+              "expert_tokens": "New tokens per expert", "synthesis_tokens": "New tokens for the answer",
+              "token_budget": "Token budget (plans + answers)"}
+    steps = {"expert_tokens": 32, "synthesis_tokens": 64, "token_budget": 256}
+    values = {}
+    with st.sidebar:
+        st.subheader("Limits")
+        for name, label in labels.items():
+            low, high, default = _field(name)
+            values[name] = st.number_input(label, low, high, default, step=steps.get(name, 1), key=f"team.{name}",
+                                           help=Limits.model_fields[name].description)
+        with st.expander("Sampling", expanded=False):
+            temperature = st.slider("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.05, key="team.temperature")
+            seed = st.number_input("Seed (empty = random)", 0, 2**32 - 1, None, key="team.seed")
+    try:
+        return Limits(**values), GenerationOptions(temperature=temperature, seed=seed)
+    except ValidationError as exc:
+        st.sidebar.error(f"Invalid limit: {exc.errors()[0]['msg']}. Using the defaults.")
+        return Limits(), GenerationOptions()
+
+
+def limits_caption(limits: Limits) -> str:
+    return (f"Limits: {limits.experts_per_round} experts per round · {limits.follow_up_rounds} follow-up rounds · "
+            f"{limits.expert_tokens} tokens per expert · {limits.synthesis_tokens} for the answer · "
+            f"budget {limits.token_budget:,} tokens")
+
+
+# --- a run, drawn ---------------------------------------------------------------------------------
+
+class RunView:
+    """Draws one run into the current container, step by step: live from events, or all at once."""
+
+    def __init__(self, run: TeamRun):
+        self.run = run
+        self.steps: dict[int, tuple] = {}  # step index -> (status box, code placeholder)
+        self.panels: dict[int, tuple] = {}  # turn index -> (answer placeholder, caption placeholder)
+        self.answer = None
+        self.dirty: set = set()
+        self.last_draw = 0.0
+
+    def apply(self, event: Event) -> None:
+        if event.kind == "step":
+            self.step(event.index)
+        elif event.kind == "plan_piece":
+            self.dirty.add(("step", event.index))
+        elif event.kind == "planned":
+            self.planned(event.index)
+        elif event.kind == "round":
+            self.round(event.index)
+        elif event.kind == "piece":
+            self.dirty.add(("turn", event.index))
+        elif event.kind == "turn_done":
+            self.turn(event.index)
+        elif event.kind == "synthesis":
+            self.synthesis_start()
+        elif event.kind == "synthesis_piece":
+            self.dirty.add(("answer", 0))
+        if self.dirty and time.perf_counter() - self.last_draw >= UI_UPDATE_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Redraw what changed since the last draw (at most ~20 updates a second for all panels)."""
+        for kind, index in sorted(self.dirty):
+            if kind == "step" and index in self.steps:
+                self.steps[index][1].code(self.run.steps[index].text.strip() or "…", language="json")
+            elif kind == "turn":
+                self.turn(index)
+            elif kind == "answer" and self.answer is not None:
+                self.answer.markdown(safe_markdown(self.run.synthesis) or "…")
+        self.dirty.clear()
+        self.last_draw = time.perf_counter()
+
+    def step(self, index: int) -> None:
+        step = self.run.steps[index]
+        title = "Plan" if step.kind == "plan" else f"Follow-up before round {step.round}"
+        box = st.status(f"{title}: the coordinator is deciding…", expanded=False)
+        with box:
+            code = st.empty()
+        self.steps[index] = (box, code)
+
+    def planned(self, index: int) -> None:
+        step, (box, code) = self.run.steps[index], self.steps[index]
+        code.code(step.text.strip() or "(nothing)", language="json")
+        title = "Plan" if step.kind == "plan" else f"Follow-up before round {step.round}"
+        label, state = {
+            "planned": (f"{title}: asking {', '.join(step.asked)}", "complete"),
+            "fallback": (f"{title}: unusable, so every expert is asked the task", "error"),
+            "finished": (f"{title}: nothing more to ask", "complete"),
+            "stopped": (f"{title}: stopped", "error"),
+        }.get(step.outcome, (f"{title}: stopped", "error"))  # "running": saved mid-run
+        box.update(label=plain(label), state=state)
+        if step.outcome == "fallback" and step.note:
+            st.warning(step.note)
+        elif step.note:
+            st.caption(plain(step.note))
+
+    def round(self, number: int) -> None:
+        turns = [i for i, t in enumerate(self.run.turns) if t.round == number]
+        st.markdown(f"**Round {number}** · {len(turns)} expert{'s' if len(turns) > 1 else ''} answering together")
+        for start in range(0, len(turns), PANELS_PER_ROW):
+            row = turns[start:start + PANELS_PER_ROW]
+            for column, index in zip(st.columns(len(row)), row):
+                turn = self.run.turns[index]
+                with column.container(border=True):
+                    st.markdown(f"**{plain(turn.avatar)} {plain(turn.display_name)}**")
+                    st.caption(f"Asked: {plain(turn.question)}")
+                    self.panels[index] = (st.empty(), st.empty())
+                self.turn(index)
+
+    def turn(self, index: int) -> None:
+        turn = self.run.turns[index]
+        answer, caption = self.panels[index]
+        answer.markdown(safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else "*(no answer)*"))
+        colour = {"failed": "red", "stopped": "orange", "length": "orange"}.get(turn.status)
+        text = plain(report.turn_status(turn))
+        caption.caption(f":{colour}[{text}]" if colour else text)
+
+    def synthesis_start(self) -> None:
+        st.markdown(f"**{plain(self.run.team_display_name)} · answer**")
+        self.answer = st.empty()
+        self.answer.markdown("…")
+
+    def finish(self) -> None:
+        self.flush()
+        run = self.run
+        if self.answer is None and run.synthesis:
+            self.synthesis_start()
+        if self.answer is not None:
+            self.answer.markdown(safe_markdown(run.synthesis) or "*(no answer was written)*")
+        if run.synthesis_status == "failed":
+            st.error(f"The answer failed: {run.synthesis_error}")
+        if run.synthesis_status == "length":
+            st.caption(":orange[The answer was cut at its token limit.]")
+        if note := report.ended_note(run):
+            (st.warning if run.ended_by == "stopped" else st.info)(note)
+        st.caption(report.figures(run))
+
+    def draw_all(self) -> None:
+        """A finished (or saved) run at once, in the order it happened."""
+        for index, step in enumerate(self.run.steps):
+            self.step(index)
+            self.planned(index)
+            if step.outcome in ("planned", "fallback"):
+                self.round(step.round)
+        if self.run.synthesis or self.run.synthesis_status != "waiting":
+            self.synthesis_start()
+        self.finish()
+
+
+# --- history: a run is a user message (the task) and an assistant message (the run) --------------
+
+def run_message(run: TeamRun, message: dict | None = None) -> dict:
+    """The assistant message that holds a run: its Markdown as text (for exports and search), the record as data."""
+    message = message or {"role": "assistant", "time": time.time(), "id": new_message_id()}
+    message.update(content=report.markdown(run), team=run.team, team_run=run.model_dump(mode="json"))
+    return message
+
+
+def saved_run(message: dict) -> TeamRun | None:
+    """The run a saved message holds; None when it holds none or it does not check (then its text is shown)."""
+    data = message.get("team_run")
+    if not isinstance(data, dict):
+        return None
+    try:
+        run = TeamRun.model_validate(data)
+    except ValidationError:
+        return None
+    if run.ended_by == "running":  # saved mid-run by a crash or a stop
+        run.ended_by = "stopped"
+    return run
+
+
+def render_message(message: dict) -> None:
+    with st.chat_message(message["role"], avatar="👥" if message["role"] == "assistant" else None):
+        run = saved_run(message) if message["role"] == "assistant" else None
+        if run is None:
+            st.markdown(safe_markdown(message["content"]))
+        else:
+            RunView(run).draw_all()
+
+
+def run_live(backend, team: Team, task: str, limits: Limits, options: GenerationOptions, history: list[dict],
+             pending_key: str, on_progress=None) -> TeamRun:
+    """Run the team on `task`, drawing every step as it happens; the run lands in `history` when it ends.
+
+    While it runs, its message sits in `pending_key` (kept, as cut, if the page is stopped or the
+    connection drops); a stop closes the run, which stops every expert's computation."""
+    run = new_run(team, task, limits)
+    pending = run_message(run)
+    st.session_state[pending_key] = pending
+    cancel = threading.Event()
+    events: Iterator[Event] = run_team(backend, team, run, options, cancel)
+    last_save = 0.0
+    with st.chat_message("assistant", avatar="👥"):
+        view = RunView(run)
+        try:
+            for event in events:
+                view.apply(event)
+                if on_progress and time.perf_counter() - last_save >= 1.0:
+                    run_message(run, pending)
+                    on_progress(pending)
+                    last_save = time.perf_counter()
+        except StudioError as exc:
+            st.error(str(exc))
+        finally:
+            events.close()  # a stop lands here: the run ends and every row leaves the batch
+            run_message(run, pending)
+        view.finish()
+    st.session_state.pop(pending_key, None)
+    history.append(pending)
+    return run
