@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Iterator, Protocol
 
+import torch
+
 from llm.batching import BatchScheduler
-from llm.errors import BackendError
+from llm.errors import BackendError, StudioError
 from llm.generation import GenerationStats, stream_text
 from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
@@ -15,6 +18,8 @@ from llm.lora import AdapterError
 from llm.options import GenerationOptions
 from llm.prompts import Message, build_prompt
 from llm.runner import ModelRunner
+
+log = logging.getLogger(__name__)
 
 
 class ChatBackend(Protocol):
@@ -37,7 +42,12 @@ class ChatBackend(Protocol):
     base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
 
     def attach_adapter(self, name: str, folder: Path, card) -> str:
-        """Make a LoRA persona usable; returns the `model` to pass to `stream`. Raises BackendError."""
+        """Make a LoRA persona usable (or reload it if its files changed); returns the `model` to pass to
+        `stream`. Raises BackendError."""
+        ...
+
+    def detach_adapter(self, name: str) -> None:
+        """The persona went away or broke: new answers can no longer use it."""
         ...
 
 
@@ -53,15 +63,22 @@ class TransformersBackend:
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
         self.runner = ModelRunner(loaded.model)
-        self.scheduler = BatchScheduler(self.runner, max_batch, prefill_chunk)
+        # One KV budget for idle sessions' caches and the answers in flight (the scheduler holds its share).
         self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
+        self.scheduler = BatchScheduler(self.runner, max_batch, prefill_chunk, self.caches)
 
     def attach_adapter(self, name: str, folder: Path, card=None) -> str:
+        """Load the adapter, or reload it if its files changed since (a new version; answers already streaming
+        finish with the old one)."""
         try:
             self.runner.add_adapter(name, folder)
         except AdapterError as exc:  # checked before anything is installed: the others keep working
             raise BackendError(f"the adapter cannot be used: {exc}") from None
         return name
+
+    def detach_adapter(self, name: str) -> None:
+        """New answers can no longer use it (its folder went away or broke); answers streaming with it finish."""
+        self.runner.remove_adapter(name)
 
     def stream(self, messages, options, stats, cancel=None, model=None, session=None) -> Iterator[str]:
         if model not in (None, self.name) and model not in self.runner.adapters:
@@ -70,11 +87,16 @@ class TransformersBackend:
         lm = self.loaded
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages
-        reused = self.caches.take(session) if session else None
-        keep = (lambda entry: self.caches.put(session, entry)) if session else None
-        tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, reused, keep, stats)
+        tokens = self._tokens(prompt.input_ids, options, cancel, adapter, session, stats)
         chunks = stream_text(tokens, lm.tokenizer, len(prompt.input_ids), options, stats, cancel)
         return _explain_failures(chunks, stats)
+
+    def _tokens(self, prompt_ids, options, cancel, adapter, session, stats) -> Iterator[int]:
+        # A generator, so the session's kept cache is taken (and counted as in flight) only once the answer
+        # starts: a stream that is never read takes nothing.
+        reused = self.caches.take(session) if session else None
+        keep = (lambda entry: self.caches.put(session, entry)) if session else None
+        yield from self.scheduler.generate(prompt_ids, self.loaded.stop_ids, options, cancel, adapter, reused, keep, stats)
 
     def list_models(self) -> list[str]:
         return [self.name]
@@ -84,11 +106,16 @@ def _explain_failures(chunks: Iterator[str], stats: GenerationStats) -> Iterator
     """Turn the errors a forward pass can raise into a message that says what to do."""
     try:
         yield from chunks
-    except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+    except StudioError:  # already says what to do (e.g. one row's broken adapter, the KV budget)
         stats.finish_reason = "error"
-        if "out of memory" in str(exc).lower():
-            raise BackendError(
-                "The GPU ran out of memory for this answer. Lower max new tokens, start a new chat, "
-                "or lower CONTEXT_LENGTH."
-            ) from None
+        raise
+    except torch.OutOfMemoryError:  # by type: a message that merely mentions memory is not this
+        stats.finish_reason = "error"
+        raise BackendError(
+            "The GPU ran out of memory for this answer. Lower max new tokens, start a new chat, "
+            "or lower CONTEXT_LENGTH or KV_CACHE_BUDGET_MB."
+        ) from None
+    except Exception as exc:
+        stats.finish_reason = "error"
+        log.error("generation failed: %s", type(exc).__name__, exc_info=exc)
         raise BackendError(f"Generation failed ({type(exc).__name__}). The app is still running; try again.") from exc

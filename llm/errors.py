@@ -15,3 +15,12 @@ class PromptTooLongError(StudioError):
 
 class BackendError(StudioError):
     """The generation backend (in-process or a server) failed while answering."""
+
+
+def validation_message(exc) -> str:
+    """The first problem a pydantic `ValidationError` found, as `where: what`, never echoing the value itself
+    (it may be long, or carry markup): for messages about files and requests from outside."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part)[:60] for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -4,7 +4,9 @@ An entry remembers the exact token ids its cache holds. The next prompt reuses t
 prefix and the cache is cropped there, so regenerate, an edited or trimmed history, a changed system
 prompt or sampling prompt all fall back correctly (a changed system prompt shares almost nothing).
 A persona switch changes the adapter, and a cache is only reused with the adapter that built it.
-Idle entries are evicted least recently used first, under a byte budget and a count limit.
+Idle entries are evicted least recently used first, under a byte budget and a count limit. The budget
+is for every cache, not only idle ones: what answers in flight hold or may still grow to is `held`
+(the batch scheduler holds it), and idle entries make room for it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass
@@ -53,12 +57,24 @@ def reuse(entry: CacheEntry | None, prompt_ids: list[int], adapter: str | None) 
     return entry.cache, keep
 
 
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
+    """Bytes of keys and values one token takes in one row of the cache, over all layers."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * dtype.itemsize
+
+
 class SessionCaches:
-    """A pool of per-session caches. A session takes its entry while it generates and puts it back."""
+    """A pool of per-session caches, and the one KV byte budget for everything in memory.
+
+    A session takes its entry while it generates and puts it back. The batch scheduler holds bytes for the
+    answers in flight (`hold`, `release`), which makes room by evicting idle entries, least recently used
+    first; `put` evicts so that idle + held stays within the budget."""
 
     def __init__(self, budget_bytes: int, max_sessions: int):
         self.budget_bytes = budget_bytes
         self.max_sessions = max_sessions
+        self.held = 0  # bytes of answers in flight: taken entries and the scheduler's reservations
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -75,12 +91,28 @@ class SessionCaches:
         with self._lock:
             self._entries.pop(session, None)
 
+    def hold(self, nbytes: int, force: bool = False) -> bool:
+        """Count `nbytes` more as held, evicting idle entries for room. False (nothing evicted, nothing held)
+        when even an empty pool would not leave that much, unless `force`d (memory already in use, e.g. a taken entry)."""
+        with self._lock:
+            if not force and self.held + nbytes > self.budget_bytes:
+                return False
+            self.held += nbytes
+            self._evict()
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.held = max(0, self.held - nbytes)
+
     def _evict(self) -> None:
-        while self._entries and (len(self._entries) > self.max_sessions or self.nbytes > self.budget_bytes):
+        while self._entries and (len(self._entries) > self.max_sessions
+                                 or self.nbytes + self.held > self.budget_bytes):
             self._entries.popitem(last=False)  # least recently used first
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the idle entries."""
         return sum(e.nbytes for e in self._entries.values())
 
     def __len__(self) -> int:

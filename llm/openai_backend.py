@@ -48,6 +48,9 @@ class OpenAIBackend:
             )
         return served_name
 
+    def detach_adapter(self, name: str) -> None:
+        """Nothing to do here: the server decides what it serves."""
+
     def list_models(self) -> list[str]:
         """Model names from the server's `/v1/models`."""
         try:

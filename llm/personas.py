@@ -1,39 +1,80 @@
 """Personas: prompt-only ones from a file, LoRA ones from `adapters/<name>/`, each checked before use.
 
-A persona that fails a check is listed as unavailable with the reason; the others keep working.
+Every file here may come from a stranger. Each field is checked by type and range (`PersonaCard`,
+`llm.lora.AdapterConfig`) before it is used; a persona that fails a check, or whose scan fails in any
+other way, is listed as unavailable with the reason, and the others keep working.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llm.errors import StudioError
+from llm.errors import StudioError, validation_message
+
+log = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 BASE_PERSONA = "base"
+DEFAULT_AVATAR = "🎭"
+MAX_CARD_BYTES = 64 * 1024  # a persona.json is a few hundred bytes
+MAX_PERSONAS_FILE_BYTES = 1 << 20
+
+
+def is_emoji(text: str) -> bool:
+    """Streamlit's own test: what `st.chat_message(avatar=...)` shows as an emoji. Anything else it would open
+    as an image path or URL, so nothing else is accepted as an avatar."""
+    from streamlit.string_util import is_emoji as streamlit_is_emoji
+
+    return len(text) <= 16 and streamlit_is_emoji(text)
+
+
+def _no_control_characters(text: str, allow: str = "") -> str:
+    if any(unicodedata.category(c) == "Cc" and c not in allow for c in text):
+        raise ValueError("must not contain control characters")
+    return text
 
 
 class PersonaCard(BaseModel):
     """`persona.json` beside an adapter, or one entry of the prompt-only personas file."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number or a list where text belongs is refused, not turned into text
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     display_name: str = Field(min_length=1, max_length=80)
     description: str = Field("", max_length=2000)
     # The exact system prompt the adapter was trained with; the page uses the same one.
     system_prompt: str = Field("", max_length=8000)
     greeting: str = Field("", max_length=2000)
-    avatar: str = Field("🎭", max_length=8)
-    base_model: str | None = None  # required for adapters: the model they were trained on
-    served_model: str | None = None  # its name on an OpenAI-compatible server; default: the folder name
+    avatar: str = DEFAULT_AVATAR  # a single emoji (see `is_emoji`)
+    base_model: str | None = Field(None, min_length=1, max_length=300)  # required for adapters: the model they were trained on
+    served_model: str | None = Field(None, min_length=1, max_length=200)  # its name on an OpenAI-compatible server; default: the folder name
+
+    @field_validator("display_name", "base_model", "served_model")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control_characters(value)
+
+    @field_validator("description", "system_prompt", "greeting")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_control_characters(value, allow="\n\t")
+
+    @field_validator("avatar")
+    @classmethod
+    def _emoji(cls, value: str) -> str:
+        if not is_emoji(value):
+            raise ValueError(f"must be a single emoji, like {DEFAULT_AVATAR}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -44,6 +85,7 @@ class Persona:
     adapter_dir: Path | None = None
     problem: str | None = None  # why it cannot be used; None when it can
     model: str | None = None  # what the backend is asked for (an adapter or served model name); None: base
+    notes: tuple[str, ...] = ()  # what was wrong but worked around (e.g. an avatar that is not an emoji)
 
     @property
     def available(self) -> bool:
@@ -66,55 +108,93 @@ def family(model_name: str) -> str:
     return name.removeprefix("meta-")
 
 
-def read_card(path: Path) -> PersonaCard:
+def fallback_card(name: str) -> PersonaCard:
+    """A card for listing a persona whose own card is unusable."""
+    shown = "".join(c for c in name if unicodedata.category(c) != "Cc")[:80].strip()
+    return PersonaCard(display_name=shown or "(unnamed)")
+
+
+def card_from(raw: object) -> tuple[PersonaCard, list[str]]:
+    """A checked card and notes on what was worked around. Raises ValueError saying what is wrong.
+
+    An avatar that is not a single emoji does not make the persona unusable: the default is shown instead."""
+    if not isinstance(raw, dict):
+        raise ValueError("expected an object of fields like {\"display_name\": \"...\"}")
+    notes = []
+    avatar = raw.get("avatar", DEFAULT_AVATAR)
+    if not (isinstance(avatar, str) and is_emoji(avatar)):
+        raw = {key: value for key, value in raw.items() if key != "avatar"}
+        notes.append(f"its avatar is not a single emoji, so {DEFAULT_AVATAR} is shown instead")
     try:
-        return PersonaCard.model_validate_json(path.read_text(encoding="utf-8"))
+        return PersonaCard.model_validate(raw), notes
+    except ValidationError as exc:
+        raise ValueError(f"malformed ({validation_message(exc)})") from None
+
+
+def read_json(path: Path, limit: int) -> object:
+    """A small JSON file's content. Raises ValueError saying why it cannot be used."""
+    from pydantic_core import from_json
+
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise ValueError("is not a regular file")
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit // 1024} KB")
+    try:
+        return from_json(data)  # nesting is limited (no recursion error), and duplicate keys are harmless
+    except ValueError as exc:
+        raise ValueError(f"is not valid JSON ({str(exc)[:80]})") from None
+
+
+def read_card(path: Path) -> tuple[PersonaCard, list[str]]:
+    try:
+        raw = read_json(path, MAX_CARD_BYTES)
     except FileNotFoundError:
         raise ValueError("persona.json is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ValueError(f"persona.json cannot be read ({type(exc).__name__})") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "file"
-        raise ValueError(f"persona.json is malformed ({where}: {first['msg']})") from None
-
-
-def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[PersonaCard | None, str | None]:
-    """Checks that need no model: name, files, persona.json, base model. Returns (card, problem).
-
-    `loaded_family` None skips the base-model check (a server decides what it can serve)."""
-    if not SAFE_NAME.match(folder.name):
-        return None, "folder name must be letters, digits, '-' or '_' (max 64)"
-    try:
-        card = read_card(folder / "persona.json")
     except ValueError as exc:
-        return None, str(exc)
+        raise ValueError(f"persona.json {exc}") from None
+    try:
+        return card_from(raw)
+    except ValueError as exc:
+        raise ValueError(f"persona.json is {exc}" if str(exc).startswith("malformed") else f"persona.json: {exc}") from None
+
+
+def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[PersonaCard | None, list[str], str | None]:
+    """Checks that need no model: name, files, persona.json, adapter_config.json, base model.
+    Returns (card, notes, problem). `loaded_family` None skips the base-model check (a server decides)."""
+    from llm.lora import AdapterError, read_config
+
+    if not SAFE_NAME.match(folder.name):
+        return None, [], "folder name must be letters, digits, '-' or '_' (max 64)"
+    try:
+        card, notes = read_card(folder / "persona.json")
+    except ValueError as exc:
+        return None, [], str(exc)
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         if any(folder.glob("*.bin")):
-            return card, "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
-        return card, f"{ADAPTER_WEIGHTS} is missing"
-    if not (folder / "adapter_config.json").is_file():
-        return card, "adapter_config.json is missing"
+            return card, notes, "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
+        return card, notes, f"{ADAPTER_WEIGHTS} is missing"
     try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        if config.get("peft_type") != "LORA":
-            return card, f"adapter type {config.get('peft_type')!r} is not LoRA"
-    except (OSError, ValueError):
-        return card, "adapter_config.json is not valid JSON"
+        read_config(folder)
+    except AdapterError as exc:
+        return card, notes, str(exc)
     if not card.base_model:
-        return card, "persona.json does not say which base_model the adapter was trained on"
+        return card, notes, "persona.json does not say which base_model the adapter was trained on"
     if loaded_family is not None and family(card.base_model) != loaded_family:
-        return card, f"trained on {card.base_model}, but the loaded model is {loaded_family}"
+        return card, notes, f"trained on {card.base_model}, but the loaded model is {loaded_family}"
     try:
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as f:
             if not list(f.keys()):
-                return card, f"{ADAPTER_WEIGHTS} holds no tensors"
+                return card, notes, f"{ADAPTER_WEIGHTS} holds no tensors"
     except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
-        return card, f"{ADAPTER_WEIGHTS} is corrupt ({type(exc).__name__})"
-    return card, None
+        return card, notes, f"{ADAPTER_WEIGHTS} is corrupt ({type(exc).__name__})"
+    return card, notes, None
 
 
 def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
@@ -122,24 +202,27 @@ def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
     if not path.is_file():
         return [], None
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path, MAX_PERSONAS_FILE_BYTES)
         if not isinstance(raw, dict):
-            raise ValueError("the file must hold an object of name: persona")
+            raise ValueError("must hold an object of name: persona")
     except (OSError, ValueError) as exc:
         return [], f"{path.name} cannot be read: {exc}"
     personas = []
-    for name, entry in raw.items():
+    for name, entry in list(raw.items())[:1000]:
+        card, notes, problem = None, [], None
         try:
-            card = PersonaCard.model_validate(entry)
-            problem = None if SAFE_NAME.match(name) else "name must be letters, digits, '-' or '_'"
-        except ValidationError as exc:
-            card, problem = PersonaCard(display_name=str(name)[:80]), f"malformed entry ({exc.errors()[0]['msg']})"
-        personas.append(Persona(name, card, "prompt", problem=problem))
+            card, notes = card_from(entry)
+        except Exception as exc:  # whatever is wrong with one entry, the others are listed
+            problem = f"{exc}" if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__})"
+        if problem is None and not SAFE_NAME.match(name):
+            problem = "name must be letters, digits, '-' or '_'"
+        personas.append(Persona(name[:64], card or fallback_card(name), "prompt", problem=problem, notes=tuple(notes)))
     return personas, None
 
 
 class PersonaRegistry:
-    """Scans persona sources and attaches available adapters to the shared backend (adding only)."""
+    """Scans persona sources and attaches available adapters to the shared backend. Refresh reloads adapters
+    whose files changed, and takes away the ones this registry attached that went away or broke."""
 
     def __init__(self, backend, adapters_dir: Path, personas_file: Path):
         self.backend = backend
@@ -147,28 +230,56 @@ class PersonaRegistry:
         self.personas_file = personas_file
         self._lock = threading.Lock()
         self._personas: list[Persona] = []
+        self._attached: set[str] = set()
         self.file_problem: str | None = None
         self.refresh()
 
     def refresh(self) -> list[Persona]:
-        """Pick up adapters and personas added (or broken) since the last scan."""
+        """Pick up adapters and personas added, changed (retrained) or broken since the last scan."""
         with self._lock:
-            prompt_personas, self.file_problem = load_prompt_personas(self.personas_file)
-            adapters = [self._scan_adapter(d) for d in sorted(self.adapters_dir.glob("*")) if d.is_dir()]
+            try:
+                prompt_personas, self.file_problem = load_prompt_personas(self.personas_file)
+            except Exception as exc:  # e.g. a permission error on the folder: listed, never raised to the page
+                log.warning("personas file could not be read", exc_info=True)
+                prompt_personas, self.file_problem = [], f"{self.personas_file.name} cannot be read ({type(exc).__name__})"
+            try:
+                folders = sorted(d for d in self.adapters_dir.glob("*") if d.is_dir())
+            except OSError as exc:
+                log.warning("adapters folder could not be listed", exc_info=True)
+                folders, self.file_problem = [], f"the adapters folder cannot be read ({type(exc).__name__})"
+            adapters = [self._scan_adapter(d) for d in folders]
+            self._detach_gone({p.name for p in adapters if p.available})
             self._personas = [BASE, *prompt_personas, *adapters]
             return list(self._personas)
 
     def _scan_adapter(self, folder: Path) -> Persona:
+        try:
+            return self._check_and_attach(folder)
+        except Exception as exc:  # a stranger's files: whatever breaks, only this adapter is unavailable
+            log.warning("adapter folder %r could not be scanned", folder.name[:64], exc_info=True)
+            return Persona(folder.name[:64], fallback_card(folder.name), "lora", folder,
+                           f"it could not be read ({type(exc).__name__}); the server log has the details")
+
+    def _check_and_attach(self, folder: Path) -> Persona:
         base = self.backend.base_name
-        card, problem = check_adapter_files(folder, family(base) if base else None)
-        card = card or PersonaCard(display_name=folder.name[:80])
+        card, notes, problem = check_adapter_files(folder, family(base) if base else None)
+        card = card or fallback_card(folder.name)
         model = None
         if problem is None:
             try:
                 model = self.backend.attach_adapter(folder.name, folder, card)
+                self._attached.add(folder.name)
             except StudioError as exc:
                 problem = str(exc)
-        return Persona(folder.name, card, "lora", folder, problem, model)
+        return Persona(folder.name[:64], card, "lora", folder, problem, model, tuple(notes))
+
+    def _detach_gone(self, available: set[str]) -> None:
+        for name in sorted(self._attached - available):
+            try:
+                self.backend.detach_adapter(name)
+            except Exception:  # never let one adapter stop the listing
+                log.warning("adapter %r could not be detached", name, exc_info=True)
+            self._attached.discard(name)
 
     def personas(self) -> list[Persona]:
         with self._lock:

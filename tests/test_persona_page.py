@@ -70,3 +70,41 @@ def test_a_saved_persona_conversation_opens_with_its_persona():
     fresh.run()
     assert fresh.selectbox(key="persona.current").value == "captain-quill"
     assert [m.name for m in fresh.chat_message][1:] == ["user", "assistant"]
+
+
+def test_hostile_adapter_folders_never_show_a_traceback(tmp_path, monkeypatch):
+    """A config that is a list, a string rank, a regex pattern key, NaN weights, and an avatar that is a file path:
+    the page lists each with its reason (the path avatar is replaced, with a note), and never shows a traceback."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from tests.conftest import ROOT
+
+    shipped = ROOT / "adapters" / "captain-quill"
+    config = json.loads((shipped / "adapter_config.json").read_text())
+    for name, change in {"as-list": [config], "string-rank": {**config, "r": "8"},
+                         "regex-key": {**config, "alpha_pattern": {"(a+)+$": 16}}}.items():
+        shutil.copytree(shipped, tmp_path / name)
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps(change))
+    shutil.copytree(shipped, tmp_path / "nan")
+    tensors = load_file(str(shipped / "adapter_model.safetensors"))
+    tensors[next(iter(tensors))][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "nan" / "adapter_model.safetensors"))
+    shutil.copytree(shipped, tmp_path / "path-avatar")
+    card = json.loads((shipped / "persona.json").read_text())
+    (tmp_path / "path-avatar" / "persona.json").write_text(json.dumps({**card, "avatar": "/etc/passwd"}))
+    monkeypatch.setenv("ADAPTERS_DIR", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception, at.exception
+    lora = [o for o in at.selectbox(key="persona.current").options if o.endswith("(LoRA)")]
+    assert lora == ["🎭 Captain Quill (LoRA)"]  # only the path-avatar adapter is usable, with the default avatar
+    captions = " | ".join(c.value for c in at.sidebar.caption)
+    assert "Input should be an object" in captions and "r: Input should be a valid integer" in captions
+    assert "not a plain dotted module name" in captions and "NaN or infinite" in captions
+    assert "not a single emoji" in captions
+    choose(at, "path-avatar")
+    assert at.title[0].value.startswith("🎭")
+    send(at, "Hello!")
+    assert not at.exception

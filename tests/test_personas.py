@@ -221,3 +221,163 @@ def test_a_broken_personas_file_is_reported_and_the_rest_works(tmp_path, persona
     registry = PersonaRegistry(persona_backend, tmp_path / "none", tmp_path / "p.json")
     assert "cannot be read" in registry.file_problem
     assert [p.name for p in registry.personas()] == ["base"]
+
+
+# --- a stranger's persona.json and folders --------------------------------------------------
+
+def with_card(root: Path, name: str, card) -> Path:
+    folder = root / name
+    shutil.copytree(SHIPPED, folder)
+    text = card if isinstance(card, str) else json.dumps(card)
+    (folder / "persona.json").write_text(text, encoding="utf-8")
+    return folder
+
+
+QUILL_CARD = json.loads((SHIPPED / "persona.json").read_text())
+
+
+@pytest.mark.parametrize("card, words", [
+    ([QUILL_CARD], "persona.json: expected an object"),
+    ({**QUILL_CARD, "display_name": 42}, "display_name: Input should be a valid string"),
+    ({**QUILL_CARD, "display_name": "Quill\x1b[2J"}, "display_name: must not contain control characters"),
+    ({**QUILL_CARD, "system_prompt": ["be nice"]}, "system_prompt: Input should be a valid string"),
+    ({**QUILL_CARD, "base_model": {"name": "x"}}, "base_model: Input should be a valid string"),
+    ({**QUILL_CARD, "unexpected": 1}, "unexpected: Extra inputs are not permitted"),
+    ("[" * 5_000 + "]" * 5_000, "persona.json is not valid JSON (recursion limit exceeded"),
+    ("{" + " " * (70 * 1024) + "}", "persona.json is larger than 64 KB"),
+])
+def test_malformed_persona_cards_are_listed_with_the_field(tmp_path, persona_backend, card, words):
+    with_card(tmp_path, "odd", card)
+    problem = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json").get("odd").problem
+    assert problem is not None and words in problem, problem
+
+
+@pytest.mark.parametrize("avatar", ["/etc/passwd", "https://example.com/pixel.png", "../../app.py", "🎭🎭", "x", 7, "",
+                                    ":material/home:"])
+def test_an_avatar_that_is_not_one_emoji_falls_back_with_a_note(tmp_path, persona_backend, avatar):
+    with_card(tmp_path, "odd-avatar", {**QUILL_CARD, "avatar": avatar})
+    persona = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json").get("odd-avatar")
+    assert persona.available, persona.problem
+    assert persona.card.avatar == "🎭" and "not a single emoji" in persona.notes[0]
+
+
+def test_emoji_avatars_are_kept(tmp_path, persona_backend):
+    for n, avatar in enumerate(["⚓", "👩‍🚀", "🇺🇦", "👍🏽", "❤️"]):
+        with_card(tmp_path, f"a{n}", {**QUILL_CARD, "avatar": avatar})
+    registry = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json")
+    assert [registry.get(f"a{n}").card.avatar for n in range(5)] == ["⚓", "👩‍🚀", "🇺🇦", "👍🏽", "❤️"]
+    assert not any(registry.get(f"a{n}").notes for n in range(5))
+
+
+def test_a_prompt_personas_file_with_bad_entries_lists_the_rest(tmp_path, persona_backend):
+    (tmp_path / "p.json").write_text(json.dumps({
+        "good": {"display_name": "Good", "avatar": "🦉"},
+        "list": ["not", "a", "card"],
+        "number-name": {"display_name": 3},
+        "path-avatar": {"display_name": "Pathy", "avatar": "/etc/hosts"},
+        "bad name/..": {"display_name": "Slashy"},
+    }))
+    registry = PersonaRegistry(persona_backend, tmp_path / "none", tmp_path / "p.json")
+    by_name = {p.name: p for p in registry.personas()}
+    assert by_name["good"].available and by_name["good"].card.avatar == "🦉"
+    assert "expected an object" in by_name["list"].problem
+    assert "display_name" in by_name["number-name"].problem
+    assert by_name["path-avatar"].available and by_name["path-avatar"].card.avatar == "🎭" and by_name["path-avatar"].notes
+    assert "name must be" in by_name["bad name/.."].problem
+
+
+def test_a_fifo_in_place_of_a_file_does_not_hang_the_scan(tmp_path, persona_backend):
+    import os
+
+    folder = tmp_path / "fifo"
+    shutil.copytree(SHIPPED, folder)
+    (folder / "adapter_config.json").unlink()
+    os.mkfifo(folder / "adapter_config.json")
+    blocked = with_card(tmp_path, "fifo-card", QUILL_CARD)
+    (blocked / "persona.json").unlink()
+    os.mkfifo(blocked / "persona.json")
+    started = time.perf_counter()
+    registry = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json")
+    assert time.perf_counter() - started < 30
+    assert "not a regular file" in registry.get("fifo").problem
+    assert "not a regular file" in registry.get("fifo-card").problem
+
+
+def test_any_exception_while_scanning_one_adapter_marks_only_that_one(tmp_path, monkeypatch):
+    """Whatever breaks inside one adapter's scan (here the loader itself raises an unexpected error type),
+    that adapter is unavailable with the reason and the registry still builds."""
+    from llm import runner as runner_module
+
+    backend = TransformersBackend(fresh_model())
+    shutil.copytree(SHIPPED, tmp_path / "explodes")
+    shutil.copytree(SHIPPED, tmp_path / "fine")
+    original = runner_module.read_adapter
+
+    def read_adapter(folder, model):
+        if folder.name == "explodes":
+            raise MemoryError("simulated")
+        return original(folder, model)
+
+    monkeypatch.setattr(runner_module, "read_adapter", read_adapter)
+    registry = PersonaRegistry(backend, tmp_path, tmp_path / "none.json")
+    assert "could not be read (MemoryError)" in registry.get("explodes").problem
+    assert registry.get("fine").available
+
+
+# --- retrained adapters ---------------------------------------------------------------------
+
+def retrain(folder: Path, factor: float) -> None:
+    """Stand-in for a new training run: the same adapter, its B matrices scaled (0: no effect at all)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    save_file({k: v * factor if ".lora_B." in k else v for k, v in tensors.items()}, str(folder / "adapter_model.safetensors"))
+
+
+def test_refresh_reloads_a_retrained_adapter_and_answers_in_flight_keep_their_version(tmp_path):
+    backend = TransformersBackend(fresh_model())
+    shutil.copytree(SHIPPED, tmp_path / "quill")
+    registry = PersonaRegistry(backend, tmp_path, tmp_path / "none.json")
+    quill = registry.get("quill")
+    first_key = backend.runner.adapters["quill"].key
+    messages = conversation(quill.card.system_prompt, [{"role": "user", "content": "Tell me about whales."}])
+    options = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
+    before = "".join(backend.stream(messages, options, GenerationStats(), model=quill.model))
+    base = "".join(backend.stream(messages, options, GenerationStats()))
+    assert before != base
+
+    (tmp_path / "quill" / "adapter_config.json").touch()  # touched, not changed: no reload
+    registry.refresh()
+    assert backend.runner.adapters["quill"].key == first_key
+
+    streaming = backend.stream(messages, options, GenerationStats(), model=quill.model)
+    head = next(streaming)  # this answer started with the first version
+    retrain(tmp_path / "quill", 0.0)  # the retrained adapter does nothing: answers equal the base model's
+    registry.refresh()
+    assert backend.runner.adapters["quill"].key != first_key
+    assert head + "".join(streaming) == before  # finished with the version it started with
+    assert "".join(backend.stream(messages, options, GenerationStats(), model=registry.get("quill").model)) == base
+    layers = [m for m in backend.runner.base.modules() if type(m).__name__ == "MultiLoraLinear"]
+    assert layers and not any(first_key in m.loras for m in layers)  # the old version is gone once unused
+
+
+def test_an_adapter_that_breaks_or_goes_away_is_taken_away(tmp_path):
+    from llm.errors import BackendError
+
+    backend = TransformersBackend(fresh_model())
+    shutil.copytree(SHIPPED, tmp_path / "quill")
+    shutil.copytree(SHIPPED, tmp_path / "gone")
+    registry = PersonaRegistry(backend, tmp_path, tmp_path / "none.json")
+    assert registry.get("quill").available and registry.get("gone").available
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "quill" / "adapter_model.safetensors"))
+    tensors[next(iter(tensors))][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "quill" / "adapter_model.safetensors"))
+    shutil.rmtree(tmp_path / "gone")
+    registry.refresh()
+    assert "NaN" in registry.get("quill").problem and registry.get("gone").name == "base"
+    assert "quill" not in backend.runner.adapters and "gone" not in backend.runner.adapters
+    messages = conversation("", [{"role": "user", "content": "Hi"}])
+    with pytest.raises(BackendError, match="No adapter named 'gone'"):
+        "".join(backend.stream(messages, GREEDY, GenerationStats(), model="gone"))

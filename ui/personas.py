@@ -45,7 +45,7 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
     """Sidebar picker; the choice is this session's own."""
     with st.sidebar:
         if st.button("Refresh personas", key="persona.refresh", use_container_width=True):
-            reg.refresh()
+            reg.refresh()  # reloads retrained adapters; never raises for a broken one (it is listed below)
         personas = reg.personas()
         usable = [p for p in personas if p.available]
         names = [p.name for p in usable]
@@ -59,6 +59,11 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
                     st.caption(safe_markdown(reg.file_problem))
                 for p in broken:
                     st.caption(f"**{plain(p.name)}**: {safe_markdown(p.problem or '')}")
+        noted = [p for p in personas if p.available and p.notes]
+        if noted:
+            with st.expander(f"Notes ({len(noted)})"):
+                for p in noted:
+                    st.caption(f"**{plain(p.name)}**: {plain('; '.join(p.notes))}")
     return reg.get(choice)
 
 

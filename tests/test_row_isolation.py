@@ -1,0 +1,167 @@
+"""One row's failure in a batched step is that row's: a broken adapter, a sampling error or an out-of-memory
+in one answer stops that answer with a message, and the answers batched with it are unchanged token for token.
+Real demo model, the shipped adapter and a copy of it written to disk."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+import torch
+
+from llm import batching
+from llm.errors import BackendError
+from llm.generation import GenerationStats
+from llm.lora import MultiLoraLinear
+from llm.options import GenerationOptions
+from llm.prompts import conversation
+from tests.conftest import ROOT
+from tests.test_batching import QUESTIONS, plain, prompt_ids
+
+OPTIONS = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
+
+
+@pytest.fixture
+def poison(quill_backend, tmp_path):
+    """A finite copy of the shipped adapter, loaded (so it passes the load-time checks), and a function that
+    puts NaN into its tensors in place, as a broken adapter would produce at run time."""
+    shutil.copytree(ROOT / "adapters" / "captain-quill", tmp_path / "poison")
+    quill_backend.attach_adapter("poison", tmp_path / "poison")
+    key = quill_backend.runner.adapters["poison"].key
+
+    def spoil() -> None:
+        for module in quill_backend.runner.base.modules():
+            if isinstance(module, MultiLoraLinear) and key in module.loras:
+                module.loras[key][1].fill_(float("nan"))  # B: every output of that row's LoRA is NaN
+
+    yield spoil
+    quill_backend.detach_adapter("poison")
+
+
+def drain(stream) -> tuple[list[int], BaseException | None]:
+    tokens = []
+    try:
+        for token in stream:
+            tokens.append(token)
+    except BackendError as exc:
+        return tokens, exc
+    return tokens, None
+
+
+def test_a_nan_adapter_at_prefill_fails_alone(quill_backend, poison):
+    ids = prompt_ids(quill_backend, QUESTIONS[0])
+    expected = plain(quill_backend, ids, None, OPTIONS)
+    poison()
+    results: list = [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(i: int, adapter) -> None:
+        barrier.wait()
+        results[i] = drain(quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=adapter))
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate([None, "poison"])]
+    [t.start() for t in threads]
+    [t.join(timeout=300) for t in threads]
+    assert results[0] == (expected, None)
+    assert results[1][0] == [] and "adapter produced invalid numbers" in str(results[1][1])
+
+
+def test_a_nan_adapter_mid_answer_in_a_mixed_batch_leaves_the_other_rows_unchanged(quill_backend, poison):
+    """Base, Captain Quill and the poisoned adapter decode in one forward pass; the poison appears after all three
+    joined. The base and Quill rows give exactly their answers alone; the poisoned row stops with a message."""
+    ids = prompt_ids(quill_backend, QUESTIONS[0])
+    expected = {None: plain(quill_backend, ids, None, OPTIONS), "captain-quill": plain(quill_backend, ids, "captain-quill", OPTIONS)}
+    stats = {name: GenerationStats() for name in (None, "captain-quill", "poison")}
+    streams = {name: quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=name, stats=stats[name])
+               for name in stats}
+    heads = {name: [next(stream)] for name, stream in streams.items()}  # all three are in the batch now
+    poison()
+    results = {name: drain(stream) for name, stream in streams.items()}
+    for name in (None, "captain-quill"):
+        tokens, error = results[name]
+        assert error is None and heads[name] + tokens == expected[name]
+        assert stats[name].batched_with == 2  # really decoded together with the poisoned row
+    assert "This persona's adapter produced invalid numbers" in str(results["poison"][1])
+    assert len(heads["poison"] + results["poison"][0]) < OPTIONS.max_new_tokens
+
+
+def test_the_backend_shows_the_adapter_message_and_the_next_answer_works(quill_backend, poison):
+    poison()
+    messages = conversation("", [{"role": "user", "content": QUESTIONS[0]}])
+    stats = GenerationStats()
+    with pytest.raises(BackendError, match="adapter produced invalid numbers"):
+        "".join(quill_backend.stream(messages, OPTIONS, stats, model="poison"))
+    assert stats.finish_reason == "error"
+    assert "".join(quill_backend.stream(messages, OPTIONS, GenerationStats())).strip()
+
+
+def test_a_sampling_error_in_one_row_fails_that_row_only(quill_backend, monkeypatch):
+    good, bad = prompt_ids(quill_backend, QUESTIONS[0]), prompt_ids(quill_backend, "Tell me about seals.")
+    expected = plain(quill_backend, good, None, OPTIONS)
+    original = batching.sample
+
+    def sample(logits, seen, processors, greedy, rng):
+        if seen.shape[1] == len(bad) + 3 and seen[0, : len(bad)].tolist() == bad:
+            raise ValueError("simulated sampling failure")
+        return original(logits, seen, processors, greedy, rng)
+
+    monkeypatch.setattr(batching, "sample", sample)
+    stats = GenerationStats()
+    streams = [quill_backend.scheduler.generate(good, frozenset(), OPTIONS, stats=stats),
+               quill_backend.scheduler.generate(bad, frozenset(), OPTIONS)]
+    heads = [[next(stream)] for stream in streams]
+    (good_rest, good_error), (bad_rest, bad_error) = drain(streams[0]), drain(streams[1])
+    assert good_error is None and heads[0] + good_rest == expected and stats.batched_with == 1
+    assert len(heads[1] + bad_rest) == 3 and "Picking the next token failed (ValueError)" in str(bad_error)
+
+
+def test_out_of_memory_in_one_row_fails_that_row_only(quill_backend, monkeypatch):
+    """The batched step runs out of memory; retried row by row, the Quill row runs out again alone and gets the
+    out-of-memory message; the base row goes on unchanged; the next request is served."""
+    runner = quill_backend.runner
+    original = runner.forward
+    quill_key = runner.adapters["captain-quill"].key
+
+    def forward(input_ids, cache, adapter=None, **kwargs):
+        names = adapter if isinstance(adapter, list) else [adapter]
+        if input_ids.shape[1] == 1 and quill_key in names:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(input_ids, cache, adapter, **kwargs)
+
+    monkeypatch.setattr(runner, "forward", forward)
+    messages = conversation("", [{"role": "user", "content": QUESTIONS[0]}])
+    expected = "".join(quill_backend.stream(messages, OPTIONS, GenerationStats()))
+    results: dict = {}
+    barrier = threading.Barrier(2)
+
+    def run(model) -> None:
+        stats = GenerationStats()
+        barrier.wait()
+        try:
+            results[model] = ("".join(quill_backend.stream(messages, OPTIONS, stats, model=model)), stats)
+        except BackendError as exc:
+            results[model] = (exc, stats)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in (None, "captain-quill")]
+    [t.start() for t in threads]
+    [t.join(timeout=300) for t in threads]
+    assert results[None][0] == expected and results[None][1].batched_with == 1
+    assert "ran out of memory" in str(results["captain-quill"][0]) and results["captain-quill"][1].finish_reason == "error"
+    monkeypatch.setattr(runner, "forward", original)
+    assert "".join(quill_backend.stream(messages, OPTIONS, GenerationStats(), model="captain-quill")).strip()
+
+
+def test_an_error_that_only_mentions_memory_is_not_called_out_of_memory(quill_backend, monkeypatch):
+    runner = quill_backend.runner
+    original = runner.forward
+
+    def forward(input_ids, cache, adapter=None, **kwargs):
+        if input_ids.shape[1] == 1:
+            raise RuntimeError("index out of memory range")  # text alone must not decide the message
+        return original(input_ids, cache, adapter, **kwargs)
+
+    monkeypatch.setattr(runner, "forward", forward)
+    with pytest.raises(BackendError) as caught:
+        "".join(quill_backend.stream(conversation("", [{"role": "user", "content": "Hi"}]), OPTIONS, GenerationStats()))
+    assert "Generation failed (RuntimeError)" in str(caught.value) and "ran out of memory" not in str(caught.value)
