@@ -305,6 +305,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def persona_card(args, base_model: str) -> PersonaCard:
+    """persona.json's content from the flags; a bad flag (e.g. an --avatar that is not one emoji) is named."""
+    from pydantic import ValidationError
+
+    try:
+        return PersonaCard(display_name=args.display_name or args.name, description=args.description,
+                           system_prompt=args.system_prompt, greeting=args.greeting, avatar=args.avatar,
+                           base_model=base_model)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a flag"
+        raise DatasetError(f"{flag}: {first['msg']}.") from None
+
+
 def _run(args, config: TrainConfig) -> int:
     from llm.loading import load_model
     from llm.settings import get_settings
@@ -313,6 +327,7 @@ def _run(args, config: TrainConfig) -> int:
         raise DatasetError(f"--name {args.name!r}: use letters, digits, '-' or '_' (max 64).")
     settings = get_settings()
     out_dir = (args.out or settings.adapters_dir) / args.name
+    card = persona_card(args, base_model="(checked before training)")  # refused now, not after the run
     conversations = load_records(args.data, args.system_prompt)
     loaded = load_model(settings, progress=lambda message, _: print(message, file=sys.stderr))
     examples = [build_example(loaded.tokenizer, c, config.max_length) for c in conversations]
@@ -329,9 +344,7 @@ def _run(args, config: TrainConfig) -> int:
         if created:  # only checkpoints of a run that failed: not a persona the page should list as broken
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    card = PersonaCard(display_name=args.display_name or args.name, description=args.description,
-                       system_prompt=args.system_prompt, greeting=args.greeting, avatar=args.avatar,
-                       base_model=loaded.name)
+    card = card.model_copy(update={"base_model": loaded.name})
     (out_dir / "persona.json").write_text(card.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
     if losses:
         print(f"loss: first {losses[0]:.3f}, last {losses[-1]:.3f}; adapter written to {out_dir}", file=sys.stderr)

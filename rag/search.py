@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm.errors import StudioError
-from llm.settings import Settings
+from llm.settings import Settings, display_url
 
 # googleapiclient logs each request URL, key included, at INFO. Keep it quiet whatever the root level.
 logging.getLogger("googleapiclient.discovery").setLevel(logging.WARNING)
@@ -88,7 +88,7 @@ class GoogleSearch:
         except HttpError as exc:
             raise self._explain_status(exc.status_code, exc.content) from None
         except (TimeoutError, OSError, httplib2.HttpLib2Error) as exc:
-            raise _network_error("Google", self.endpoint or "customsearch.googleapis.com", exc, self.timeout_s) from None
+            raise _network_error("Google", display_url(self.endpoint) if self.endpoint else "customsearch.googleapis.com", exc, self.timeout_s) from None
         except (ValueError, json.JSONDecodeError):
             raise SearchError("Google answered with something that is not valid JSON. Try again later.") from None
         if not isinstance(data, dict):
@@ -118,6 +118,7 @@ class SearxngSearch:
 
     def __init__(self, settings: Settings):
         self.url = settings.searxng_url.rstrip("/")
+        self.shown = display_url(self.url)  # what messages say: never credentials in the URL
         self.timeout_s = settings.search_timeout_s
 
     def search(self, query: str, options: SearchOptions) -> list[SearchResult]:
@@ -131,20 +132,20 @@ class SearxngSearch:
         try:
             response = requests.get(f"{self.url}/search", params=params, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise _network_error("SearXNG", self.url, exc, self.timeout_s) from None
+            raise _network_error("SearXNG", self.shown, exc, self.timeout_s) from None
         if response.status_code == 403:
             raise SearchError(
-                f"SearXNG at {self.url} refused JSON output (403). Enable it: add `json` under `search: formats:` "
+                f"SearXNG at {self.shown} refused JSON output (403). Enable it: add `json` under `search: formats:` "
                 "in its settings.yml and restart it."
             )
         if response.status_code == 429:
-            raise SearchError(f"SearXNG at {self.url} is rate limiting (429). Disable its limiter for local use, or wait.")
+            raise SearchError(f"SearXNG at {self.shown} is rate limiting (429). Disable its limiter for local use, or wait.")
         if response.status_code >= 400:
-            raise SearchError(f"SearXNG at {self.url} failed ({response.status_code}).")
+            raise SearchError(f"SearXNG at {self.shown} failed ({response.status_code}).")
         try:
             results = response.json().get("results", [])
         except (ValueError, AttributeError):
-            raise SearchError(f"SearXNG at {self.url} did not answer with JSON. Is JSON output enabled in settings.yml?") from None
+            raise SearchError(f"SearXNG at {self.shown} did not answer with JSON. Is JSON output enabled in settings.yml?") from None
         return [SearchResult(_clean(r.get("title"), 300), _clean(r.get("url"), 2000), _clean(r.get("content"), 1000))
                 for r in results[: options.num] if isinstance(r, dict) and r.get("url")]
 

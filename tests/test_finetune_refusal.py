@@ -96,3 +96,9 @@ def test_train_called_directly_refuses_too_and_only_learnable_examples_are_kept(
 def test_train_config_validates_in_python_too():
     with pytest.raises(TrainingError, match="--save-every must be at least 1"):
         TrainConfig(save_every=0)
+
+
+def test_an_avatar_that_is_not_one_emoji_is_refused_before_the_model_loads(tmp_path):
+    done = finetune(tmp_path, "--avatar", "/etc/passwd")
+    assert done.returncode == 2 and "--avatar" in done.stderr and "Traceback" not in done.stderr
+    assert "Loading" not in done.stderr and not (tmp_path / "adapters" / "tiny").exists()

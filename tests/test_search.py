@@ -137,3 +137,15 @@ def test_citations_are_found():
     assert cited_numbers("Paris [1] is big [2][3], see [1, 4] and [9].", 4) == [1, 2, 3, 4]
     assert cited_numbers("No citations.", 3) == []
     assert Retrieval("q").sources == []
+
+
+def test_credentials_in_a_search_url_never_reach_an_error_message(player):
+    dead = f"http://alice:s3cret-pw@127.0.0.1:{free_port()}/?token=s3cret-tok"
+    with pytest.raises(SearchError) as caught:
+        SearxngSearch(Settings(searxng_url=dead, search_timeout_s=2)).search("x", SearchOptions())
+    assert "Cannot reach SearXNG" in str(caught.value)
+    assert "s3cret" not in str(caught.value) and "alice" not in str(caught.value)
+    with pytest.raises(SearchError) as caught:
+        SearxngSearch(Settings(searxng_url=f"http://bob:s3cret@{player.split('//')[1]}", search_timeout_s=2)).search(
+            "trigger-403", SearchOptions())
+    assert "s3cret" not in str(caught.value) and "bob" not in str(caught.value)

@@ -10,22 +10,15 @@ from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.personas import BASE, Persona, PersonaRegistry
 from llm.prompts import conversation
-from llm.settings import get_settings
 from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
 from ui.safe_text import plain, safe_markdown, write_stream
 
 
-@st.cache_resource(show_spinner="Loading personas…")
-def _registry(_backend: ChatBackend, backend_id: int, adapters_dir: str, personas_file: str) -> PersonaRegistry:
-    from pathlib import Path
-
-    return PersonaRegistry(_backend, Path(adapters_dir), Path(personas_file))
-
-
 def registry(backend: ChatBackend) -> PersonaRegistry:
-    """One registry per backend and folders, shared by all sessions (adapters are loaded once)."""
-    settings = get_settings()
-    return _registry(backend, id(backend), str(settings.adapters_dir), str(settings.personas_file))
+    """The one registry per backend and folders, shared by all sessions and the API (adapters load once)."""
+    from llm.runtime import get_registry
+
+    return get_registry(backend)
 
 
 def select_from_url() -> None:

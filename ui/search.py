@@ -31,9 +31,11 @@ def provider_or_warning() -> CachedSearch | None:
         return None
 
 
-@st.cache_resource(show_spinner="Loading the reranking model…")
 def reranker(model_name: str) -> Reranker:
-    return Reranker(model_name)
+    """The process-wide model, shared with the API's embeddings."""
+    from llm.runtime import get_reranker
+
+    return get_reranker(model_name)
 
 
 def search_options() -> SearchOptions:
