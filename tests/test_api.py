@@ -281,3 +281,15 @@ def test_on_the_openai_backend_the_api_forwards_to_the_server(forwarding):
     assert answer.choices[0].message.content == "Half an answer"
     streamed = client.chat.completions.create(model="dummy", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "Half an answer"
+
+
+def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client):
+    ids = [m.id for m in client.models.list()]
+    assert "team:ai-standards" in ids and "team:harbour-council" in ids
+    answer = client.chat.completions.create(
+        model="team:ai-standards", temperature=0, max_tokens=24,
+        messages=[{"role": "user", "content": "Should a hospital chatbot log patient questions?"}])
+    assert answer.choices[0].message.content.strip() and answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens > 24  # the plan and both experts' answers were generated too
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="team:no-such-team", messages=[{"role": "user", "content": "hi"}])

@@ -12,7 +12,7 @@ class Target:
     """What one model id means for the backend."""
 
     id: str
-    kind: Literal["base", "prompt", "lora", "served"]
+    kind: Literal["base", "prompt", "lora", "served", "team"]
     backend_model: str | None  # passed to `ChatBackend.stream(model=...)`; None: the backend's default
     system_prompt: str | None = None  # a persona's own; used when the request brings none
     parent: str | None = None
@@ -25,8 +25,9 @@ def base_id(backend) -> str:
     return name if name.count("/") == 1 and not name.startswith((".", "/", "~")) else name.rsplit("/", 1)[-1]
 
 
-def targets(backend, personas) -> dict[str, Target]:
-    """Every model id a request may name, in listing order. `personas`: the registry's list."""
+def targets(backend, personas, teams=()) -> dict[str, Target]:
+    """Every model id a request may name, in listing order. `personas`: the registry's list; `teams`: the
+    available teams, each the model id `team:<name>` (its answer is the coordinator's synthesis)."""
     if getattr(backend, "base_name", None) is None:  # a server: its own models are ids as they are
         served = backend.list_models()
         found = {name: Target(name, "served", name) for name in served}
@@ -39,4 +40,6 @@ def targets(backend, personas) -> dict[str, Target]:
             continue  # a persona named like a served model replaces it: its system prompt then applies
         model = persona.model if persona.kind == "lora" else None
         found[persona.name] = Target(persona.name, persona.kind, model, persona.card.system_prompt or None, parent)
+    for team in teams:
+        found[f"team:{team.name}"] = Target(f"team:{team.name}", "team", team.name, parent=parent)
     return found

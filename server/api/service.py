@@ -68,7 +68,19 @@ class Engine:
         from llm.runtime import get_registry
 
         backend = self.ready()
-        return targets(backend, get_registry(backend).personas())
+        registry = get_registry(backend)
+        return targets(backend, registry.personas(), _teams(registry))
+
+
+def _teams(registry) -> list:
+    """The teams that can run; none (logged) when the teams file cannot be used: personas still serve."""
+    from team.run import available_teams
+
+    try:
+        return available_teams(registry)
+    except StudioError as exc:
+        log.warning("teams are not served: %s", exc)
+        return []
 
 
 ENGINE = Engine()
@@ -107,10 +119,58 @@ def start_chat(request: ChatRequest) -> ChatRun:
     options = to_options(request)
     stats = GenerationStats()
     try:
-        pieces = ENGINE.backend.stream(messages, options, stats, model=target.backend_model)
+        if target.kind == "team":
+            pieces = TeamAnswer(target.backend_model, messages, options, request, stats)
+        else:
+            pieces = ENGINE.backend.stream(messages, options, stats, model=target.backend_model)
     except StudioError as exc:
         raise _refusal(exc) from None
     return ChatRun(pieces, stats, StopStrings(pieces, request.stop_strings()))
+
+
+class TeamAnswer:
+    """A team run as text pieces: the coordinator's synthesis as it streams. The task is the last user
+    message; the request's sampling options apply to every step. A request with max_tokens is a quick
+    run: that bound on each expert and the synthesis, no follow-up round (the page has the full controls).
+    Closing it stops every row of the run (plan, experts, synthesis)."""
+
+    def __init__(self, team_name: str, messages: list[Message], options: GenerationOptions, request: ChatRequest,
+                 stats: GenerationStats):
+        from llm.runtime import get_registry
+        from team.run import Limits, find_team, new_run, run_team
+
+        registry = get_registry(ENGINE.backend)
+        team = find_team(registry, team_name)
+        task = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        limit = request.max_completion_tokens or request.max_tokens
+        # max_tokens bounds the synthesis and each expert's answer (not the coordinator's plan).
+        limits = Limits(synthesis_tokens=min(max(limit, 16), 4096), expert_tokens=min(max(limit, 16), 256),
+                        follow_up_rounds=0) if limit else Limits()
+        self.run, self.stats, self.cancel = new_run(team, task, limits), stats, threading.Event()
+        self._events = run_team(ENGINE.backend, team, self.run, options, self.cancel)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        for event in self._events:
+            if event.kind == "synthesis_piece" and event.text:
+                return event.text
+        self._settle()
+        raise StopIteration
+
+    def _settle(self) -> None:
+        from team.run import TeamError
+
+        run = self.run
+        self.stats.completion_tokens = run.tokens_used + run.synthesis_tokens  # every token the team generated
+        self.stats.finish_reason = "length" if run.synthesis_status == "length" else "stop"
+        if run.synthesis_status == "failed":
+            raise TeamError(f"The team's final answer failed: {run.synthesis_error}")
+
+    def close(self) -> None:
+        self.cancel.set()
+        self._events.close()
 
 
 def _refusal(exc: StudioError) -> ApiError:
