@@ -107,6 +107,21 @@ class TeamRun(BaseModel):
     def rounds(self) -> int:
         return max((t.round for t in self.turns), default=0)
 
+    def settle(self) -> "TeamRun":
+        """A run saved part way (by the periodic save before a stop, a closed tab or a crash) as stopped:
+        every part still going is marked stopped, what it had is kept."""
+        if self.ended_by == "running":
+            self.ended_by = "stopped"
+            for turn in self.turns:
+                if turn.status in ("waiting", "answering"):
+                    turn.status = "stopped"
+            for step in self.steps:
+                if step.outcome == "running":
+                    step.outcome = "stopped"
+            if self.synthesis_status == "writing":
+                self.synthesis_status = "stopped"
+        return self
+
 
 @dataclass(frozen=True)
 class Event:

@@ -144,3 +144,19 @@ def test_limits_refuse_values_out_of_range():
                 {"follow_up_rounds": -1}, {"rounds": 3}):
         with pytest.raises(ValidationError):
             Limits(**bad)
+
+
+def test_a_run_saved_part_way_reads_back_as_stopped_keeping_its_text():
+    from team.run import Step, TeamRun, Turn
+
+    run = TeamRun(team="t", team_display_name="T", task=TASK, limits=Limits(),
+                  steps=[Step(round=1, kind="plan", text='{"asks": [', outcome="planned")],
+                  turns=[Turn(round=1, expert="legal-expert", display_name="Legal expert", question="Q?",
+                              answer="Half an answ", status="answering"),
+                         Turn(round=1, expert="computer-scientist", display_name="Computer scientist", question="Q?",
+                              answer="Done.", status="done")])
+    saved = TeamRun.model_validate(json.loads(json.dumps(run.model_dump(mode="json"))))
+    settled = saved.settle()
+    assert settled.ended_by == "stopped"
+    assert [(t.status, t.answer) for t in settled.turns] == [("stopped", "Half an answ"), ("done", "Done.")]
+    assert settled.steps[0].outcome == "planned"

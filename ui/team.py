@@ -223,9 +223,7 @@ def saved_run(message: dict) -> TeamRun | None:
         run = TeamRun.model_validate(data)
     except ValidationError:
         return None
-    if run.ended_by == "running":  # saved mid-run by a crash or a stop
-        run.ended_by = "stopped"
-    return run
+    return run.settle()
 
 
 def render_message(message: dict) -> None:
