@@ -55,8 +55,8 @@ def _name(key: object) -> str:
 
 
 def _page(page: str) -> str:
-    if not re.fullmatch(r"chat|search|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
-        raise ValueError("must be chat, search or persona:NAME (NAME: letters, digits, - and _)")
+    if not re.fullmatch(r"chat|search|team|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
+        raise ValueError("must be chat, search, team or persona:NAME (NAME: letters, digits, - and _)")
     return page
 
 

@@ -182,7 +182,7 @@ def with_message(**fields) -> bytes:
     (with_message(time=float("nan")), "messages[1].time: Input should be a finite number"),
     (with_message(settings={"![x](http://evil/i.png)": [1]}), "setting ??x??http???evil?i?png? must be"),
     (json.dumps({**GOOD, "messages": [{"role": "user", "content": "q", "![x](http://e/)" * 10: "x" * 1000}] * 1}).encode(), None),
-    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search or persona:NAME"),
+    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search, team or persona:NAME"),
     (json.dumps({**GOOD, "messages": "hi"}).encode(), "messages: Input should be a valid list"),
     (b'{"format": "llama-studio-conversation/1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
     (b"\xff\xfe not text", "not UTF-8"),

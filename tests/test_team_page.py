@@ -51,6 +51,23 @@ def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     synthesis = answer[answer.index(next(t for t in answer if "AI standards board · answer" in t)) + 1]
     assert synthesis in reloaded  # the same answer text, drawn from the saved run
 
+    # Exports hold the whole run: Markdown as text, JSON with the run's record too.
+    from llm.settings import get_settings
+    from llm.store import Store, to_markdown
+
+    db = Store(get_settings().database_path)
+    exported = db.export_json(cid)
+    assert exported["page"] == "team" and exported["messages"][1]["team_run"]["task"] == TASK
+    markdown = to_markdown(exported)
+    assert "#### Plan (" in markdown and "— asked: " in markdown and "budget tokens used" in markdown
+    # An import keeps the run as its text (the record is not taken from a file), and the page shows it.
+    imported = db.import_json(exported)
+    restored = AppTest.from_file(PAGE, default_timeout=600)
+    restored.query_params["c"] = imported
+    restored.run()
+    assert not restored.exception and TASK in texts(restored)
+    assert any("— asked: " in t for t in texts(restored))
+
 
 def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch):
     teams = tmp_path / "teams.json"

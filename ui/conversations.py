@@ -26,7 +26,7 @@ from ui.safe_text import plain
 
 SAVE_EVERY_S = 1.0  # how often a streaming answer is saved (as cut) so a crash keeps it
 STREAM_WAIT_S = 0.25  # a save during streaming waits this long for a lock (the stream stalls meanwhile); the next retries
-PAGE_NAMES = {"chat": "Chat", "search": "Search answers"}
+PAGE_NAMES = {"chat": "Chat", "search": "Search answers", "team": "Team"}
 
 
 @dataclass
