@@ -9,6 +9,7 @@ from typing import Iterator, Protocol
 
 import torch
 
+from llm import constrained
 from llm.batching import BatchScheduler
 from llm.errors import BackendError, StudioError
 from llm.generation import GenerationStats, stream_text
@@ -85,6 +86,7 @@ class TransformersBackend:
             raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
+        options = constrained.bind(options, lm.tokenizer, lm.stop_ids)  # a json_schema, compiled for this tokenizer
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages
         tokens = self._tokens(prompt.input_ids, options, cancel, adapter, session, stats)

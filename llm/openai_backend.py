@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Iterator
@@ -110,6 +111,9 @@ class OpenAIBackend:
         )
         if options.seed is not None:
             request["seed"] = options.seed
+        if options.json_schema is not None:  # vLLM holds its answer to the schema; others may ignore it: check it
+            request["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": json.loads(options.json_schema), "strict": True}}
         if self.extra_sampling:  # vLLM and transformers serve accept these; strict servers may not
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
         return request

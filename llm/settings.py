@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # reverse proxy or the LAN uses). Any other name is refused: that is how a web page reaches 127.0.0.1
     # through DNS rebinding.
     allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Bearer token for the OpenAI-compatible API on the same port (/v1). With APP_PASSWORD set and this
+    # not set, the API answers 403, so the password cannot be bypassed through it.
+    api_key: SecretStr | None = None
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: str = "http://127.0.0.1:8000/v1"
