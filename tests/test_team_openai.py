@@ -13,6 +13,7 @@ from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
 from llm.personas import BASE, load_prompt_personas
 from llm.settings import Settings
+from team import report
 from team.run import Limits, new_run, run_team
 from team.teams import load_teams
 from tests.conftest import ROOT
@@ -31,9 +32,19 @@ class PlanServer(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    refuse = staticmethod(lambda body: None)  # a (status, message) to answer a request with instead
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         PlanServer.requests.append(body)
+        if refusal := PlanServer.refuse(body):
+            data = json.dumps({"error": {"message": refusal[1], "type": "invalid_request_error"}}).encode()
+            self.send_response(refusal[0])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if "response_format" in body:
             text = PlanServer.plan(sum("response_format" in r for r in PlanServer.requests))
         else:
@@ -65,6 +76,7 @@ def team():
     personas, _ = load_prompt_personas(ROOT / "personas.json")
     teams, _ = load_teams(ROOT / "teams.json", [BASE, *personas])
     PlanServer.requests = []
+    PlanServer.refuse = staticmethod(lambda body: None)
     return next(t for t in teams if t.name == "ai-standards")
 
 
@@ -129,3 +141,27 @@ def test_the_page_says_when_the_plan_fell_back(server, team, monkeypatch):
                for w in at.warning)
     assert [c.value for c in at.caption if c.value.startswith("Asked: ")] == ["Asked: Draft AI compliance standards\\."] * 2
     assert any(m.value == "Answer from the coordinator" for m in at.markdown)
+
+
+def test_a_server_that_refuses_json_mode_gets_the_fallback_plan(server, team):
+    PlanServer.refuse = staticmethod(lambda body: (400, "response_format is not supported") if "response_format" in body else None)
+    run = run_on(server, team, lambda n: "", Limits(follow_up_rounds=0))
+    assert run.steps[0].outcome == "fallback"
+    assert "could not write it" in run.steps[0].note and "response_format is not supported" in run.steps[0].note
+    assert len(run.turns) == 2 and run.synthesis == "Answer from the coordinator"
+
+
+def test_a_failed_expert_is_shown_as_failed_and_the_synthesis_goes_on_with_the_others(server, team):
+    def refuse(body):
+        system = body["messages"][0]["content"]
+        return (400, "this expert is broken") if system.startswith("You are a legal expert") else None
+
+    PlanServer.refuse = staticmethod(refuse)
+    run = run_on(server, team, lambda n: "not a plan", Limits(follow_up_rounds=0))
+    by_expert = {t.expert: t for t in run.turns}
+    assert by_expert["legal-expert"].status == "failed" and "this expert is broken" in by_expert["legal-expert"].error
+    assert by_expert["computer-scientist"].status == "done"
+    assert run.synthesis == "Answer from the coordinator" and run.ended_by == "finished"
+    quoted = PlanServer.requests[-1]["messages"][-1]["content"]
+    assert "[Computer scientist] answered" in quoted and "Legal expert" not in quoted
+    assert "failed: " in report.turn_status(by_expert["legal-expert"])
