@@ -293,3 +293,25 @@ def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client):
     assert answer.usage.completion_tokens > 24  # the plan and both experts' answers were generated too
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="team:no-such-team", messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.browser
+def test_an_api_request_and_a_browser_session_are_decoded_in_one_batch(api, client):
+    """The page's answer says it was decoded together with the API's answer streaming at the same moment."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, open_chat, send
+
+    url = api[0]
+    with requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120, stream=True,
+                       json={"model": BASE, "stream": True, "max_tokens": 900, "temperature": 0.8, "seed": 1,
+                             "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}) as r:
+        lines = (line for line in r.iter_lines(decode_unicode=True) if line)
+        assert any('"content"' in next(lines) for _ in range(6))  # the API's row is decoding now
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = open_chat(browser, url, max_new=12)
+            send(page, "Hello!", 1)
+            footer = page.get_by_text("tokens used").first.inner_text()
+            browser.close()
+    assert "decoded together with" in footer
