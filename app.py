@@ -13,7 +13,16 @@ if __name__ != "__main__":
 else:
     from ui import conversations
     from ui.auth import require_password
-    from ui.chat import answer, backend_or_stop, check_prompt, commit_pending, model_picker, render_message, sidebar_options, user_message
+    from ui.chat import (
+        answer,
+        backend_or_stop,
+        check_prompt,
+        commit_pending,
+        model_picker,
+        render_message,
+        sidebar_options,
+        user_message,
+    )
 
     st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
     require_password()
@@ -28,8 +37,9 @@ else:
     commit_pending(HISTORY)
     history = st.session_state[HISTORY]
     can_regenerate = bool(history) and history[-1]["role"] == "assistant"
-    regenerate = st.sidebar.button("Regenerate last answer", key="chat.regen", disabled=not can_regenerate,
-                                   use_container_width=True)
+    regenerate = st.sidebar.button(
+        "Regenerate last answer", key="chat.regen", disabled=not can_regenerate, use_container_width=True
+    )
 
     st.title("🦙 Chat")
     for note in backend.notes:
@@ -53,8 +63,15 @@ else:
         render_message(history[-1])
     if prompt is not None or old:
         conversations.save(PAGE, HISTORY)
-        answer(backend, HISTORY, system_prompt, options, model, {"replaces": old.get("id")} if old else None,
-               conversations.saver(PAGE, HISTORY))
+        answer(
+            backend,
+            HISTORY,
+            system_prompt,
+            options,
+            model,
+            {"replaces": old.get("id")} if old else None,
+            conversations.saver(PAGE, HISTORY),
+        )
         if old and st.session_state[HISTORY][-1] is not old:
             old_slot.empty()  # the new answer took its place
     conversations.finish(slot, PAGE, HISTORY, "chat")

@@ -22,24 +22,41 @@ import time
 import torch
 
 from llm.backends import TransformersBackend
+from llm.compute_thread import in_own_thread
 from llm.generation import GenerationStats
 from llm.loading import LoadedModel, load_model
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 from llm.settings import PROJECT_ROOT, Settings
 
-WORDS = ("ship harbour wind compass island river mountain lantern market garden story letter winter summer "
-         "village bridge forest candle anchor rope kitchen teacher window morning evening music bread").split()
+WORDS = (
+    "ship harbour wind compass island river mountain lantern market garden story letter winter summer "
+    "village bridge forest candle anchor rope kitchen teacher window morning evening music bread"
+).split()
 TEAM = "harbour-council"  # teams.json: Captain Quill (LoRA), Computer scientist, Legal expert
 PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "4090": 1008, "A10": 600}  # HBM/GDDR specs
 
 # Llama-3.1-8B-Instruct's config.json, for --gpu-shape.
 LLAMA_31_8B_CONFIG = dict(
-    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-    num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
-    rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-    bos_token_id=128000, eos_token_id=[128001, 128008, 128009], tie_word_embeddings=False,
+    vocab_size=128256,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    rope_scaling={
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    bos_token_id=128000,
+    eos_token_id=[128001, 128008, 128009],
+    tie_word_embeddings=False,
 )
 
 
@@ -63,17 +80,29 @@ def sync(device: str) -> None:
 
 # --- the two ways to answer ---------------------------------------------------------------------
 
+
 def baseline_answer(lm: LoadedModel, messages, new_tokens: int, model=None) -> tuple[str, float, int]:
     """The tutorial's way: re-encode everything, one blocking generate. Returns (text, seconds, tokens)."""
     model = model or lm.model
     ids = torch.tensor([encode(lm.tokenizer, messages)], device=lm.device)
     sync(lm.device)
     started = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+
+    def generate():
+        with torch.inference_mode():
+            return model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id,
+            )
+
+    # In a thread of its own, as the app runs all torch work outside the engine (llm/compute_thread.py).
+    out = in_own_thread(generate)
     sync(lm.device)
-    new = out[0, ids.shape[1]:]
+    new = out[0, ids.shape[1] :]
     return lm.tokenizer.decode(new, skip_special_tokens=True), time.perf_counter() - started, len(new)
 
 
@@ -84,6 +113,7 @@ def our_answer(backend: TransformersBackend, messages, new_tokens: int, session=
 
 
 # --- scenarios ----------------------------------------------------------------------------------
+
 
 def conversation_turns(lm: LoadedModel, backend: TransformersBackend, turns: int, new_tokens: int) -> dict:
     """`lm` is a model without adapters for the baseline; `backend` holds its own copy."""
@@ -114,8 +144,10 @@ def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int
         produced += tokens
     baseline = {"tokens_per_s": produced / clock, "ttft": ttfts}
     # Ours, `repeats` times (one session alone, then all at once): this machine's speed drifts between runs.
-    runs = sorted((ours_together(backend, personas, question, new_tokens) for _ in range(repeats)),
-                  key=lambda run: run["tokens_per_s"] / run["single_tokens_per_s"])
+    runs = sorted(
+        (ours_together(backend, personas, question, new_tokens) for _ in range(repeats)),
+        key=lambda run: run["tokens_per_s"] / run["single_tokens_per_s"],
+    )
     ours = runs[len(runs) // 2]  # the median run by speed-up
     ours["speedups"] = [run["tokens_per_s"] / run["single_tokens_per_s"] for run in runs]
     return {"baseline": baseline, "ours": ours}
@@ -128,8 +160,9 @@ def ours_together(backend, personas: list[str | None], question: str, new_tokens
 
     def run(i: int) -> None:
         barrier.wait()
-        _, results[i] = our_answer(backend, conversation("", [{"role": "user", "content": question}]), new_tokens,
-                                   model=personas[i])
+        _, results[i] = our_answer(
+            backend, conversation("", [{"role": "user", "content": question}]), new_tokens, model=personas[i]
+        )
 
     backend.scheduler.max_rows_seen = 0
     started = time.perf_counter()
@@ -137,15 +170,21 @@ def ours_together(backend, personas: list[str | None], question: str, new_tokens
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started
-    return {"tokens_per_s": sum(r.completion_tokens for r in results) / wall, "ttft": [r.first_token_s for r in results],
-            "single_tokens_per_s": single.completion_tokens / single.total_s, "rows": backend.scheduler.max_rows_seen}
+    return {
+        "tokens_per_s": sum(r.completion_tokens for r in results) / wall,
+        "ttft": [r.first_token_s for r in results],
+        "single_tokens_per_s": single.completion_tokens / single.total_s,
+        "rows": backend.scheduler.max_rows_seen,
+    }
 
 
 def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir) -> dict:
     """Time from choosing a persona to its first token."""
     from peft import PeftModel
 
-    messages = conversation("You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Hello!"}])
+    messages = conversation(
+        "You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Hello!"}]
+    )
     started = time.perf_counter()
     lm = load_model(settings)  # the tutorial reloads the base model...
     model = PeftModel.from_pretrained(lm.model, str(adapter_dir))  # ...and the adapter on top
@@ -183,8 +222,15 @@ def team_consult(backend: TransformersBackend, new_tokens: int, repeats: int = 3
         backend.scheduler.max_rows_seen = 0
         for _ in consult(backend, team, run, asks, 1, options(new_tokens), threading.Event()):
             pass
-        runs.append({"alone": alone, "together": run.consult_seconds[0], "rows": backend.scheduler.max_rows_seen,
-                     "tokens": new_tokens, "experts": [t.display_name for t in run.turns]})
+        runs.append(
+            {
+                "alone": alone,
+                "together": run.consult_seconds[0],
+                "rows": backend.scheduler.max_rows_seen,
+                "tokens": new_tokens,
+                "experts": [t.display_name for t in run.turns],
+            }
+        )
     runs.sort(key=lambda r: sum(r["alone"]) / r["together"])
     median = runs[len(runs) // 2]
     median["speedups"] = [sum(r["alone"]) / r["together"] for r in runs]
@@ -192,6 +238,7 @@ def team_consult(backend: TransformersBackend, new_tokens: int, repeats: int = 3
 
 
 # --- reporting ----------------------------------------------------------------------------------
+
 
 def bandwidth_share(lm: LoadedModel, tokens_per_s: float) -> str:
     if lm.device != "cuda":
@@ -213,24 +260,42 @@ def gpu_shape_model(tokenizer_source: LoadedModel) -> LoadedModel:
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).eval()  # random weights: speed does not depend on their values
     torch.set_default_dtype(torch.float32)
-    return dataclasses.replace(tokenizer_source, model=model, name="random Llama-3.1-8B shape (bf16)", device="cuda",
-                               stop_ids=frozenset(), notes=[])
+    return dataclasses.replace(
+        tokenizer_source,
+        model=model,
+        name="random Llama-3.1-8B shape (bf16)",
+        device="cuda",
+        stop_ids=frozenset(),
+        notes=[],
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu-shape", action="store_true", help="Llama-3.1-8B's exact shape, random bf16 weights, CUDA")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--gpu-shape", action="store_true", help="Llama-3.1-8B's exact shape, random bf16 weights, CUDA"
+    )
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--sessions", type=int, nargs="+", default=None,
-                        help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)")
-    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="scenarios to run")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        nargs="+",
+        default=None,
+        help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)",
+    )
+    parser.add_argument(
+        "--only", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="scenarios to run"
+    )
     args = parser.parse_args()
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
     settings = Settings(llm_model="demo")
     demo = load_model(settings)
-    lm = gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())  # exactly N tokens
+    lm = (
+        gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())
+    )  # exactly N tokens
     # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy.
     ours = lm if args.gpu_shape else dataclasses.replace(load_model(settings), stop_ids=frozenset())
     backend = TransformersBackend(ours)
@@ -249,7 +314,10 @@ def main() -> None:
     if 3 in args.only and not args.gpu_shape:
         switch = persona_switch(settings, backend, adapter)
         print("3. persona switch, choice to first token")
-        print(f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): {switch['ours']:.3f} s")
+        print(
+            f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): "
+            f"{switch['ours']:.3f} s"
+        )
     elif 3 in args.only:
         print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
     if 4 in args.only and not args.gpu_shape:
@@ -267,8 +335,10 @@ def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:
     for way in ("baseline", "ours"):
         first, last = rows[way][0][0], rows[way][-1][0]
         total = sum(r[2] for r in rows[way])
-        print(f"   {way:8}: total {total:.1f} s · turn {turns} TTFT / turn 1 TTFT = {last / first:.2f}x · "
-              f"median decode {statistics.median(r[1] for r in rows[way]):.1f} tok/s")
+        print(
+            f"   {way:8}: total {total:.1f} s · turn {turns} TTFT / turn 1 TTFT = {last / first:.2f}x · "
+            f"median decode {statistics.median(r[1] for r in rows[way]):.1f} tok/s"
+        )
     print(f"   single-stream decode: {bandwidth_share(lm, statistics.median(r[1] for r in rows['ours']))}\n")
 
 
@@ -276,22 +346,39 @@ def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) 
     result = concurrent_sessions(lm, backend, personas, new_tokens)
     b, o = result["baseline"], result["ours"]
     print(f"2. {len(personas)} sessions at the same moment (personas: {', '.join(p or 'base' for p in personas)})")
-    print(f"   baseline: {b['tokens_per_s']:.1f} tok/s aggregate · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in b["ttft"]))
-    print(f"   ours    : {o['tokens_per_s']:.1f} tok/s aggregate ({o['tokens_per_s'] / o['single_tokens_per_s']:.2f}x one "
-          f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"]))
-    print(f"   ours: {o['rows']} rows at most in one batched step · speed-up in each of {len(o['speedups'])} runs: "
-          + ", ".join(f"{x:.2f}x" for x in o["speedups"]) + " (the median run is shown)\n")
+    print(
+        f"   baseline: {b['tokens_per_s']:.1f} tok/s aggregate · TTFT per session: "
+        + ", ".join(f"{t:.2f} s" for t in b["ttft"])
+    )
+    print(
+        f"   ours    : {o['tokens_per_s']:.1f} tok/s aggregate "
+        f"({o['tokens_per_s'] / o['single_tokens_per_s']:.2f}x one "
+        f"session's {o['single_tokens_per_s']:.1f}) · TTFT per session: " + ", ".join(f"{t:.2f} s" for t in o["ttft"])
+    )
+    print(
+        f"   ours: {o['rows']} rows at most in one batched step · speed-up in each of {len(o['speedups'])} runs: "
+        + ", ".join(f"{x:.2f}x" for x in o["speedups"])
+        + " (the median run is shown)\n"
+    )
 
 
 def report_team(backend, new_tokens: int) -> None:
     result = team_consult(backend, new_tokens)
     alone, together = result["alone"], result["together"]
-    print(f"4. team consult step: {len(alone)} experts ({', '.join(result['experts'])}), {result['tokens']} new tokens each, greedy")
+    print(
+        f"4. team consult step: {len(alone)} experts ({', '.join(result['experts'])}), {result['tokens']} new "
+        "tokens each, greedy"
+    )
     print(f"   one after another: {sum(alone):.2f} s (" + ", ".join(f"{s:.2f} s" for s in alone) + ")")
-    print(f"   together (consult): {together:.2f} s = {together / max(alone):.2f}x the longest alone, "
-          f"{together / sum(alone):.2f}x the sum · {result['rows']} rows at most in one batched step")
-    print(f"   speed-up over one after another in each of {len(result['speedups'])} runs: "
-          + ", ".join(f"{x:.2f}x" for x in result["speedups"]) + " (the median run is shown)\n")
+    print(
+        f"   together (consult): {together:.2f} s = {together / max(alone):.2f}x the longest alone, "
+        f"{together / sum(alone):.2f}x the sum · {result['rows']} rows at most in one batched step"
+    )
+    print(
+        f"   speed-up over one after another in each of {len(result['speedups'])} runs: "
+        + ", ".join(f"{x:.2f}x" for x in result["speedups"])
+        + " (the median run is shown)\n"
+    )
 
 
 if __name__ == "__main__":

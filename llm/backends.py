@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import torch
 
@@ -58,8 +59,14 @@ class TransformersBackend:
 
     can_trim = True
 
-    def __init__(self, loaded: LoadedModel, cache_budget_mb: int = 2048, cache_sessions: int = 16, max_batch: int = 8,
-                 prefill_chunk: int = 512):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        cache_budget_mb: int = 2048,
+        cache_sessions: int = 16,
+        max_batch: int = 8,
+        prefill_chunk: int = 512,
+    ):
         self.loaded = loaded
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
@@ -98,7 +105,9 @@ class TransformersBackend:
         # starts: a stream that is never read takes nothing.
         reused = self.caches.take(session) if session else None
         keep = (lambda entry: self.caches.put(session, entry)) if session else None
-        yield from self.scheduler.generate(prompt_ids, self.loaded.stop_ids, options, cancel, adapter, reused, keep, stats)
+        yield from self.scheduler.generate(
+            prompt_ids, self.loaded.stop_ids, options, cancel, adapter, reused, keep, stats
+        )
 
     def list_models(self) -> list[str]:
         return [self.name]

@@ -29,8 +29,8 @@ import secrets
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from transformers import DynamicCache
@@ -90,8 +90,8 @@ class GrowingLayer(DynamicLayer):
     def update(self, key_states, value_states, *args, **kwargs):
         end = self.length + key_states.shape[-2]
         self.reserve(end)
-        self.key_buffer[:, :, self.length:end] = key_states
-        self.value_buffer[:, :, self.length:end] = value_states
+        self.key_buffer[:, :, self.length : end] = key_states
+        self.value_buffer[:, :, self.length : end] = value_states
         self.length = end
         self._expose()
         return self.keys, self.values
@@ -136,8 +136,11 @@ class BatchCache:
         """Bytes of the buffers, spare room and padding included."""
         if self.cache is None:
             return 0
-        return sum(t.nelement() * t.element_size() for layer in self.cache.layers
-                   for t in (layer.key_buffer, layer.value_buffer))
+        return sum(
+            t.nelement() * t.element_size()
+            for layer in self.cache.layers
+            for t in (layer.key_buffer, layer.value_buffer)
+        )
 
     def pads_after(self, length: int) -> list[int]:
         """Every row's padding if a row of `length` joined (last: the newcomer's)."""
@@ -157,8 +160,8 @@ class BatchCache:
                 heads, dim = row.shape[1], row.shape[3]
                 buffer = row.new_zeros(rows + 1, heads, spare_room(width), dim)
                 if rows:
-                    buffer[:rows, :, width - old_width:width] = getattr(self.cache.layers[index], name)
-                buffer[rows, :, width - length:width] = row[0]
+                    buffer[:rows, :, width - old_width : width] = getattr(self.cache.layers[index], name)
+                buffer[rows, :, width - length : width] = row[0]
                 pair.append(buffer)
             layers.append(GrowingLayer(pair[0], pair[1], width))
         self.pads = [pad + width - old_width for pad in self.pads] + [width - length]
@@ -167,9 +170,13 @@ class BatchCache:
     def remove(self, index: int) -> DynamicCache:
         """Take row `index` out; returns its cache unpadded (a copy, so the batch's buffers can go)."""
         pad, width = self.pads[index], self.width
-        rows = DynamicCache(ddp_cache_data=[(layer.keys[index:index + 1, :, pad:].clone(),
-                                             layer.values[index:index + 1, :, pad:].clone())
-                                            for layer in self.cache.layers], config=self.config)
+        rows = DynamicCache(
+            ddp_cache_data=[
+                (layer.keys[index : index + 1, :, pad:].clone(), layer.values[index : index + 1, :, pad:].clone())
+                for layer in self.cache.layers
+            ],
+            config=self.config,
+        )
         keep = [i for i in range(len(self.pads)) if i != index]
         if not keep:
             self.cache, self.pads = None, []
@@ -197,8 +204,10 @@ class BatchCache:
         """Row `index` alone, sharing the batch's buffers: a step through it writes into the batch.
         Call `reserve` first, so no layer has to grow (a grown buffer would not be shared)."""
         view = DynamicCache(config=self.config)
-        view.layers = [GrowingLayer(layer.key_buffer[index:index + 1], layer.value_buffer[index:index + 1], layer.length)
-                       for layer in self.cache.layers]
+        view.layers = [
+            GrowingLayer(layer.key_buffer[index : index + 1], layer.value_buffer[index : index + 1], layer.length)
+            for layer in self.cache.layers
+        ]
         return view
 
     def reserve(self, extra: int) -> None:
@@ -209,7 +218,7 @@ class BatchCache:
         """attention_mask and position_ids for feeding one token per row (or to row `row` alone); none are
         needed without padding. The mask is given ready-made, (rows, 1, 1, width + 1) booleans, so no 2-D
         mask is expanded per step."""
-        pads = self.pads if row is None else self.pads[row:row + 1]
+        pads = self.pads if row is None else self.pads[row : row + 1]
         if not any(pads):
             return {}
         width = self.width
@@ -273,16 +282,22 @@ class Group:
 
 def invalid_numbers(seq: Sequence) -> BackendError:
     if seq.adapter:
-        return BackendError("This persona's adapter produced invalid numbers (NaN or infinity), so its answer was "
-                            "stopped; other answers are not affected. Choose another persona, and retrain or remove "
-                            "this adapter.")
-    return BackendError("The model produced invalid numbers (NaN or infinity) for this answer, so it was stopped. "
-                        "Try again; if it repeats, load the model in float32 or bfloat16 (LLM_DTYPE).")
+        return BackendError(
+            "This persona's adapter produced invalid numbers (NaN or infinity), so its answer was "
+            "stopped; other answers are not affected. Choose another persona, and retrain or remove "
+            "this adapter."
+        )
+    return BackendError(
+        "The model produced invalid numbers (NaN or infinity) for this answer, so it was stopped. "
+        "Try again; if it repeats, load the model in float32 or bfloat16 (LLM_DTYPE)."
+    )
 
 
 def sampling_failed(exc: Exception) -> BackendError:
-    error = BackendError(f"Picking the next token failed ({type(exc).__name__}), so this answer was stopped; other "
-                         "answers are not affected. Try again, or change the sampling options.")
+    error = BackendError(
+        f"Picking the next token failed ({type(exc).__name__}), so this answer was stopped; other "
+        "answers are not affected. Try again, or change the sampling options."
+    )
     error.__cause__ = exc
     return error
 
@@ -442,7 +457,9 @@ class BatchScheduler:
         seq.refused = BackendError(
             f"This answer could need {math.ceil(need / mb)} MB of KV cache (a {len(seq.prompt_ids)}-token prompt plus "
             f"up to {seq.options.max_new_tokens} new tokens), more than KV_CACHE_BUDGET_MB allows in all "
-            f"({self.budget.budget_bytes // mb} MB). Lower max new tokens, start a new chat, or raise KV_CACHE_BUDGET_MB.")
+            f"({self.budget.budget_bytes // mb} MB). Lower max new tokens, start a new chat, or raise "
+            "KV_CACHE_BUDGET_MB."
+        )
         return True
 
     def _begin(self, seq: Sequence) -> None:
@@ -480,7 +497,7 @@ class BatchScheduler:
                 continue
             count = min(budget, len(seq.prompt_ids) - seq.position)
             try:
-                logits = self.runner.forward(seq.seen[:, seq.position:seq.position + count], seq.cache, seq.adapter)
+                logits = self.runner.forward(seq.seen[:, seq.position : seq.position + count], seq.cache, seq.adapter)
             except Exception as exc:  # this prompt failed (e.g. out of memory); the batch goes on
                 self._prefilling.pop(0)
                 self._end(seq, exc)
@@ -557,8 +574,9 @@ class BatchScheduler:
         tokens = torch.tensor([[seq.next_token] for seq in rows], device=device)
         self.forward_passes += 1
         try:
-            logits = self.runner.forward(tokens, group.cache.cache, [seq.adapter for seq in rows],
-                                         **group.cache.step_inputs(device))
+            logits = self.runner.forward(
+                tokens, group.cache.cache, [seq.adapter for seq in rows], **group.cache.step_inputs(device)
+            )
             outcomes: list[torch.Tensor | BaseException] = list(logits.split(1))
             finite = torch.isfinite(logits).all(dim=-1).tolist()  # one check for the group, not one per row
         except Exception as exc:
@@ -573,7 +591,7 @@ class BatchScheduler:
             if seq.stats is not None:
                 seq.stats.batched_with = max(seq.stats.batched_with, len(rows) - 1)
             seq.fed.append(seq.next_token)
-            seq.seen = torch.cat([seq.seen, tokens[row:row + 1]], dim=1)
+            seq.seen = torch.cat([seq.seen, tokens[row : row + 1]], dim=1)
             try:
                 if not self._advance(seq, outcome, finite[row]):
                     ended[row] = None
@@ -587,8 +605,9 @@ class BatchScheduler:
         row that fails alone (too long for the memory left, a broken adapter) fails alone."""
         if len(group.rows) == 1:
             return [exc]
-        log.warning("a batched step of %d rows failed (%s); retrying them one at a time", len(group.rows),
-                    type(exc).__name__)
+        log.warning(
+            "a batched step of %d rows failed (%s); retrying them one at a time", len(group.rows), type(exc).__name__
+        )
         if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
             torch.cuda.empty_cache()
         try:
@@ -599,8 +618,14 @@ class BatchScheduler:
         device = self.runner.device
         for row, seq in enumerate(group.rows):
             try:
-                outcomes.append(self.runner.forward(tokens[row:row + 1], group.cache.row_view(row), seq.adapter,
-                                                    **group.cache.step_inputs(device, row)))
+                outcomes.append(
+                    self.runner.forward(
+                        tokens[row : row + 1],
+                        group.cache.row_view(row),
+                        seq.adapter,
+                        **group.cache.step_inputs(device, row),
+                    )
+                )
             except Exception as row_failed:
                 outcomes.append(row_failed)
         group.cache.set_width(width + 1)

@@ -35,15 +35,17 @@ class JsonGrammar:
         self.schema = schema
         self.vocabulary = vocabulary  # lmformatenforcer.TokenEnforcerTokenizerData
 
-    def processor(self) -> "JsonSchemaLogitsProcessor":
+    def processor(self) -> JsonSchemaLogitsProcessor:
         from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
 
         parser = JsonSchemaParser(self.schema)
         enforcer = TokenEnforcer(self.vocabulary, parser)
         # TokenEnforcer sets the parser's config from the vocabulary; ours adds the limits and field order.
-        parser.config = CharacterLevelParserConfig(alphabet=self.vocabulary.tokenizer_alphabet,
-                                                   max_consecutive_whitespaces=MAX_WHITESPACE_RUN,
-                                                   force_json_field_order=True)
+        parser.config = CharacterLevelParserConfig(
+            alphabet=self.vocabulary.tokenizer_alphabet,
+            max_consecutive_whitespaces=MAX_WHITESPACE_RUN,
+            force_json_field_order=True,
+        )
         return JsonSchemaLogitsProcessor(enforcer)
 
 
@@ -59,7 +61,7 @@ class JsonSchemaLogitsProcessor:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
-        answer = input_ids[0, self.prompt_length:].tolist()
+        answer = input_ids[0, self.prompt_length :].tolist()
         return scores + self._mask(self.enforcer.get_allowed_tokens(answer).allowed_tokens, scores)
 
     def _mask(self, allowed: list[int], scores: torch.Tensor) -> torch.Tensor:
@@ -86,8 +88,12 @@ def vocabulary(tokenizer, stop_ids: frozenset[int]):
         if key not in per_tokenizer:
             size = len(tokenizer)
             per_tokenizer[key] = TokenEnforcerTokenizerData(
-                _regular_tokens(tokenizer, size), functools.partial(_decode, tokenizer),
-                list(key) or tokenizer.eos_token_id, False, size)
+                _regular_tokens(tokenizer, size),
+                functools.partial(_decode, tokenizer),
+                list(key) or tokenizer.eos_token_id,
+                False,
+                size,
+            )
         return per_tokenizer[key]
 
 

@@ -88,8 +88,9 @@ class Message(_Part):
     model: ShortText | None = None
     persona: ShortText | None = None
     system_prompt: LongText | None = None
-    settings: Annotated[dict[Annotated[str, Field(max_length=64)], Any], Field(max_length=64),
-                        AfterValidator(_flat)] | None = None
+    settings: (
+        Annotated[dict[Annotated[str, Field(max_length=64)], Any], Field(max_length=64), AfterValidator(_flat)] | None
+    ) = None
     stats: Stats | None = None
     dropped: Count | None = None
     cut: bool | None = None
@@ -107,10 +108,13 @@ class Export(_Part):
 
 # --- import: refuse with the reason -------------------------------------------------------------
 
+
 def parse_export(raw: bytes) -> tuple[Export, list[str]]:
     """An uploaded file as a checked export, and the paths of the unknown keys that were dropped."""
     if len(raw) > MAX_IMPORT_BYTES:
-        raise ImportRefused(f"The file is {len(raw) / 2**20:.1f} MB; imports are limited to {MAX_IMPORT_BYTES // 2**20} MB.")
+        raise ImportRefused(
+            f"The file is {len(raw) / 2**20:.1f} MB; imports are limited to {MAX_IMPORT_BYTES // 2**20} MB."
+        )
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -118,7 +122,9 @@ def parse_export(raw: bytes) -> tuple[Export, list[str]]:
     except RecursionError:
         raise ImportRefused("The file nests too deeply to be a conversation export.") from None
     except json.JSONDecodeError as exc:
-        raise ImportRefused(f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+        raise ImportRefused(
+            f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        ) from None
     except ValueError:  # the one other case: an integer of more than 4,300 digits
         raise ImportRefused("The file holds a number too long to read, so it is not a conversation export.") from None
     return check_export(data)
@@ -159,6 +165,7 @@ def drop_unknown(part: BaseModel, path: str = "") -> list[str]:
 
 
 # --- read: drop what is bad, keep the message ---------------------------------------------------
+
 
 def clean_message(mid: str, role: object, content: object, meta_text: object) -> dict | None:
     """A stored row as a message dict whose known fields all have the right types (bad ones dropped).

@@ -102,7 +102,11 @@ def _record_messages(n: int, row) -> list[Message]:
         if not isinstance(messages, list) or not messages:
             raise DatasetError(f"Record {n}: 'messages' must be a non-empty list.")
         for m in messages:
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or not isinstance(m.get("content"), str):
+            if (
+                not isinstance(m, dict)
+                or m.get("role") not in ("user", "assistant")
+                or not isinstance(m.get("content"), str)
+            ):
                 raise DatasetError(f"Record {n}: each message needs role 'user' or 'assistant' and text content.")
         if messages[-1]["role"] != "assistant":
             raise DatasetError(f"Record {n}: the last message must be the assistant's answer.")
@@ -129,13 +133,17 @@ def build_example(tokenizer, messages: list[Message], max_length: int) -> tuple[
         full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=False)
         full = list(full["input_ids"] if hasattr(full, "input_ids") else full)
         if full[: len(prompt)] != prompt:
-            raise DatasetError("This model's chat template does not extend its own prompts; it cannot be fine-tuned here.")
-        labels += [IGNORE] * (len(prompt) - len(ids)) + full[len(prompt):]
+            raise DatasetError(
+                "This model's chat template does not extend its own prompts; it cannot be fine-tuned here."
+            )
+        labels += [IGNORE] * (len(prompt) - len(ids)) + full[len(prompt) :]
         ids = full
     return ids[:max_length], labels[:max_length]
 
 
-def learnable(examples: list[tuple[list[int], list[int]]], max_length: int, log=print) -> list[tuple[list[int], list[int]]]:
+def learnable(
+    examples: list[tuple[list[int], list[int]]], max_length: int, log=print
+) -> list[tuple[list[int], list[int]]]:
     """The examples that keep some of their answer after the cut at `max_length`.
 
     An example cut before its answer has no token to learn from: a batch of only such examples has a loss of
@@ -148,8 +156,10 @@ def learnable(examples: list[tuple[list[int], list[int]]], max_length: int, log=
             "or shorten the system prompt and the questions."
         )
     if len(kept) < len(examples):
-        log(f"{len(examples) - len(kept)} of {len(examples)} examples are cut at --max-length {max_length} before "
-            "their answer starts; they are left out.")
+        log(
+            f"{len(examples) - len(kept)} of {len(examples)} examples are cut at --max-length {max_length} before "
+            "their answer starts; they are left out."
+        )
     return kept
 
 
@@ -192,8 +202,13 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
     if checkpoint:
         model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
     else:
-        lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=config.r,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=list(config.target_modules),
+            task_type="CAUSAL_LM",
+        )
         model = get_peft_model(model, lora)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
@@ -215,7 +230,7 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
     for _ in range(math.ceil(config.epochs)):
         shuffled = examples[:]
         order.shuffle(shuffled)
-        batches += [shuffled[i: i + config.batch_size] for i in range(0, len(shuffled), config.batch_size)]
+        batches += [shuffled[i : i + config.batch_size] for i in range(0, len(shuffled), config.batch_size)]
     losses: list[float] = []
     bar = tqdm(total=total, initial=step, desc="fine-tuning", unit="step", file=sys.stderr)
     with bar:  # closed before any error is printed
@@ -240,13 +255,17 @@ def _step(model, optimizer, scheduler, batch, device: str, step: int) -> float:
     input_ids, labels, mask = (t.to(device) for t in batch)
     loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
     if not math.isfinite(loss.item()):
-        raise TrainingError(f"The loss became {loss.item()} at step {step}: training stopped, no adapter was "
-                            "written. Lower --lr (it is often the cause), or check the dataset.")
+        raise TrainingError(
+            f"The loss became {loss.item()} at step {step}: training stopped, no adapter was "
+            "written. Lower --lr (it is often the cause), or check the dataset."
+        )
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     if not math.isfinite(grad_norm.item()):
-        raise TrainingError(f"The gradients became {grad_norm.item()} at step {step}: training stopped, no "
-                            "adapter was written. Lower --lr, or check the dataset.")
+        raise TrainingError(
+            f"The gradients became {grad_norm.item()} at step {step}: training stopped, no "
+            "adapter was written. Lower --lr, or check the dataset."
+        )
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -259,8 +278,10 @@ def _check_weights(model, step: int) -> None:
 
     for name, param in model.named_parameters():
         if param.requires_grad and not torch.isfinite(param).all():
-            raise TrainingError(f"The adapter's weights stopped being finite numbers by step {step} ({name}): no "
-                                "adapter was written. Lower --lr.")
+            raise TrainingError(
+                f"The adapter's weights stopped being finite numbers by step {step} ({name}): no "
+                "adapter was written. Lower --lr."
+            )
 
 
 def _name_the_base(config_path: Path, base_name: str) -> None:
@@ -275,13 +296,16 @@ def _save_checkpoint(model, optimizer, scheduler, step: int, out_dir: Path) -> N
 
     folder = out_dir / "checkpoints" / f"step-{step}"
     model.save_pretrained(str(folder), safe_serialization=True)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
-               folder / "trainer_state.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
+        folder / "trainer_state.pt",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m llm.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="dataset: .json list or .jsonl of messages")
     parser.add_argument("--name", required=True, help="adapter folder name (letters, digits, - and _)")
     parser.add_argument("--display-name", help="name shown in the page (default: --name)")
@@ -310,9 +334,14 @@ def persona_card(args, base_model: str) -> PersonaCard:
     from pydantic import ValidationError
 
     try:
-        return PersonaCard(display_name=args.display_name or args.name, description=args.description,
-                           system_prompt=args.system_prompt, greeting=args.greeting, avatar=args.avatar,
-                           base_model=base_model)
+        return PersonaCard(
+            display_name=args.display_name or args.name,
+            description=args.description,
+            system_prompt=args.system_prompt,
+            greeting=args.greeting,
+            avatar=args.avatar,
+            base_model=base_model,
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a flag"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 
@@ -148,7 +148,7 @@ class IncrementalDecoder:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # incomplete UTF-8 sequence: wait for the next token
             return ""
-        new, self.emitted = text[self.emitted:], len(text)
+        new, self.emitted = text[self.emitted :], len(text)
         if new.endswith("\n"):  # start a fresh segment so decoding stays O(line), not O(answer)
             self.ids, self.emitted = [], 0
         return new

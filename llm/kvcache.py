@@ -93,7 +93,8 @@ class SessionCaches:
 
     def hold(self, nbytes: int, force: bool = False) -> bool:
         """Count `nbytes` more as held, evicting idle entries for room. False (nothing evicted, nothing held)
-        when even an empty pool would not leave that much, unless `force`d (memory already in use, e.g. a taken entry)."""
+        when even an empty pool would not leave that much, unless `force`d (memory already in use, e.g. a taken
+        entry)."""
         with self._lock:
             if not force and self.held + nbytes > self.budget_bytes:
                 return False
@@ -106,8 +107,7 @@ class SessionCaches:
             self.held = max(0, self.held - nbytes)
 
     def _evict(self) -> None:
-        while self._entries and (len(self._entries) > self.max_sessions
-                                 or self.nbytes + self.held > self.budget_bytes):
+        while self._entries and (len(self._entries) > self.max_sessions or self.nbytes + self.held > self.budget_bytes):
             self._entries.popitem(last=False)  # least recently used first
 
     @property

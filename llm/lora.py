@@ -36,11 +36,19 @@ MAX_CONFIG_BYTES = 1 << 20  # PEFT writes about 2 KB; anything this big is not a
 MAX_RANK = 4096
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors' names; integer or 8-bit tensors are not LoRA weights
 UNSUPPORTED = {  # adapter_config.json keys whose non-empty value changes the computation
-    "use_dora": "DoRA", "lora_bias": "LoRA biases", "modules_to_save": "extra trained modules (modules_to_save)",
-    "layer_replication": "layer replication", "fan_in_fan_out": "fan_in_fan_out layers",
-    "trainable_token_indices": "trained token embeddings", "alora_invocation_tokens": "activated LoRA",
-    "target_parameters": "target_parameters", "use_qalora": "QA-LoRA", "use_bdlora": "block-diagonal LoRA",
-    "arrow_config": "Arrow routing", "kasa_config": "KaSA", "velora_config": "VeLoRA",
+    "use_dora": "DoRA",
+    "lora_bias": "LoRA biases",
+    "modules_to_save": "extra trained modules (modules_to_save)",
+    "layer_replication": "layer replication",
+    "fan_in_fan_out": "fan_in_fan_out layers",
+    "trainable_token_indices": "trained token embeddings",
+    "alora_invocation_tokens": "activated LoRA",
+    "target_parameters": "target_parameters",
+    "use_qalora": "QA-LoRA",
+    "use_bdlora": "block-diagonal LoRA",
+    "arrow_config": "Arrow routing",
+    "kasa_config": "KaSA",
+    "velora_config": "VeLoRA",
     "monteclora_config": "MonteCLoRA",
 }
 
@@ -55,8 +63,10 @@ def module_key(key: str) -> str:
     as names, so a key that is a pattern (or a slow one) is refused instead of run."""
     parts = key.split(".")
     if not 0 < len(key) <= 200 or not all(p.isascii() and p.replace("_", "").isalnum() for p in parts):
-        raise ValueError(f"pattern key {key[:60]!r} is not a plain dotted module name like 'q_proj' "
-                         "(regular expressions are not accepted)")
+        raise ValueError(
+            f"pattern key {key[:60]!r} is not a plain dotted module name like 'q_proj' "
+            "(regular expressions are not accepted)"
+        )
     return key
 
 
@@ -104,7 +114,9 @@ class AdapterConfig(BaseModel):
             if getattr(self, key):
                 raise ValueError(f"it uses {what}, which this app does not apply; retrain with plain LoRA")
         if self.bias != "none":
-            raise ValueError("it trains biases (bias != 'none'), which this app does not apply; retrain with bias='none'")
+            raise ValueError(
+                "it trains biases (bias != 'none'), which this app does not apply; retrain with bias='none'"
+            )
         return self
 
     def rank_for(self, path: str) -> int:
@@ -158,8 +170,9 @@ class Routing:
         elif len(used) == 1 and all(names):
             self.groups = [(used[0], None)]
         else:  # a mask per row: the thin LoRA matmuls for every row are cheaper than indexing rows out
-            self.groups = [(name, torch.tensor([n == name for n in names], device=device).view(-1, 1, 1))
-                           for name in used]
+            self.groups = [
+                (name, torch.tensor([n == name for n in names], device=device).view(-1, 1, 1)) for name in used
+            ]
 
     def clear(self) -> None:
         self.groups = []
@@ -236,8 +249,10 @@ def read_adapter(folder: Path, model) -> dict[str, tuple[torch.Tensor, torch.Ten
                 if piece.get_dtype() not in FLOAT_DTYPES:
                     raise AdapterError(f"lora_{which} of {path[:80]} is {piece.get_dtype()}, not a float tensor")
                 if list(piece.get_shape()) != expected:  # checked from the header, before the data is read
-                    raise AdapterError(f"shapes do not match the loaded model ({path[:80]}: lora_{which} is "
-                                       f"{list(piece.get_shape())}, expected {expected} for r={rank})")
+                    raise AdapterError(
+                        f"shapes do not match the loaded model ({path[:80]}: lora_{which} is "
+                        f"{list(piece.get_shape())}, expected {expected} for r={rank})"
+                    )
                 tensor = f.get_tensor(key).to(weight)
                 if not torch.isfinite(tensor).all():
                     raise AdapterError(f"lora_{which} of {path[:80]} holds NaN or infinite values; retrain the adapter")

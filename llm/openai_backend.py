@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
 from llm.errors import BackendError
@@ -45,7 +45,8 @@ class OpenAIBackend:
         if served_name not in self.list_models():
             raise BackendError(
                 f"the server does not serve a model named {served_name!r}. Start vLLM with "
-                f"`--enable-lora --lora-modules {served_name}=adapters/{name}`, or set served_model in its persona.json."
+                f"`--enable-lora --lora-modules {served_name}=adapters/{name}`, or set served_model in its "
+                "persona.json."
             )
         return served_name
 
@@ -112,8 +113,10 @@ class OpenAIBackend:
         if options.seed is not None:
             request["seed"] = options.seed
         if options.json_schema is not None:  # vLLM holds its answer to the schema; others may ignore it: check it
-            request["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": json.loads(options.json_schema), "strict": True}}
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json.loads(options.json_schema), "strict": True},
+            }
         if self.extra_sampling:  # vLLM and transformers serve accept these; strict servers may not
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
         return request
@@ -140,14 +143,17 @@ class OpenAIBackend:
         except Exception as exc:
             stats.finish_reason = "error"
             raise BackendError(
-                f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, marked as cut."
+                f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
+                "marked as cut."
             ) from None
         finally:
             response.close()  # on stop this drops the connection, and vLLM aborts the request
             stats.total_s = time.perf_counter() - stats.started
         if finish is None:
             stats.finish_reason = "error"
-            raise BackendError("The server closed the stream before finishing the answer. What arrived is kept, marked as cut.")
+            raise BackendError(
+                "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
+            )
         stats.finish_reason = "length" if finish == "length" else "stop"
 
     def _scrub(self, text: str) -> str:
@@ -164,11 +170,16 @@ class OpenAIBackend:
             return exc
         # The client's transport (httpx or httpx2) raises its own types mid-stream; match by name.
         if isinstance(exc, openai.APITimeoutError) or "Timeout" in type(exc).__name__:
-            return BackendError(f"The server at {where} did not answer within {self.timeout_s:g} s (REQUEST_TIMEOUT_S). It may be overloaded; try again.")
+            return BackendError(
+                f"The server at {where} did not answer within {self.timeout_s:g} s (REQUEST_TIMEOUT_S). It may "
+                "be overloaded; try again."
+            )
         if isinstance(exc, openai.APIConnectionError):
             return BackendError(f"Cannot reach the server at {where}. Is it running? Check OPENAI_BASE_URL.")
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            return BackendError(f"The server at {where} refused the API key ({exc.status_code}). Set OPENAI_API_KEY to a valid key.")
+            return BackendError(
+                f"The server at {where} refused the API key ({exc.status_code}). Set OPENAI_API_KEY to a valid key."
+            )
         if isinstance(exc, openai.NotFoundError):
             return BackendError(
                 f"The server at {where} answered 404: no model named {model!r}, or the URL is wrong. "
@@ -180,8 +191,15 @@ class OpenAIBackend:
             detail = self._scrub(str(exc.body or exc.message))[:200]  # a server may echo what it was sent
             if exc.status_code >= 500:
                 return BackendError(f"The server at {where} failed ({exc.status_code}). Check its logs; try again.")
-            return BackendError(f"The server at {where} rejected the request ({exc.status_code}: {detail}). A new chat may help if the history is too long.")
-        if isinstance(exc, (openai.APIError, OSError)) or "Protocol" in type(exc).__name__ or "Stream" in type(exc).__name__:
+            return BackendError(
+                f"The server at {where} rejected the request ({exc.status_code}: {detail}). A new chat may "
+                "help if the history is too long."
+            )
+        if (
+            isinstance(exc, (openai.APIError, OSError))
+            or "Protocol" in type(exc).__name__
+            or "Stream" in type(exc).__name__
+        ):
             return BackendError(f"the connection to {where} broke: {type(exc).__name__}")
         return BackendError(f"Talking to {where} failed ({type(exc).__name__}).")
 

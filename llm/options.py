@@ -14,10 +14,14 @@ class GenerationOptions(BaseModel):
 
     max_new_tokens: int = Field(512, ge=1, le=8192, description="Longest answer, in tokens.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 means greedy decoding (always the likeliest token).")
-    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Sample from the smallest set of tokens whose probability adds up to this.")
+    top_p: float = Field(
+        0.9, gt=0.0, le=1.0, description="Sample from the smallest set of tokens whose probability adds up to this."
+    )
     top_k: int = Field(50, ge=0, le=1000, description="Sample from the k likeliest tokens; 0 turns it off.")
     repetition_penalty: float = Field(1.1, ge=1.0, le=2.0, description="Above 1 discourages repeating earlier tokens.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed for repeatable sampling; empty for random.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Fixed seed for repeatable sampling; empty for random."
+    )
     # The answer must be JSON matching this JSON schema. Kept as JSON text so the options stay hashable and
     # serialisable. The in-process model is constrained token by token (llm.constrained); a server is sent
     # OpenAI's `response_format`, and its answer still has to be checked by the caller.

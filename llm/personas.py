@@ -7,7 +7,6 @@ other way, is listed as unavailable with the reason, and the others keep working
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -56,8 +55,12 @@ class PersonaCard(BaseModel):
     system_prompt: str = Field("", max_length=8000)
     greeting: str = Field("", max_length=2000)
     avatar: str = DEFAULT_AVATAR  # a single emoji (see `is_emoji`)
-    base_model: str | None = Field(None, min_length=1, max_length=300)  # required for adapters: the model they were trained on
-    served_model: str | None = Field(None, min_length=1, max_length=200)  # its name on an OpenAI-compatible server; default: the folder name
+    base_model: str | None = Field(
+        None, min_length=1, max_length=300
+    )  # required for adapters: the model they were trained on
+    served_model: str | None = Field(
+        None, min_length=1, max_length=200
+    )  # its name on an OpenAI-compatible server; default: the folder name
 
     @field_validator("display_name", "base_model", "served_model")
     @classmethod
@@ -97,8 +100,13 @@ class Persona:
         return f"{self.card.avatar} {self.card.display_name} ({tag})" + ("" if self.available else " — unavailable")
 
 
-BASE = Persona(BASE_PERSONA, PersonaCard(display_name="Base model", avatar="🦙",
-                                         description="The model as it is, with the chat page's system prompt."), "base")
+BASE = Persona(
+    BASE_PERSONA,
+    PersonaCard(
+        display_name="Base model", avatar="🦙", description="The model as it is, with the chat page's system prompt."
+    ),
+    "base",
+)
 
 
 def family(model_name: str) -> str:
@@ -119,7 +127,7 @@ def card_from(raw: object) -> tuple[PersonaCard, list[str]]:
 
     An avatar that is not a single emoji does not make the persona unusable: the default is shown instead."""
     if not isinstance(raw, dict):
-        raise ValueError("expected an object of fields like {\"display_name\": \"...\"}")
+        raise ValueError('expected an object of fields like {"display_name": "..."}')
     notes = []
     avatar = raw.get("avatar", DEFAULT_AVATAR)
     if not (isinstance(avatar, str) and is_emoji(avatar)):
@@ -159,7 +167,9 @@ def read_card(path: Path) -> tuple[PersonaCard, list[str]]:
     try:
         return card_from(raw)
     except ValueError as exc:
-        raise ValueError(f"persona.json is {exc}" if str(exc).startswith("malformed") else f"persona.json: {exc}") from None
+        raise ValueError(
+            f"persona.json is {exc}" if str(exc).startswith("malformed") else f"persona.json: {exc}"
+        ) from None
 
 
 def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[PersonaCard | None, list[str], str | None]:
@@ -176,7 +186,11 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         if any(folder.glob("*.bin")):
-            return card, notes, "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
+            return (
+                card,
+                notes,
+                "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors",
+            )
         return card, notes, f"{ADAPTER_WEIGHTS} is missing"
     try:
         read_config(folder)
@@ -241,7 +255,10 @@ class PersonaRegistry:
                 prompt_personas, self.file_problem = load_prompt_personas(self.personas_file)
             except Exception as exc:  # e.g. a permission error on the folder: listed, never raised to the page
                 log.warning("personas file could not be read", exc_info=True)
-                prompt_personas, self.file_problem = [], f"{self.personas_file.name} cannot be read ({type(exc).__name__})"
+                prompt_personas, self.file_problem = (
+                    [],
+                    f"{self.personas_file.name} cannot be read ({type(exc).__name__})",
+                )
             try:
                 folders = sorted(d for d in self.adapters_dir.glob("*") if d.is_dir())
             except OSError as exc:
@@ -257,8 +274,13 @@ class PersonaRegistry:
             return self._check_and_attach(folder)
         except Exception as exc:  # a stranger's files: whatever breaks, only this adapter is unavailable
             log.warning("adapter folder %r could not be scanned", folder.name[:64], exc_info=True)
-            return Persona(folder.name[:64], fallback_card(folder.name), "lora", folder,
-                           f"it could not be read ({type(exc).__name__}); the server log has the details")
+            return Persona(
+                folder.name[:64],
+                fallback_card(folder.name),
+                "lora",
+                folder,
+                f"it could not be read ({type(exc).__name__}); the server log has the details",
+            )
 
     def _check_and_attach(self, folder: Path) -> Persona:
         base = self.backend.base_name

@@ -12,8 +12,19 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 # Control-token text that any chat template may give meaning to. Message text written by a user, a web
 # page, an import or a persona file must never reach a tokenizer as the real token.
-GENERIC_MARKERS = ("<|", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>",
-                   "<end_of_turn>", "<bos>", "<eos>")
+GENERIC_MARKERS = (
+    "<|",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<bos>",
+    "<eos>",
+)
 # Joins the marker's first character to the rest: the text reads the same, but no longer matches the token.
 BREAK = "\u200d"
 _patterns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -99,18 +110,19 @@ def build_prompt(tokenizer, messages: list[Message], max_new_tokens: int, contex
     turns costs about what one context's worth does.
     """
     system = [m for m in messages[:1] if m["role"] == "system"]
-    history = messages[len(system):]
+    history = messages[len(system) :]
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise PromptTooLongError(
-            f"Max new tokens ({max_new_tokens}) leaves no room in the {context_length}-token context. Lower it in the sidebar."
+            f"Max new tokens ({max_new_tokens}) leaves no room in the {context_length}-token context. Lower it "
+            "in the sidebar."
         )
     starts = turn_starts(history)
     encoded: dict[int, list[int]] = {}
 
     def fits(k: int) -> bool:  # k: how many of `starts` to move past (k turns dropped)
         if k not in encoded:
-            encoded[k] = encode(tokenizer, system + history[starts[k]:])
+            encoded[k] = encode(tokenizer, system + history[starts[k] :])
         return len(encoded[k]) <= budget
 
     last = len(starts) - 1

@@ -63,8 +63,14 @@ class ModelRunner:
     def device(self) -> torch.device:
         return self.base.device
 
-    def forward(self, input_ids: torch.Tensor, cache, adapter: str | None | list[str | None] = None,
-                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        cache,
+        adapter: str | None | list[str | None] = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab).
 
         `adapter` is one adapter for every row, or a list with one per row (personas mixed in a batch); each an
@@ -74,8 +80,14 @@ class ModelRunner:
             keys = [self._key(name) for name in names]
             self.routing.route(keys, input_ids.device)
             try:
-                out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True,
-                                 attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1)
+                out = self.model(
+                    input_ids=input_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    logits_to_keep=1,
+                )
             finally:
                 self.routing.clear()
             return out.logits[:, -1, :]

@@ -21,8 +21,13 @@ def _transformers_backend(folder: str, kind: str, ref: str, load_key: str, _sett
     from llm.loading import ModelSource
 
     loaded = load_from_folder(Path(folder), ModelSource(kind, ref), _settings)
-    return TransformersBackend(loaded, _settings.kv_cache_budget_mb, _settings.kv_cache_max_sessions,
-                              _settings.max_batch_size, _settings.prefill_chunk_tokens)
+    return TransformersBackend(
+        loaded,
+        _settings.kv_cache_budget_mb,
+        _settings.kv_cache_max_sessions,
+        _settings.max_batch_size,
+        _settings.prefill_chunk_tokens,
+    )
 
 
 def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBackend:
@@ -30,9 +35,17 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
     source = resolve_source(settings, cuda_available())
     with _fetch_lock:
         folder = fetch(source, settings.models_dir, progress)
-    load_key = settings.model_dump_json(include={"llm_device", "llm_dtype", "context_length", "kv_cache_budget_mb",
-                                                 "kv_cache_max_sessions", "max_batch_size",
-                                                 "prefill_chunk_tokens"})
+    load_key = settings.model_dump_json(
+        include={
+            "llm_device",
+            "llm_dtype",
+            "context_length",
+            "kv_cache_budget_mb",
+            "kv_cache_max_sessions",
+            "max_batch_size",
+            "prefill_chunk_tokens",
+        }
+    )
     return _transformers_backend(str(folder), source.kind, source.ref, load_key, settings)
 
 

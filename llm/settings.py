@@ -7,12 +7,12 @@ works without editing files. Field names are the variable names in lower case.
 from __future__ import annotations
 
 import re
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import tomllib
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -147,7 +147,9 @@ class Settings(BaseSettings):
         return self.model_cache_dir or self.data_dir / "models"
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
         secrets = SecretsTomlSource(settings_cls, PROJECT_ROOT / ".streamlit" / "secrets.toml")
         return init_settings, env_settings, secrets
 

@@ -18,10 +18,10 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from llm.conversation_schema import EXPORT_FORMAT, check_export, clean_message
 from llm.errors import StudioError
@@ -65,8 +65,9 @@ class ConversationChanged(StoreError):
 
     def __init__(self, gone: bool, title: str = ""):
         self.gone, self.title = gone, title
-        super().__init__("That conversation was deleted in another tab." if gone
-                         else "That conversation was changed in another tab.")
+        super().__init__(
+            "That conversation was deleted in another tab." if gone else "That conversation was changed in another tab."
+        )
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,22 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"Cannot create {path.parent} ({exc.strerror}). Set DATA_DIR to a writable folder.") from None
+            raise StoreError(
+                f"Cannot create {path.parent} ({exc.strerror}). Set DATA_DIR to a writable folder."
+            ) from None
         with self._connect(foreign_keys=False) as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: set once for the file, not per connection
             _migrate(db)
 
     @contextmanager
-    def _connect(self, write: bool = False, wait_s: float | None = None, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+    def _connect(
+        self, write: bool = False, wait_s: float | None = None, foreign_keys: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """A connection; with `write`, inside BEGIN IMMEDIATE (the only lock), committed on success."""
         try:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s if wait_s is None else wait_s, isolation_level=None)
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s if wait_s is None else wait_s, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
         try:
@@ -138,9 +145,14 @@ class Store:
     def _explain(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc).lower()
         if "not a database" in text or "malformed" in text or "file is encrypted" in text:
-            return StoreError(f"The conversation database {self.path.name} is corrupt. Move it away (a fresh one is made) to save again.")
+            return StoreError(
+                f"The conversation database {self.path.name} is corrupt. Move it away (a fresh one is made) to "
+                "save again."
+            )
         if "readonly" in text or "read-only" in text:
-            return StoreError(f"The conversation database {self.path.name} is read-only. Make it writable, or set DATA_DIR.")
+            return StoreError(
+                f"The conversation database {self.path.name} is read-only. Make it writable, or set DATA_DIR."
+            )
         if "locked" in text or "busy" in text:
             return StoreError("The conversation database is locked by another program. Saving resumes when it is free.")
         if "unable to open" in text or "disk" in text:
@@ -153,8 +165,10 @@ class Store:
         """A new conversation, with `messages` (kept ids, or new ones) in the same transaction."""
         cid, now = new_id(), time.time()
         with self._connect(write=True) as db:
-            db.execute("INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, ?, ?, ?)",
-                       (cid, _title(title), page, now, now))
+            db.execute(
+                "INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (cid, _title(title), page, now, now),
+            )
             _put(db, cid, enumerate(messages), (), now)
         return cid
 
@@ -186,8 +200,10 @@ class Store:
             args.append(page)
         if text.strip():
             pattern = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            sql += (" AND (title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
-                    " AND m.hidden = 0 AND m.content LIKE ? ESCAPE '\\'))")
+            sql += (
+                " AND (title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
+                " AND m.hidden = 0 AND m.content LIKE ? ESCAPE '\\'))"
+            )
             args += [pattern, pattern]
         sql += " ORDER BY updated DESC LIMIT ?"
         with self._connect() as db:
@@ -195,8 +211,14 @@ class Store:
 
     # --- messages ------------------------------------------------------------------------
 
-    def write(self, cid: str, items: Iterable[tuple[int, dict]], hide: Iterable[str] = (), version: int | None = None,
-              wait_s: float | None = None) -> int:
+    def write(
+        self,
+        cid: str,
+        items: Iterable[tuple[int, dict]],
+        hide: Iterable[str] = (),
+        version: int | None = None,
+        wait_s: float | None = None,
+    ) -> int:
         """Upsert (position, message) pairs, each message with its "id"; hide the ids in `hide` and the
         answers that written ones (with text) replace. With `version`, only if that is still the
         conversation's version, else ConversationChanged. Returns the new version."""
@@ -221,7 +243,9 @@ class Store:
         """The conversation's shown messages and version, read in one snapshot (no lock taken)."""
         with self._connect() as db:
             db.execute("BEGIN")  # deferred: a read snapshot, never the write lock
-            row = db.execute("SELECT id, title, page, updated, version FROM conversations WHERE id = ?", (cid,)).fetchone()
+            row = db.execute(
+                "SELECT id, title, page, updated, version FROM conversations WHERE id = ?", (cid,)
+            ).fetchone()
             rows = db.execute(VISIBLE, (cid,)).fetchall() if row else []
         if row is None:
             return None
@@ -239,7 +263,12 @@ class Store:
         if loaded is None:
             raise StoreError("That conversation no longer exists.")
         messages = [{k: v for k, v in m.items() if k not in ("id", "replaces")} for m in loaded.messages]
-        return {"format": EXPORT_FORMAT, "title": loaded.summary.title, "page": loaded.summary.page, "messages": messages}
+        return {
+            "format": EXPORT_FORMAT,
+            "title": loaded.summary.title,
+            "page": loaded.summary.page,
+            "messages": messages,
+        }
 
     def import_json(self, data: object) -> str:
         """Store an export (checked by llm.conversation_schema) as a new conversation; returns its id."""
@@ -249,7 +278,10 @@ class Store:
 
 def imported_messages(export) -> list[dict]:
     """An export's messages with fresh ids; `replaces` named messages the file does not hold."""
-    return [{**m.model_dump(exclude_unset=True, exclude={"id", "replaces"}), "id": new_message_id()} for m in export.messages]
+    return [
+        {**m.model_dump(exclude_unset=True, exclude={"id", "replaces"}), "id": new_message_id()}
+        for m in export.messages
+    ]
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -259,7 +291,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     found = db.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
-        raise StoreError("The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR.")
+        raise StoreError(
+            "The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR."
+        )
     if found < SCHEMA_VERSION:
         old = _columns(db, "messages")
         moved = bool(old) and "id" not in old
@@ -270,8 +304,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         for statement in SCHEMA:
             db.execute(statement)
         if moved:
-            db.execute("INSERT INTO messages (conversation_id, id, seq, role, content, meta, created)"
-                       " SELECT conversation_id, 'v1-' || seq, seq, role, content, meta, created FROM messages_v1")
+            db.execute(
+                "INSERT INTO messages (conversation_id, id, seq, role, content, meta, created)"
+                " SELECT conversation_id, 'v1-' || seq, seq, role, content, meta, created FROM messages_v1"
+            )
             db.execute("DROP TABLE messages_v1")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")
@@ -286,11 +322,21 @@ def _put(db: sqlite3.Connection, cid: str, items: Iterable[tuple[int, dict]], hi
     items = list(items)
     db.executemany(UPSERT, [_row(cid, seq, m, now) for seq, m in items])
     replaced = [m["replaces"] for _, m in items if m.get("replaces") and m["content"]]
-    db.executemany("UPDATE messages SET hidden = 1 WHERE conversation_id = ? AND id = ?", [(cid, i) for i in [*hide, *replaced]])
+    db.executemany(
+        "UPDATE messages SET hidden = 1 WHERE conversation_id = ? AND id = ?", [(cid, i) for i in [*hide, *replaced]]
+    )
 
 
 def _row(cid: str, seq: int, message: dict, now: float) -> tuple:
-    return (cid, message.get("id") or new_message_id(), seq, message["role"], message["content"], _meta_json(message), now)
+    return (
+        cid,
+        message.get("id") or new_message_id(),
+        seq,
+        message["role"],
+        message["content"],
+        _meta_json(message),
+        now,
+    )
 
 
 def _meta_json(message: dict) -> str:

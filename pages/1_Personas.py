@@ -37,11 +37,20 @@ else:
             st.markdown(safe_markdown(persona.card.greeting))
     for message in history:
         render_message(message)
-    prompt = check_prompt(st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop"))
+    prompt = check_prompt(
+        st.chat_input(f"Message {persona.card.display_name}", key="persona.input", submit_mode="stop")
+    )
     if prompt is not None:
         history.append(user_message(prompt))
         render_message(history[-1])
         conversations.save(page, history_key)
-        answer(backend, history_key, system_prompt, options, persona.model, {"persona": persona.name},
-               conversations.saver(page, history_key))
+        answer(
+            backend,
+            history_key,
+            system_prompt,
+            options,
+            persona.model,
+            {"persona": persona.name},
+            conversations.saver(page, history_key),
+        )
 conversations.finish(slot, page, history_key, "persona")

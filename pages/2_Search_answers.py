@@ -9,8 +9,17 @@ from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
 from ui import conversations
 from ui.auth import require_password
-from ui.chat import (backend_or_stop, check_prompt, commit_pending, model_picker, render_footer, render_message,
-                     sidebar_options, stream_to_history, user_message)
+from ui.chat import (
+    backend_or_stop,
+    check_prompt,
+    commit_pending,
+    model_picker,
+    render_footer,
+    render_message,
+    sidebar_options,
+    stream_to_history,
+    user_message,
+)
 from ui.search import find_sources, provider_or_warning, render_sources, search_options, show_retrieval
 
 st.set_page_config(page_title="Llama Studio · Search answers", page_icon="🔎", layout="centered")
@@ -46,8 +55,15 @@ if question is not None:
         if retrieval is not None:  # None: the model could not rewrite the follow-up (the reason is shown)
             show_retrieval(retrieval)
             extra = {"query": retrieval.query, "sources": [asdict(s) for s in retrieval.sources]}
-            message = stream_to_history(backend, HISTORY, build_messages(earlier, question, retrieval), options,
-                                        model, extra, conversations.saver(PAGE, HISTORY))
+            message = stream_to_history(
+                backend,
+                HISTORY,
+                build_messages(earlier, question, retrieval),
+                options,
+                model,
+                extra,
+                conversations.saver(PAGE, HISTORY),
+            )
         if message:
             message["cited"] = cited_numbers(message["content"], len(retrieval.sources))
             render_footer(message)

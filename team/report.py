@@ -5,19 +5,29 @@ from __future__ import annotations
 
 from team.run import TeamRun, Turn
 
-TURN_STATUS = {"waiting": "waiting", "answering": "answering…", "done": "done", "length": "cut at its token limit",
-               "stopped": "stopped", "failed": "failed"}
+TURN_STATUS = {
+    "waiting": "waiting",
+    "answering": "answering…",
+    "done": "done",
+    "length": "cut at its token limit",
+    "stopped": "stopped",
+    "failed": "failed",
+}
 
 
 def ended_note(run: TeamRun) -> str | None:
     """Why the run ended, when it is not the plain end (the coordinator finished)."""
     limits = run.limits
     if run.ended_by == "budget":
-        return (f"The token budget ({limits.token_budget:,} tokens for plans and answers) ended the run after "
-                f"round {run.rounds}; the coordinator wrote the best answer from what it had.")
+        return (
+            f"The token budget ({limits.token_budget:,} tokens for plans and answers) ended the run after "
+            f"round {run.rounds}; the coordinator wrote the best answer from what it had."
+        )
     if run.ended_by == "rounds":
-        return (f"The round limit ({limits.follow_up_rounds} follow-up round{'s' if limits.follow_up_rounds != 1 else ''}) "
-                "ended the run; the coordinator wrote the best answer from what it had.")
+        return (
+            f"The round limit ({limits.follow_up_rounds} follow-up round{'s' if limits.follow_up_rounds != 1 else ''}) "
+            "ended the run; the coordinator wrote the best answer from what it had."
+        )
     if run.ended_by == "stopped":
         return "Stopped: the run was stopped; what streamed until then is kept."
     return None
@@ -37,9 +47,12 @@ def figures(run: TeamRun) -> str:
     plans = sum(s.seconds for s in run.steps)
     parts = [f"planning {plans:.1f} s"]
     parts += [f"round {n} {seconds:.1f} s" for n, seconds in enumerate(run.consult_seconds, 1)]
-    parts += [f"answer {run.synthesis_seconds:.1f} s", f"total {run.seconds:.1f} s",
-              f"{run.tokens_used:,} of {run.limits.token_budget:,} budget tokens used",
-              f"{run.synthesis_tokens:,} answer tokens"]
+    parts += [
+        f"answer {run.synthesis_seconds:.1f} s",
+        f"total {run.seconds:.1f} s",
+        f"{run.tokens_used:,} of {run.limits.token_budget:,} budget tokens used",
+        f"{run.synthesis_tokens:,} answer tokens",
+    ]
     return " · ".join(parts)
 
 
@@ -56,7 +69,13 @@ def markdown(run: TeamRun) -> str:
         if step.note:
             lines += [f"*{step.note}*", ""]
         for turn in (t for t in run.turns if t.round == step.round and step.outcome in ("planned", "fallback")):
-            lines += [f"**{turn.display_name}** — asked: {turn.question}", "", turn.answer.strip() or "*(no answer)*",
-                      "", f"*{turn_status(turn)}*", ""]
+            lines += [
+                f"**{turn.display_name}** — asked: {turn.question}",
+                "",
+                turn.answer.strip() or "*(no answer)*",
+                "",
+                f"*{turn_status(turn)}*",
+                "",
+            ]
     lines.append(f"*{figures(run)}*")
     return "\n".join(lines)

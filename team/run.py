@@ -17,9 +17,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,8 +52,9 @@ class Limits(BaseModel):
     follow_up_rounds: int = Field(2, ge=0, le=5, description="Rounds of further questions after the first.")
     expert_tokens: int = Field(256, ge=MIN_EXPERT_TOKENS, le=4096, description="New tokens per expert answer.")
     synthesis_tokens: int = Field(512, ge=16, le=4096, description="New tokens for the final answer.")
-    token_budget: int = Field(4096, ge=64, le=200_000,
-                              description="Tokens for the coordinator's plans and the experts' answers together.")
+    token_budget: int = Field(
+        4096, ge=64, le=200_000, description="Tokens for the coordinator's plans and the experts' answers together."
+    )
 
 
 class Turn(BaseModel):
@@ -107,7 +109,7 @@ class TeamRun(BaseModel):
     def rounds(self) -> int:
         return max((t.round for t in self.turns), default=0)
 
-    def settle(self) -> "TeamRun":
+    def settle(self) -> TeamRun:
         """A run saved part way (by the periodic save before a stop, a closed tab or a crash) as stopped:
         every part still going is marked stopped, what it had is kept."""
         if self.ended_by == "running":
@@ -140,8 +142,10 @@ def new_run(team: Team, task: str, limits: Limits | None = None) -> TeamRun:
 
 # --- the whole run --------------------------------------------------------------------------------
 
-def run_team(backend, team: Team, run: TeamRun, options: GenerationOptions | None = None,
-             cancel: threading.Event | None = None) -> Iterator[Event]:
+
+def run_team(
+    backend, team: Team, run: TeamRun, options: GenerationOptions | None = None, cancel: threading.Event | None = None
+) -> Iterator[Event]:
     """Plan, consult (and follow up, within the limits), synthesise; filling `run` as it goes."""
     if not team.available:
         raise TeamError(f"The team {team.name!r} cannot run: {team.problem}.")
@@ -175,6 +179,7 @@ def run_team(backend, team: Team, run: TeamRun, options: GenerationOptions | Non
 
 # --- step 1: plan ------------------------------------------------------------------------------------
 
+
 def plan(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) -> Iterator[Event]:
     """The coordinator's plan, held to the plan schema. Unusable (cut, refused, not JSON, asks nobody):
     every expert is asked the task as given, and the step says why. Returns the asks."""
@@ -183,8 +188,9 @@ def plan(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) 
     step = Step(round=1, kind="plan")
     messages = prompts.plan_messages(team.coordinator, team.experts, run.task, max_asks)
     cap = min(plan_token_bound(names, max_asks), run.limits.token_budget - MIN_EXPERT_TOKENS)  # room for an answer
-    problem = yield from _coordinate(backend, team, run, step, messages, plan_schema(names, max_asks), cap, options,
-                                     cancel)
+    problem = yield from _coordinate(
+        backend, team, run, step, messages, plan_schema(names, max_asks), cap, options, cancel
+    )
     if cancel.is_set():
         step.outcome = "stopped"
         return []
@@ -196,7 +202,10 @@ def plan(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) 
         except PlanError as exc:
             problem = str(exc)
     if problem is not None:
-        step.outcome, step.note = "fallback", f"The coordinator's plan was unusable ({problem}), so every expert was asked the task as given."
+        step.outcome, step.note = (
+            "fallback",
+            f"The coordinator's plan was unusable ({problem}), so every expert was asked the task as given.",
+        )
         asks = fallback_plan(names, run.task, max_asks)
     else:
         step.outcome = "planned"
@@ -207,8 +216,10 @@ def plan(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) 
 
 # --- step 2: consult ---------------------------------------------------------------------------------
 
-def consult(backend, team: Team, run: TeamRun, asks: list[Ask], round_: int, options: GenerationOptions,
-            cancel) -> Iterator[Event]:
+
+def consult(
+    backend, team: Team, run: TeamRun, asks: list[Ask], round_: int, options: GenerationOptions, cancel
+) -> Iterator[Event]:
     """Every ask at once, one thread each (rows of one batch in-process); answers stream as events.
     Returns False when the budget cannot pay for a single answer (the run then goes to its synthesis)."""
     remaining = run.limits.token_budget - run.tokens_used
@@ -221,15 +232,34 @@ def consult(backend, team: Team, run: TeamRun, asks: list[Ask], round_: int, opt
     first = len(run.turns)
     for ask in asks:
         persona = team.expert(ask.expert)
-        run.turns.append(Turn(round=round_, expert=ask.expert, display_name=persona.card.display_name,
-                              avatar=persona.card.avatar, question=ask.question))
+        run.turns.append(
+            Turn(
+                round=round_,
+                expert=ask.expert,
+                display_name=persona.card.display_name,
+                avatar=persona.card.avatar,
+                question=ask.question,
+            )
+        )
     yield Event("round", round_)
     out: queue.SimpleQueue = queue.SimpleQueue()
-    threads = [threading.Thread(target=_ask, name=f"team-expert-{n}", daemon=True,
-                                args=(backend, team.expert(ask.expert), prompts.expert_messages(
-                                    team.expert(ask.expert), run.task, ask.question), expert_options, cancel,
-                                      first + n, out))
-               for n, ask in enumerate(asks)]
+    threads = [
+        threading.Thread(
+            target=_ask,
+            name=f"team-expert-{n}",
+            daemon=True,
+            args=(
+                backend,
+                team.expert(ask.expert),
+                prompts.expert_messages(team.expert(ask.expert), run.task, ask.question),
+                expert_options,
+                cancel,
+                first + n,
+                out,
+            ),
+        )
+        for n, ask in enumerate(asks)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -251,8 +281,9 @@ def consult(backend, team: Team, run: TeamRun, asks: list[Ask], round_: int, opt
     return True
 
 
-def _ask(backend, expert, messages, options: GenerationOptions, cancel: threading.Event, index: int,
-         out: queue.SimpleQueue) -> None:
+def _ask(
+    backend, expert, messages, options: GenerationOptions, cancel: threading.Event, index: int, out: queue.SimpleQueue
+) -> None:
     """One expert's answer, piece by piece into `out` (runs in its own thread; draws nothing)."""
     stats = GenerationStats()
     stream = None
@@ -295,6 +326,7 @@ def _apply(run: TeamRun, message: tuple) -> Event:
 
 # --- step 3: follow up -------------------------------------------------------------------------------
 
+
 def follow_up(backend, team: Team, run: TeamRun, round_: int, options: GenerationOptions, cancel) -> Iterator[Event]:
     """The coordinator, seeing the answers, asks further questions (same schema) or finishes. Returns the
     asks; [] ends the consulting, with `run.ended_by` saying why."""
@@ -308,8 +340,9 @@ def follow_up(backend, team: Team, run: TeamRun, round_: int, options: Generatio
     messages = prompts.follow_up_messages(team.coordinator, team.experts, run.task, _answers(run), max_asks)
     bound = plan_token_bound(names, max_asks)
     cap = min(bound, remaining - MIN_EXPERT_TOKENS)  # leave at least one short answer's worth
-    problem = yield from _coordinate(backend, team, run, step, messages, plan_schema(names, max_asks, min_asks=0),
-                                     cap, options, cancel)
+    problem = yield from _coordinate(
+        backend, team, run, step, messages, plan_schema(names, max_asks, min_asks=0), cap, options, cancel
+    )
     if cancel.is_set():
         step.outcome = "stopped"
         return []
@@ -326,13 +359,17 @@ def follow_up(backend, team: Team, run: TeamRun, round_: int, options: Generatio
     else:
         step.outcome = "finished"
         run.ended_by = "budget" if cap < bound and step.tokens >= cap else "finished"  # cut by the budget
-        step.note = (f"The follow-up was unusable ({problem}); the answers so far are used." if problem
-                     else "Nothing new to ask: the coordinator finished.")
+        step.note = (
+            f"The follow-up was unusable ({problem}); the answers so far are used."
+            if problem
+            else "Nothing new to ask: the coordinator finished."
+        )
     yield Event("planned", len(run.steps) - 1)
     return asks
 
 
 # --- step 4: synthesise ------------------------------------------------------------------------------
+
 
 def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) -> Iterator[Event]:
     """The coordinator's final answer from every expert that answered (failed ones are left out)."""
@@ -342,9 +379,13 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
     yield Event("synthesis")
     stream = None
     try:
-        stream = backend.stream(messages, options.model_copy(update={"max_new_tokens": run.limits.synthesis_tokens,
-                                                                     "json_schema": None}),
-                                stats, cancel=cancel, model=team.coordinator.model)
+        stream = backend.stream(
+            messages,
+            options.model_copy(update={"max_new_tokens": run.limits.synthesis_tokens, "json_schema": None}),
+            stats,
+            cancel=cancel,
+            model=team.coordinator.model,
+        )
         for piece in stream:
             run.synthesis += piece
             run.synthesis_tokens, run.synthesis_seconds = stats.completion_tokens, stats.total_s
@@ -361,15 +402,26 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
 
 # --- the coordinator's JSON steps --------------------------------------------------------------------
 
-def _coordinate(backend, team: Team, run: TeamRun, step: Step, messages, schema: dict, max_tokens: int,
-                options: GenerationOptions, cancel) -> Iterator[Event]:
+
+def _coordinate(
+    backend,
+    team: Team,
+    run: TeamRun,
+    step: Step,
+    messages,
+    schema: dict,
+    max_tokens: int,
+    options: GenerationOptions,
+    cancel,
+) -> Iterator[Event]:
     """Stream the coordinator's JSON for `step` (appended to the run). Returns None, or why it is unusable."""
     run.steps.append(step)
     index = len(run.steps) - 1
     yield Event("step", index)
     # JSON repeats its punctuation by nature: no repetition penalty here.
-    step_options = options.model_copy(update={"max_new_tokens": max(max_tokens, 1), "repetition_penalty": 1.0,
-                                              "json_schema": json.dumps(schema)})
+    step_options = options.model_copy(
+        update={"max_new_tokens": max(max_tokens, 1), "repetition_penalty": 1.0, "json_schema": json.dumps(schema)}
+    )
     stats = GenerationStats()
     stream = None
     problem = None
@@ -391,11 +443,13 @@ def _coordinate(backend, team: Team, run: TeamRun, step: Step, messages, schema:
 
 
 def _answers(run: TeamRun) -> str:
-    return prompts.quoted_answers([(t.display_name, t.question, t.answer) for t in run.turns
-                                   if t.answer.strip() and t.status != "failed"])
+    return prompts.quoted_answers(
+        [(t.display_name, t.question, t.answer) for t in run.turns if t.answer.strip() and t.status != "failed"]
+    )
 
 
 # --- one call for the API ---------------------------------------------------------------------------
+
 
 def available_teams(registry, teams_file: Path | None = None) -> list[Team]:
     """The teams that can run now (for listing `team:<name>` models)."""
@@ -411,9 +465,16 @@ def find_team(registry, name: str, teams_file: Path | None = None) -> Team:
     return team
 
 
-def answer(backend, registry, team_name: str, task: str, limits: Limits | None = None,
-           options: GenerationOptions | None = None, cancel: threading.Event | None = None,
-           teams_file: Path | None = None) -> str:
+def answer(
+    backend,
+    registry,
+    team_name: str,
+    task: str,
+    limits: Limits | None = None,
+    options: GenerationOptions | None = None,
+    cancel: threading.Event | None = None,
+    teams_file: Path | None = None,
+) -> str:
     """Run the whole team on `task` and return the synthesis (blocking: call it from a worker thread).
 
     Raises TeamError for an unknown or unavailable team, or when the synthesis itself failed."""

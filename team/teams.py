@@ -79,14 +79,21 @@ def _resolve(name: str, entry: object, personas: dict[str, Persona]) -> Team:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "entry"
-        return Team(name, TeamCard(display_name=name[:80] or "?", coordinator="?", experts=["?"]),
-                    problem=f"malformed entry ({where}: {first['msg']})")
+        return Team(
+            name,
+            TeamCard(display_name=name[:80] or "?", coordinator="?", experts=["?"]),
+            problem=f"malformed entry ({where}: {first['msg']})",
+        )
     if not SAFE_NAME.match(name):
         return Team(name, card, problem="name must be letters, digits, '-' or '_' (max 64)")
     missing = tuple(n for n in [card.coordinator, *card.experts] if n not in personas)
     if missing:
-        return Team(name, card, problem=f"names the persona {missing[0]!r}, which does not exist "
-                                         "(add it to personas.json or adapters/)", missing=missing)
+        return Team(
+            name,
+            card,
+            problem=f"names the persona {missing[0]!r}, which does not exist (add it to personas.json or adapters/)",
+            missing=missing,
+        )
     coordinator, experts = personas[card.coordinator], tuple(personas[n] for n in card.experts)
     broken = next((p for p in (coordinator, *experts) if not p.available), None)
     if broken is not None:

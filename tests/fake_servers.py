@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def _chunk(text: str) -> bytes:
-    body = f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'm', 'choices': [{'index': 0, 'delta': {'content': text}, 'finish_reason': None}]})}\n\n".encode()
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+    event = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [choice]}
+    body = f"data: {json.dumps(event)}\n\n".encode()
     return f"{len(body):x}\r\n".encode() + body + b"\r\n"
 
 
@@ -33,7 +35,9 @@ class OpenAIPlayer(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        self._json(200, {"object": "list", "data": [{"id": "alpha", "object": "model"}, {"id": "beta", "object": "model"}]})
+        self._json(
+            200, {"object": "list", "data": [{"id": "alpha", "object": "model"}, {"id": "beta", "object": "model"}]}
+        )
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -66,8 +70,15 @@ class OpenAIPlayer(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         if mode == "ok":  # a well-behaved end: finish_reason, [DONE], end of body
-            body = json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            body = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                }
+            )
             for event in (f"data: {body}\n\n".encode(), b"data: [DONE]\n\n"):
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")

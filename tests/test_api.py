@@ -17,8 +17,8 @@ import requests
 from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import conversation
+from tests.browser import start_streamlit
 from tests.conftest import ROOT
-from tests.test_browser import start_streamlit
 
 pytestmark = pytest.mark.slow
 BASE = "SmolLM2-135M-Instruct"
@@ -58,8 +58,11 @@ def adapters(tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, adapters):
     """A server with API_KEY set; yields (base url, first /health statuses, the process)."""
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"),
-                                {"API_KEY": KEY, "ADAPTERS_DIR": str(adapters), "CONTEXT_LENGTH": "1024"})
+    proc, url = start_streamlit(
+        "app.py",
+        tmp_path_factory.mktemp("data"),
+        {"API_KEY": KEY, "ADAPTERS_DIR": str(adapters), "CONTEXT_LENGTH": "1024"},
+    )
     statuses = wait_healthy(url)
     yield url, statuses, proc
     log = stop(proc)
@@ -94,13 +97,20 @@ def test_greedy_answers_equal_the_in_process_backend(client, quill_backend):
     system = "You are a helpful assistant."
     options = GenerationOptions(temperature=0, max_new_tokens=24, repetition_penalty=1.1)
     for model, prompt in ((BASE, system), ("captain-quill", QUILL_PROMPT)):
-        expected = "".join(quill_backend.stream(conversation(prompt, [{"role": "user", "content": "Who are you?"}]),
-                                                options, GenerationStats(), model=None if model == BASE else model))
+        expected = "".join(
+            quill_backend.stream(
+                conversation(prompt, [{"role": "user", "content": "Who are you?"}]),
+                options,
+                GenerationStats(),
+                model=None if model == BASE else model,
+            )
+        )
         messages = [{"role": "user", "content": "Who are you?"}]
         if model == BASE:
             messages.insert(0, {"role": "system", "content": system})  # a LoRA persona brings its own
-        answer = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=24,
-                                                extra_body={"repetition_penalty": 1.1})
+        answer = client.chat.completions.create(
+            model=model, messages=messages, temperature=0, max_tokens=24, extra_body={"repetition_penalty": 1.1}
+        )
         assert answer.choices[0].message.content == expected
         assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
 
@@ -111,19 +121,26 @@ def test_a_stream_equals_the_whole_answer_and_sends_usage_only_when_asked(api, c
     chunks = list(ask(client, text=poem, temperature=0, max_tokens=16, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole
     assert all(c.usage is None for c in chunks) and chunks[-1].choices[0].finish_reason == "length"
-    with_usage = list(ask(client, text=poem, temperature=0, max_tokens=16, stream=True,
-                          stream_options={"include_usage": True}))
+    with_usage = list(
+        ask(client, text=poem, temperature=0, max_tokens=16, stream=True, stream_options={"include_usage": True})
+    )
     assert with_usage[-1].choices == [] and with_usage[-1].usage.completion_tokens == 16
-    raw = requests.post(f"{api[0]}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
-                     json={"model": BASE, "messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 4})
+    raw = requests.post(
+        f"{api[0]}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+        json={"model": BASE, "messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 4},
+    )
     assert raw.text.rstrip().endswith("data: [DONE]")
 
 
 def test_stop_strings_end_the_answer_before_them(client):
     whole = ask(client, text="Count from 1 to 10, separated by commas.", temperature=0, max_tokens=40)
     text = whole.choices[0].message.content
-    cut = text[len(text) // 2:][:3].strip() or text[-3:]
-    stopped = ask(client, text="Count from 1 to 10, separated by commas.", temperature=0, max_tokens=40, stop=[cut, "zzz"])
+    cut = text[len(text) // 2 :][:3].strip() or text[-3:]
+    stopped = ask(
+        client, text="Count from 1 to 10, separated by commas.", temperature=0, max_tokens=40, stop=[cut, "zzz"]
+    )
     assert stopped.choices[0].message.content == text[: text.find(cut)]
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.usage.completion_tokens < whole.usage.completion_tokens
@@ -135,18 +152,29 @@ def test_seeded_sampling_repeats(client):
     assert one == two
 
 
-@pytest.mark.parametrize("extra, status, param", [
-    ({"n": 2}, 400, "n"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, 400, "tools"),
-    ({"logprobs": True}, 400, "logprobs"),
-    ({"temperature": 7}, 400, "temperature"),
-    ({"max_tokens": 100_000}, 400, "max_tokens"),
-    ({"model": "no-such-model"}, 404, "model"),
-    ({"messages": []}, 400, "messages"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, 400, "messages.0.content"),
-    ({"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages"),  # past CONTEXT_LENGTH=1024
-    ({"max_tokens": 1024}, 400, "messages"),  # leaves no room in the context
-])
+@pytest.mark.parametrize(
+    "extra, status, param",
+    [
+        ({"n": 2}, 400, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, 400, "tools"),
+        ({"logprobs": True}, 400, "logprobs"),
+        ({"temperature": 7}, 400, "temperature"),
+        ({"max_tokens": 100_000}, 400, "max_tokens"),
+        ({"model": "no-such-model"}, 404, "model"),
+        ({"messages": []}, 400, "messages"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}
+                ]
+            },
+            400,
+            "messages.0.content",
+        ),
+        ({"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages"),  # past CONTEXT_LENGTH=1024
+        ({"max_tokens": 1024}, 400, "messages"),  # leaves no room in the context
+    ],
+)
 def test_bad_requests_get_openais_error_shape(client, extra, status, param):
     body = {"model": BASE, "messages": [{"role": "user", "content": "hi"}], **extra}
     with pytest.raises(openai.APIStatusError) as caught:
@@ -164,8 +192,12 @@ def test_malformed_and_huge_bodies(api):
     assert nested.status_code in (400, 413) and "error" in nested.json()
     huge = requests.post(url, headers=headers, data=b" " * (5 * 2**20), timeout=30)
     assert huge.status_code == 413
-    unknown = requests.post(url, headers=headers, timeout=60, json={"model": BASE, "max_tokens": 2, "surprise": {"x": 1},
-                                                                   "messages": [{"role": "user", "content": "hi"}]})
+    unknown = requests.post(
+        url,
+        headers=headers,
+        timeout=60,
+        json={"model": BASE, "max_tokens": 2, "surprise": {"x": 1}, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert unknown.status_code == 200  # unknown fields are ignored
 
 
@@ -178,8 +210,9 @@ def test_the_key_is_required_and_compared(api):
 
 
 def test_a_foreign_host_name_is_refused_on_the_api(api):
-    response = requests.get(f"{api[0]}/v1/models", headers={"Authorization": f"Bearer {KEY}", "Host": "evil.example"},
-                         timeout=10)
+    response = requests.get(
+        f"{api[0]}/v1/models", headers={"Authorization": f"Bearer {KEY}", "Host": "evil.example"}, timeout=10
+    )
     assert response.status_code == 403
 
 
@@ -209,9 +242,19 @@ def decode_steps(url: str) -> int:
 
 def test_a_client_that_disconnects_stops_its_rows_computation(api):
     url = api[0]
-    with requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60, stream=True,
-                       json={"model": BASE, "stream": True, "max_tokens": 900, "temperature": 0.8,
-                             "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}) as r:
+    with requests.post(
+        f"{url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+        stream=True,
+        json={
+            "model": BASE,
+            "stream": True,
+            "max_tokens": 900,
+            "temperature": 0.8,
+            "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        },
+    ) as r:
         lines = (line for line in r.iter_lines(decode_unicode=True) if line)
         got = [next(lines) for _ in range(12)]
         assert any('"content"' in line for line in got)
@@ -241,7 +284,9 @@ def test_api_rows_join_the_same_batch_as_other_requests(client):
         t.join()
     assert not errors and len(answers) == 4
     assert requests.get(f"{client.base_url}".replace("/v1/", "/health"), timeout=10).json()["most_rows_together"] >= 2
-    alone = ask(client, text="Tell me a fact about the number 2.", temperature=0, max_tokens=24).choices[0].message.content
+    alone = (
+        ask(client, text="Tell me a fact about the number 2.", temperature=0, max_tokens=24).choices[0].message.content
+    )
     assert alone in [a.choices[0].message.content for a in answers]  # batching changed no answer
 
 
@@ -253,8 +298,11 @@ def password_only(tmp_path_factory):
 
 
 def test_with_only_a_page_password_the_api_is_shut(password_only):
-    response = requests.post(f"{password_only}/v1/chat/completions", timeout=10,
-                          json={"model": BASE, "messages": [{"role": "user", "content": "hi"}]})
+    response = requests.post(
+        f"{password_only}/v1/chat/completions",
+        timeout=10,
+        json={"model": BASE, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.status_code == 403 and "API_KEY" in response.json()["error"]["message"]
     assert requests.get(f"{password_only}/v1/models", timeout=10).status_code == 403
 
@@ -265,8 +313,11 @@ def forwarding(tmp_path_factory):
     from tests import fake_servers
 
     upstream, upstream_url = fake_servers.start()
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"),
-                                {"LLM_BACKEND": "openai", "OPENAI_BASE_URL": f"{upstream_url}/ok/v1", "OPENAI_MODEL": "alpha"})
+    proc, url = start_streamlit(
+        "app.py",
+        tmp_path_factory.mktemp("data"),
+        {"LLM_BACKEND": "openai", "OPENAI_BASE_URL": f"{upstream_url}/ok/v1", "OPENAI_MODEL": "alpha"},
+    )
     wait_healthy(url)
     yield url
     stop(proc)
@@ -287,8 +338,11 @@ def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client):
     ids = [m.id for m in client.models.list()]
     assert "team:ai-standards" in ids and "team:harbour-council" in ids
     answer = client.chat.completions.create(
-        model="team:ai-standards", temperature=0, max_tokens=24,
-        messages=[{"role": "user", "content": "Should a hospital chatbot log patient questions?"}])
+        model="team:ai-standards",
+        temperature=0,
+        max_tokens=24,
+        messages=[{"role": "user", "content": "Should a hospital chatbot log patient questions?"}],
+    )
     assert answer.choices[0].message.content.strip() and answer.choices[0].finish_reason in ("stop", "length")
     assert answer.usage.completion_tokens > 24  # the plan and both experts' answers were generated too
     with pytest.raises(openai.NotFoundError):
@@ -300,12 +354,23 @@ def test_an_api_request_and_a_browser_session_are_decoded_in_one_batch(api, clie
     """The page's answer says it was decoded together with the API's answer streaming at the same moment."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, open_chat, send
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_chat, send
 
     url = api[0]
-    with requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120, stream=True,
-                       json={"model": BASE, "stream": True, "max_tokens": 900, "temperature": 0.8, "seed": 1,
-                             "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}) as r:
+    with requests.post(
+        f"{url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+        stream=True,
+        json={
+            "model": BASE,
+            "stream": True,
+            "max_tokens": 900,
+            "temperature": 0.8,
+            "seed": 1,
+            "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        },
+    ) as r:
         lines = (line for line in r.iter_lines(decode_unicode=True) if line)
         assert any('"content"' in next(lines) for _ in range(6))  # the API's row is decoding now
         with sync_playwright() as p:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from llm.personas import BASE, Persona, PersonaCard
 from server.api.catalog import base_id, targets
 from server.api.schemas import ChatMessage, ChatRequest
 from server.api.service import ApiError, StopStrings, to_messages, to_options
-from llm.personas import BASE, Persona, PersonaCard
 
 
 def request(**fields) -> ChatRequest:
     return ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields})
 
 
-@pytest.mark.parametrize("pieces, stops, expected, hit", [
-    (["Hello", " wor", "ld. Bye"], ["world"], "Hello ", True),
-    (["Hel", "lo"], ["lo w"], "Hello", False),  # a held-back tail that never became the stop string
-    (["ab", "cSTO", "P de"], ["STOP", "zz"], "abc", True),
-    (["STOP"], ["STOP"], "", True),
-    (["one"], [], "one", False),
-])
+@pytest.mark.parametrize(
+    "pieces, stops, expected, hit",
+    [
+        (["Hello", " wor", "ld. Bye"], ["world"], "Hello ", True),
+        (["Hel", "lo"], ["lo w"], "Hello", False),  # a held-back tail that never became the stop string
+        (["ab", "cSTO", "P de"], ["STOP", "zz"], "abc", True),
+        (["STOP"], ["STOP"], "", True),
+        (["one"], [], "one", False),
+    ],
+)
 def test_stop_strings_cut_across_pieces(pieces, stops, expected, hit):
     closed = []
 
@@ -39,16 +42,24 @@ def test_system_messages_join_and_a_persona_prompt_fills_in_only_when_none_came(
     chat = [ChatMessage(role="user", content="hi")]
     assert to_messages(chat, "I am Quill.")[0] == {"role": "system", "content": "I am Quill."}
     given = [ChatMessage(role="system", content="A"), ChatMessage(role="developer", content="B"), *chat]
-    assert to_messages(given, "I am Quill.") == [{"role": "system", "content": "A\n\nB"}, {"role": "user", "content": "hi"}]
-    parts = ChatMessage.model_validate({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
+    assert to_messages(given, "I am Quill.") == [
+        {"role": "system", "content": "A\n\nB"},
+        {"role": "user", "content": "hi"},
+    ]
+    parts = ChatMessage.model_validate(
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+    )
     assert to_messages([parts], None) == [{"role": "user", "content": "ab"}]
 
 
-@pytest.mark.parametrize("messages, param", [
-    ([{"role": "system", "content": "only a system prompt"}], "messages"),
-    ([{"role": "tool", "content": "x"}], "messages.0.role"),
-    ([{"role": "user", "content": [{"type": "image_url"}]}], "messages.0.content"),
-])
+@pytest.mark.parametrize(
+    "messages, param",
+    [
+        ([{"role": "system", "content": "only a system prompt"}], "messages"),
+        ([{"role": "tool", "content": "x"}], "messages.0.role"),
+        ([{"role": "user", "content": [{"type": "image_url"}]}], "messages.0.content"),
+    ],
+)
 def test_messages_that_cannot_be_answered_are_refused(messages, param):
     with pytest.raises(ApiError) as caught:
         to_messages([ChatMessage.model_validate(m) for m in messages], None)
@@ -78,8 +89,12 @@ class Local:
 
 def test_model_ids_are_the_base_and_available_personas():
     card = PersonaCard(display_name="Quill", system_prompt="Arr.")
-    personas = [BASE, Persona("quill", card, "lora", model="quill"), Persona("tutor", card, "prompt"),
-                Persona("broken", card, "lora", problem="corrupt")]
+    personas = [
+        BASE,
+        Persona("quill", card, "lora", model="quill"),
+        Persona("tutor", card, "prompt"),
+        Persona("broken", card, "lora", problem="corrupt"),
+    ]
     found = targets(Local(), personas)
     assert list(found) == ["SmolLM2-135M-Instruct", "quill", "tutor"]
     assert found["quill"].backend_model == "quill" and found["tutor"].backend_model is None

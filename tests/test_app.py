@@ -54,9 +54,15 @@ def test_settings_are_applied(backend):
     at.slider(key="chat.rep").set_value(1.0)
     send(at, "Describe the sea.")
     stats = GenerationStats()
-    expected = "".join(backend.stream(
-        conversation("You are a pirate. Always talk like a pirate.", [{"role": "user", "content": "Describe the sea."}]),
-        GenerationOptions(temperature=0, max_new_tokens=6, repetition_penalty=1.0), stats))
+    expected = "".join(
+        backend.stream(
+            conversation(
+                "You are a pirate. Always talk like a pirate.", [{"role": "user", "content": "Describe the sea."}]
+            ),
+            GenerationOptions(temperature=0, max_new_tokens=6, repetition_penalty=1.0),
+            stats,
+        )
+    )
     assert bubbles(at)[1][1] == expected
     assert "(0 prompt" not in at.chat_message[1].caption[-1].value
     assert "6 answer" in at.chat_message[1].caption[-1].value
@@ -121,10 +127,13 @@ def test_an_interrupted_answer_is_kept_and_marked():
     assert "cut off" in at.chat_message[1].caption[0].value
 
 
-@pytest.mark.parametrize("model, words", [
-    ("/nonexistent/model-folder", "not a model folder"),
-    ("not a model", "Set LLM_MODEL"),
-])
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("/nonexistent/model-folder", "not a model folder"),
+        ("not a model", "Set LLM_MODEL"),
+    ],
+)
 def test_a_model_that_cannot_load_gives_a_clear_message(monkeypatch, model, words):
     monkeypatch.setenv("LLM_MODEL", model)
     at = AppTest.from_file("../app.py", default_timeout=TIMEOUT).run()
@@ -135,9 +144,11 @@ def test_a_model_that_cannot_load_gives_a_clear_message(monkeypatch, model, word
 def test_old_turns_dropped_to_fit_the_context_are_announced(monkeypatch):
     monkeypatch.setenv("CONTEXT_LENGTH", "256")
     at = greedy(open_app(), max_new=120)  # leaves 136 prompt tokens; three ~45-token questions do not fit
-    for text in ("Tell me about the history of the Roman empire in detail please " * 4,
-                 "And what about the Greek city states and their wars? " * 4,
-                 "Now explain the Byzantine empire and its long history. " * 4):
+    for text in (
+        "Tell me about the history of the Roman empire in detail please " * 4,
+        "And what about the Greek city states and their wars? " * 4,
+        "Now explain the Byzantine empire and its long history. " * 4,
+    ):
         send(at, text)
     captions = [c.value for m in at.chat_message for c in m.caption]
     assert any("older messages were left out" in c for c in captions)

@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
-from ui.auth import FREE_GUESSES, GUESS_INTERVAL_S, MAX_WAIT_S, GuessLimiter, TooManyGuesses, check_password, guess_limiter
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
+from ui.auth import (
+    FREE_GUESSES,
+    GUESS_INTERVAL_S,
+    MAX_WAIT_S,
+    GuessLimiter,
+    TooManyGuesses,
+    check_password,
+    guess_limiter,
+)
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -191,9 +199,23 @@ def test_with_a_password_no_route_and_no_page_shows_saved_data_before_it(tmp_pat
     proc, url = start_streamlit("app.py", tmp_path / "data", {"APP_PASSWORD": PASSWORD})
     port = int(url.rsplit(":", 1)[1])
     try:
-        for path in ("/", "/Personas", "/Search_answers", "/?c=1", "/_stcore/health", "/_stcore/script-health-check",
-                     "/_stcore/metrics", "/_stcore/host-config", "/media/x", "/component/x", "/app/static/x",
-                     "/_stcore/upload_file/x/y", "/_stcore/bidi-components/x", "/v1/models", "/conversations"):
+        for path in (
+            "/",
+            "/Personas",
+            "/Search_answers",
+            "/?c=1",
+            "/_stcore/health",
+            "/_stcore/script-health-check",
+            "/_stcore/metrics",
+            "/_stcore/host-config",
+            "/media/x",
+            "/component/x",
+            "/app/static/x",
+            "/_stcore/upload_file/x/y",
+            "/_stcore/bidi-components/x",
+            "/v1/models",
+            "/conversations",
+        ):
             status, body = get(port, path)
             assert b"Zanzibar" not in body and PASSWORD.encode() not in body, path
         if not Path(CHROMIUM).exists():
@@ -214,7 +236,8 @@ def test_with_a_password_no_route_and_no_page_shows_saved_data_before_it(tmp_pat
             box.fill(PASSWORD)
             page.get_by_role("button", name="Enter").click()
             page.locator('[data-testid="stSidebar"]').get_by_text("Private diary entry about Zanzibar").wait_for(
-                timeout=60_000)
+                timeout=60_000
+            )
             browser.close()
     finally:
         proc.terminate()

@@ -14,8 +14,12 @@ from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=32)
-QUESTIONS = ["Tell me about whales.", "What is the capital of France? Explain it at length, with some history.",
-             "Hi", "Write a short poem about the sea and the wind and the ships that sail on it at night."]
+QUESTIONS = [
+    "Tell me about whales.",
+    "What is the capital of France? Explain it at length, with some history.",
+    "Hi",
+    "Write a short poem about the sea and the wind and the ships that sail on it at night.",
+]
 PERSONAS = [None, "captain-quill", "captain-quill", None]
 
 
@@ -39,7 +43,9 @@ def together(backend, requests: list[tuple[list[int], str | None]], options=GREE
         reused = backend.caches.take(session) if session else None
         keep = (lambda entry: backend.caches.put(session, entry)) if session else None
         barrier.wait()
-        results[i] = list(backend.scheduler.generate(ids, backend.loaded.stop_ids, options, None, adapter, reused, keep))
+        results[i] = list(
+            backend.scheduler.generate(ids, backend.loaded.stop_ids, options, None, adapter, reused, keep)
+        )
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
     for thread in threads:
@@ -68,8 +74,9 @@ def test_four_sessions_with_mixed_personas_are_batched_and_match_the_plain_path(
 
 
 def test_seeded_sampling_in_a_batch_repeats_the_plain_path(quill_backend, scheduler):
-    sampled = GenerationOptions(temperature=0.9, top_p=0.95, top_k=50, repetition_penalty=1.15, seed=11,
-                                max_new_tokens=24)
+    sampled = GenerationOptions(
+        temperature=0.9, top_p=0.95, top_k=50, repetition_penalty=1.15, seed=11, max_new_tokens=24
+    )
     requests = [(prompt_ids(quill_backend, q), p) for q, p in zip(QUESTIONS[:3], PERSONAS[:3])]
     expected = [plain(quill_backend, ids, adapter, sampled) for ids, adapter in requests]
     assert together(quill_backend, requests, sampled) == expected
@@ -104,17 +111,25 @@ def test_stopping_one_session_leaves_the_others_untouched(quill_backend, schedul
 
 def test_kept_caches_across_a_persona_switch_and_a_regenerate_in_a_batch(quill_backend, scheduler):
     """Two sessions answer together; then, together again, A switches persona and B regenerates."""
-    first = together(quill_backend, [(prompt_ids(quill_backend, "Hello!"), None),
-                                       (prompt_ids(quill_backend, QUESTIONS[0]), None)], sessions=["ba", "bb"])
+    first = together(
+        quill_backend,
+        [(prompt_ids(quill_backend, "Hello!"), None), (prompt_ids(quill_backend, QUESTIONS[0]), None)],
+        sessions=["ba", "bb"],
+    )
     reply = quill_backend.loaded.tokenizer.decode(first[0], skip_special_tokens=True)
-    turn_a = prompt_ids(quill_backend, "What is my name?",
-                        [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": reply}])
+    turn_a = prompt_ids(
+        quill_backend,
+        "What is my name?",
+        [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": reply}],
+    )
     regenerate_b = prompt_ids(quill_backend, QUESTIONS[0])
     second = together(quill_backend, [(turn_a, "captain-quill"), (regenerate_b, None)], sessions=["ba", "bb"])
     assert second == [plain(quill_backend, turn_a, "captain-quill"), plain(quill_backend, regenerate_b)]
     assert second[1] == first[1]  # a greedy regenerate gives the same answer from the cropped cache
     kept = quill_backend.caches.take("ba")
-    assert kept.adapter == quill_backend.runner.adapters["captain-quill"].key  # kept for the next turn, with its adapter
+    assert (
+        kept.adapter == quill_backend.runner.adapters["captain-quill"].key
+    )  # kept for the next turn, with its adapter
 
 
 def test_through_the_backend_streams_text_with_stats(quill_backend):
@@ -125,20 +140,36 @@ def test_through_the_backend_streams_text_with_stats(quill_backend):
         stats = GenerationStats()
         messages = conversation("", [{"role": "user", "content": QUESTIONS[i]}])
         barrier.wait()
-        results[i] = ("".join(quill_backend.stream(messages, GREEDY, stats, model=PERSONAS[i], session=f"text-{i}")), stats)
+        results[i] = (
+            "".join(quill_backend.stream(messages, GREEDY, stats, model=PERSONAS[i], session=f"text-{i}")),
+            stats,
+        )
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     [t.start() for t in threads]
     [t.join(timeout=300) for t in threads]
     for i, (text, stats) in enumerate(results):
-        alone = "".join(quill_backend.stream(conversation("", [{"role": "user", "content": QUESTIONS[i]}]), GREEDY,
-                                               GenerationStats(), model=PERSONAS[i]))
+        alone = "".join(
+            quill_backend.stream(
+                conversation("", [{"role": "user", "content": QUESTIONS[i]}]),
+                GREEDY,
+                GenerationStats(),
+                model=PERSONAS[i],
+            )
+        )
         assert text == alone and text.strip()
-        assert stats.first_token_s is not None and stats.completion_tokens > 0 and stats.finish_reason in {"stop", "length"}
+        assert (
+            stats.first_token_s is not None
+            and stats.completion_tokens > 0
+            and stats.finish_reason in {"stop", "length"}
+        )
         assert stats.batched_with == 1 and stats.as_dict()["batched_with"] == 1  # shown under the answer
     follow_up = GenerationStats()
-    history = [{"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": results[0][0]},
-               {"role": "user", "content": "Thanks!"}]
+    history = [
+        {"role": "user", "content": QUESTIONS[0]},
+        {"role": "assistant", "content": results[0][0]},
+        {"role": "user", "content": "Thanks!"},
+    ]
     "".join(quill_backend.stream(conversation("", history), GREEDY, follow_up, session="text-0"))
     assert follow_up.cached_tokens > 10 and follow_up.batched_with == 0
 

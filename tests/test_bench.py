@@ -12,8 +12,14 @@ from tests.conftest import MODELS_DIR, ROOT
 
 def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):
     env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "bench", "--turns", "2", "--new-tokens", "6", "--sessions", "2"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--turns", "2", "--new-tokens", "6", "--sessions", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "device: CPU" in text

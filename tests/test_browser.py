@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import ARTIFACTS, MODELS_DIR, ROOT, free_port
+from tests.browser import bubbles, open_chat, send, start_streamlit, wait_answers
+from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def start_streamlit(script: str, data_dir: Path, extra_env: dict | None = None, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    port = port or free_port()
-    env = {**os.environ, "LLM_MODEL": "demo", "DATA_DIR": str(data_dir), "MODEL_CACHE_DIR": str(MODELS_DIR),
-           **(extra_env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -45,45 +16,6 @@ def server(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: run `scripts/setup.sh --test`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def open_chat(browser, url, max_new: int = 30):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
-    page.goto(url)
-    page.get_by_text("Sampling").click()
-    box = page.get_by_label("Max new tokens")
-    box.fill(str(max_new))
-    box.press("Enter")
-    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
-    return page
-
-
-def send(page, text: str, answers_expected: int) -> None:
-    box = page.locator('[data-testid="stChatInputTextArea"]')
-    box.fill(text)
-    box.press("Enter")
-    wait_answers(page, answers_expected)
-
-
-def wait_answers(page, n: int) -> None:
-    page.get_by_text("tokens used").nth(n - 1).wait_for(timeout=180_000)
-
-
-def bubbles(page) -> list[str]:
-    return page.locator('[data-testid="stChatMessage"]').all_inner_texts()
 
 
 def test_two_turns_render_and_a_screenshot_is_saved(browser, server):
@@ -169,8 +101,11 @@ def search_server(tmp_path_factory):
     from tests import search_servers
 
     player, player_url = search_servers.start()
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {
-        "GOOGLE_API_KEY": "AIza-browser-key", "GOOGLE_CSE_ID": "cx-browser", "GOOGLE_CSE_ENDPOINT": player_url + "/"})
+    proc, url = start_streamlit(
+        "app.py",
+        tmp_path_factory.mktemp("data"),
+        {"GOOGLE_API_KEY": "AIza-browser-key", "GOOGLE_CSE_ID": "cx-browser", "GOOGLE_CSE_ENDPOINT": player_url + "/"},
+    )
     yield url
     proc.terminate()
     proc.wait(timeout=20)

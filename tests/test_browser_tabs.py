@@ -10,7 +10,7 @@ import time
 import pytest
 
 from llm.store import Store
-from tests.test_browser import browser, open_chat, send, start_streamlit, wait_answers  # noqa: F401 - fixture
+from tests.browser import open_chat, send, start_streamlit, wait_answers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,7 +36,10 @@ def answered(store: Store, text: str) -> bool:
     for summary in store.list("chat"):
         messages = store.messages(summary.id)
         after = [m for i, m in enumerate(messages) if any(p["content"] == text for p in messages[:i])]
-        if any(m["role"] == "assistant" and (m.get("stats") or {}).get("finish_reason") in ("stop", "length") for m in after):
+        if any(
+            m["role"] == "assistant" and (m.get("stats") or {}).get("finish_reason") in ("stop", "length")
+            for m in after
+        ):
             return True
     return False
 
@@ -93,12 +96,30 @@ def test_hostile_imports_get_a_reason_in_the_sidebar_and_a_good_one_opens(browse
     before = len(store.list())
     nested = b'{"format": "llama-studio-conversation/1", "messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     upload(page, "deep.json", nested, tmp_path, "nests too deeply")
-    bad = {"format": "llama-studio-conversation/1", "title": "t", "messages": [
-        {"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "sources": [{"title": 5}]}]}
-    upload(page, "bad.json", json.dumps(bad).encode(), tmp_path, "messages[1].sources[0].title: Input should be a valid string")
+    bad = {
+        "format": "llama-studio-conversation/1",
+        "title": "t",
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "sources": [{"title": 5}]},
+        ],
+    }
+    upload(
+        page,
+        "bad.json",
+        json.dumps(bad).encode(),
+        tmp_path,
+        "messages[1].sources[0].title: Input should be a valid string",
+    )
     assert len(store.list()) == before and "Traceback" not in page.locator("body").inner_text()
-    good = {**bad, "title": "Imported pair", "messages": [
-        {"role": "user", "content": "Imported question", "mood": "odd"}, {"role": "assistant", "content": "Imported answer"}]}
+    good = {
+        **bad,
+        "title": "Imported pair",
+        "messages": [
+            {"role": "user", "content": "Imported question", "mood": "odd"},
+            {"role": "assistant", "content": "Imported answer"},
+        ],
+    }
     sidebar = upload(page, "good.json", json.dumps(good).encode(), tmp_path, "Imported a conversation of 2 messages")
     assert "Unknown fields were left out: messages[0].mood" in sidebar
     page.get_by_text("Imported answer").wait_for()

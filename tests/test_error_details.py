@@ -12,8 +12,8 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ROOT, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 RAISING = "import streamlit as st\nst.write('before')\nraise ValueError('secret detail 8841 from ' + '/home/owner/x')\n"
 
@@ -37,8 +37,12 @@ def test_a_real_server_with_this_config_shows_no_traceback_and_logs_it(tmp_path)
     shutil.copytree(ROOT / ".streamlit", tmp_path / ".streamlit", ignore=shutil.ignore_patterns("secrets.toml"))
     (tmp_path / "boom.py").write_text(RAISING, encoding="utf-8")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "boom.py", "--server.port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "boom.py", "--server.port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -10,14 +10,30 @@ import sys
 
 import pytest
 
-from llm.finetune import IGNORE, DatasetError, TrainConfig, TrainingError, build_example, learnable, load_records, main, train
+from llm.finetune import (
+    IGNORE,
+    DatasetError,
+    TrainConfig,
+    TrainingError,
+    build_example,
+    learnable,
+    load_records,
+    main,
+    train,
+)
 from llm.loading import load_model
 from llm.settings import Settings
 from tests.conftest import MODELS_DIR, ROOT
 
-RECORDS = [{"instruction": q, "input": "", "output": a} for q, a in [
-    ("What is your name?", "I am Tiny, a small helper."), ("Where do you live?", "In a very small house."),
-    ("Say hi.", "Hi there!"), ("Count to three.", "One, two, three.")]]
+RECORDS = [
+    {"instruction": q, "input": "", "output": a}
+    for q, a in [
+        ("What is your name?", "I am Tiny, a small helper."),
+        ("Where do you live?", "In a very small house."),
+        ("Say hi.", "Hi there!"),
+        ("Count to three.", "One, two, three."),
+    ]
+]
 SYSTEM = "You are Tiny, a small and friendly helper who answers in one short sentence."
 
 
@@ -26,9 +42,27 @@ def finetune(tmp_path, *args: str) -> subprocess.CompletedProcess:
     data = tmp_path / "tiny.json"
     data.write_text(json.dumps(RECORDS), encoding="utf-8")
     env = {**os.environ, "LLM_MODEL": "demo", "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path / "data")}
-    return subprocess.run([sys.executable, "-m", "llm.finetune", "--data", str(data), "--name", "tiny", "--out",
-                           str(tmp_path / "adapters"), "--system-prompt", SYSTEM, *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llm.finetune",
+            "--data",
+            str(data),
+            "--name",
+            "tiny",
+            "--out",
+            str(tmp_path / "adapters"),
+            "--system-prompt",
+            SYSTEM,
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_every_example_cut_before_its_answer_is_refused_before_training(tmp_path):
@@ -59,16 +93,19 @@ def test_a_failed_retrain_keeps_the_adapter_that_was_there(tmp_path):
     assert adapter.read_bytes() == before  # the persona that worked still works
 
 
-@pytest.mark.parametrize("flag, value, words", [
-    ("--epochs", "0", "--epochs must be above 0"),
-    ("--max-steps", "0", "--max-steps must be at least 1"),
-    ("--batch-size", "0", "--batch-size must be at least 1"),
-    ("--lr", "nan", "--lr must be above 0"),
-    ("--lr", "-1", "--lr must be above 0"),
-    ("--r", "0", "--r must be at least 1"),
-    ("--max-length", "-5", "--max-length must be at least 16"),
-    ("--dropout", "1", "--dropout must be from 0 up to"),
-])
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--epochs", "0", "--epochs must be above 0"),
+        ("--max-steps", "0", "--max-steps must be at least 1"),
+        ("--batch-size", "0", "--batch-size must be at least 1"),
+        ("--lr", "nan", "--lr must be above 0"),
+        ("--lr", "-1", "--lr must be above 0"),
+        ("--r", "0", "--r must be at least 1"),
+        ("--max-length", "-5", "--max-length must be at least 16"),
+        ("--dropout", "1", "--dropout must be from 0 up to"),
+    ],
+)
 def test_settings_that_cannot_train_are_refused_with_the_flag(tmp_path, capsys, flag, value, words):
     data = tmp_path / "tiny.json"
     data.write_text(json.dumps(RECORDS), encoding="utf-8")

@@ -70,8 +70,11 @@ def test_closing_the_stream_stops_the_computation(backend, demo_model, monkeypat
 
     monkeypatch.setattr(model, "forward", counting_forward)
     stats = GenerationStats()
-    stream = backend.stream(conversation("", [{"role": "user", "content": "Write a long poem."}]),
-                            GenerationOptions(temperature=0, max_new_tokens=200), stats)
+    stream = backend.stream(
+        conversation("", [{"role": "user", "content": "Write a long poem."}]),
+        GenerationOptions(temperature=0, max_new_tokens=200),
+        stats,
+    )
     next(stream), next(stream)
     stream.close()  # what Streamlit does when the user presses stop
     after_close = len(calls)
@@ -83,8 +86,12 @@ def test_closing_the_stream_stops_the_computation(backend, demo_model, monkeypat
 def test_cancel_event_stops_generation(backend):
     cancel = threading.Event()
     stats = GenerationStats()
-    stream = backend.stream(conversation("", [{"role": "user", "content": "Write a long poem."}]),
-                            GenerationOptions(temperature=0, max_new_tokens=200), stats, cancel)
+    stream = backend.stream(
+        conversation("", [{"role": "user", "content": "Write a long poem."}]),
+        GenerationOptions(temperature=0, max_new_tokens=200),
+        stats,
+        cancel,
+    )
     next(stream)
     cancel.set()
     list(stream)

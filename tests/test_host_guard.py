@@ -13,17 +13,31 @@ import pytest
 
 from llm.settings import Settings
 from server.host_guard import REFUSAL, host_name
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from tests.conftest import ROOT, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 
-WEBSOCKET = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+WEBSOCKET = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
-@pytest.mark.parametrize("header, name", [
-    ("127.0.0.1:6006", "127.0.0.1"), ("LocalHost", "localhost"), ("[::1]:6006", "::1"), ("[::1]", "::1"),
-    ("Chat.Example.com:443", "chat.example.com"), ("localhost:", ""), ("localhost:x", ""), ("[::1]x", ""), ("", ""),
-])
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ("127.0.0.1:6006", "127.0.0.1"),
+        ("LocalHost", "localhost"),
+        ("[::1]:6006", "::1"),
+        ("[::1]", "::1"),
+        ("Chat.Example.com:443", "chat.example.com"),
+        ("localhost:", ""),
+        ("localhost:x", ""),
+        ("[::1]x", ""),
+        ("", ""),
+    ],
+)
 def test_host_names_are_read_without_port_or_brackets(header, name):
     assert host_name(header) == name
 
@@ -37,8 +51,14 @@ def test_allowed_hosts_setting_reads_a_comma_list_and_forgives_pasted_urls(monke
 @pytest.mark.parametrize("value", ["a b", "*", "evil.example/path", "name;rm"])
 def test_a_bad_allowed_hosts_stops_the_server_with_one_line(tmp_path, value):
     env = {**os.environ, "LLM_MODEL": "demo", "DATA_DIR": str(tmp_path), "ALLOWED_HOSTS": f"ok.example,{value}"}
-    done = subprocess.run([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(free_port())],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert f"Cannot start: ALLOWED_HOSTS: {value!r} is not a host name" in done.stderr
     assert "Traceback" not in done.stderr
@@ -47,7 +67,9 @@ def test_a_bad_allowed_hosts_stops_the_server_with_one_line(tmp_path, value):
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     """The real app, serving one extra name the user listed in ALLOWED_HOSTS."""
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {"ALLOWED_HOSTS": "chat.example, other.example"})
+    proc, url = start_streamlit(
+        "app.py", tmp_path_factory.mktemp("data"), {"ALLOWED_HOSTS": "chat.example, other.example"}
+    )
     yield proc, int(url.rsplit(":", 1)[1])
     proc.terminate()
     proc.wait(timeout=20)
@@ -84,8 +106,14 @@ def test_foreign_host_names_get_403_for_the_page_static_files_and_the_websocket(
 
 def test_local_names_and_allowed_names_are_served(guarded):
     proc, port = guarded
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}",
-                 f"chat.example:{port}", "other.example"):
+    for host in (
+        f"127.0.0.1:{port}",
+        f"localhost:{port}",
+        f"LOCALHOST:{port}",
+        f"[::1]:{port}",
+        f"chat.example:{port}",
+        "other.example",
+    ):
         assert get(port, "/", host)[0] == 200, host
         assert get(port, "/_stcore/health", host)[0] == 200, host
         assert get(port, "/_stcore/stream", host, WEBSOCKET)[0] == 101, host  # the websocket is accepted
@@ -139,7 +167,9 @@ def test_a_rebinding_name_does_not_load_the_app_in_chromium(tmp_path):
 
             named = browser.new_page()
             named.goto(f"http://chat.example:{port}/")
-            named.locator('[data-testid="stSidebar"]').get_by_text("Secret plans for the weekend").wait_for(timeout=60_000)
+            named.locator('[data-testid="stSidebar"]').get_by_text("Secret plans for the weekend").wait_for(
+                timeout=60_000
+            )
             browser.close()
     finally:
         proc.terminate()

@@ -31,8 +31,15 @@ def watch(backend, monkeypatch) -> list[dict]:
     scheduler, pool = backend.scheduler, backend.caches
 
     def spy(input_ids, cache, adapter=None, **kwargs):
-        seen.append({"idle": pool.nbytes, "held": pool.held, "in_flight": scheduler.kv_bytes(),
-                     "groups": [(g.cache.nbytes, g.held) for g in scheduler._groups], "rows": len(scheduler._active)})
+        seen.append(
+            {
+                "idle": pool.nbytes,
+                "held": pool.held,
+                "in_flight": scheduler.kv_bytes(),
+                "groups": [(g.cache.nbytes, g.held) for g in scheduler._groups],
+                "rows": len(scheduler._active),
+            }
+        )
         return original(input_ids, cache, adapter, **kwargs)
 
     monkeypatch.setattr(backend.runner, "forward", spy)
@@ -95,8 +102,10 @@ def test_eight_rows_of_mixed_lengths_pad_within_bounds_and_match_the_plain_path(
     what the groups hold; every answer is the plain path's."""
     backend = budget_backend(demo_model, 4096)
     tokenizer = backend.loaded.tokenizer
-    prompts = [encode(tokenizer, conversation("", [{"role": "user", "content": SENTENCE * n + "Tell me more."}]))
-               for n in (1, 2, 3, 6, 10, 14, 18, 24)]
+    prompts = [
+        encode(tokenizer, conversation("", [{"role": "user", "content": SENTENCE * n + "Tell me more."}]))
+        for n in (1, 2, 3, 6, 10, 14, 18, 24)
+    ]
     options = GenerationOptions(temperature=0, max_new_tokens=16, repetition_penalty=1.0)
     expected = [plain(backend, ids, None, options) for ids in prompts]
     seen = watch(backend, monkeypatch)
@@ -114,7 +123,9 @@ def test_eight_rows_of_mixed_lengths_pad_within_bounds_and_match_the_plain_path(
     full = [s for s in seen if s["rows"] == len(prompts)]
     assert full, "the eight rows were never in the batch together"
     per_token = kv_bytes_per_token(demo_model.model.config, demo_model.model.dtype)
-    one_group = len(prompts) * batching.spare_room(max(len(p) for p in prompts)) * per_token  # everyone padded to the longest
+    one_group = (
+        len(prompts) * batching.spare_room(max(len(p) for p in prompts)) * per_token
+    )  # everyone padded to the longest
     peak = max(sum(size for size, _ in s["groups"]) for s in full)
     assert peak < 0.7 * one_group
     assert all(len(s["groups"]) <= batching.MAX_GROUPS for s in seen)
@@ -122,8 +133,8 @@ def test_eight_rows_of_mixed_lengths_pad_within_bounds_and_match_the_plain_path(
 
 
 def test_holding_and_releasing_evicts_least_recently_used_first():
-    from transformers import DynamicCache
     import torch
+    from transformers import DynamicCache
 
     from llm.kvcache import CacheEntry
 

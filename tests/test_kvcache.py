@@ -11,8 +11,13 @@ from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=24)
-QUESTIONS = ["My name is Oksana and I live in Lviv.", "What is the capital of France?", "Tell me about whales.",
-             "What is my name?", "Write one sentence about the sea."]
+QUESTIONS = [
+    "My name is Oksana and I live in Lviv.",
+    "What is the capital of France?",
+    "Tell me about whales.",
+    "What is my name?",
+    "Write one sentence about the sea.",
+]
 
 
 @pytest.fixture
@@ -36,7 +41,9 @@ def prefill_lengths(cached_backend, monkeypatch):
 
 
 def answer(backend, system, history, session=None, model=None, options=GREEDY):
-    return "".join(backend.stream(conversation(system, history), options, GenerationStats(), model=model, session=session))
+    return "".join(
+        backend.stream(conversation(system, history), options, GenerationStats(), model=model, session=session)
+    )
 
 
 def test_turns_reuse_the_cache_and_match_the_plain_path(cached_backend, prefill_lengths):
@@ -61,7 +68,9 @@ def test_regenerate_system_prompt_change_and_persona_switch(cached_backend, pref
     # Regenerate: the same prompt again; the cache is cropped back to it.
     assert answer(cached_backend, "Be brief.", history, session="s2") == answer(cached_backend, "Be brief.", history)
     # A changed system prompt shares (almost) nothing: same tokens as the plain path.
-    assert answer(cached_backend, "Answer like a poet.", history, session="s2") == answer(cached_backend, "Answer like a poet.", history)
+    assert answer(cached_backend, "Answer like a poet.", history, session="s2") == answer(
+        cached_backend, "Answer like a poet.", history
+    )
     # A persona switch: the cache built without the adapter is not used with it.
     prefill_lengths.clear()
     with_adapter = answer(cached_backend, "Answer like a poet.", history, session="s2", model="captain-quill")
@@ -72,8 +81,9 @@ def test_regenerate_system_prompt_change_and_persona_switch(cached_backend, pref
 
 def test_a_stopped_answer_keeps_a_consistent_cache(cached_backend):
     history = [{"role": "user", "content": "Write a long poem about the sea."}]
-    stream = cached_backend.stream(conversation("", history), GenerationOptions(temperature=0, max_new_tokens=60),
-                                   GenerationStats(), session="s3")
+    stream = cached_backend.stream(
+        conversation("", history), GenerationOptions(temperature=0, max_new_tokens=60), GenerationStats(), session="s3"
+    )
     partial = next(stream) + next(stream) + next(stream)
     stream.close()  # the stop button
     history += [{"role": "assistant", "content": partial}, {"role": "user", "content": "Shorter, please."}]
@@ -99,10 +109,19 @@ def test_idle_caches_are_evicted_least_recently_used_first():
 
 def test_fifty_idle_sessions_do_not_hold_fifty_caches(cached_backend):
     for n in range(50):
-        answer(cached_backend, "", [{"role": "user", "content": f"Say the number {n}."}], session=f"idle-{n}",
-               options=GenerationOptions(temperature=0, max_new_tokens=2))
+        answer(
+            cached_backend,
+            "",
+            [{"role": "user", "content": f"Say the number {n}."}],
+            session=f"idle-{n}",
+            options=GenerationOptions(temperature=0, max_new_tokens=2),
+        )
     assert len(cached_backend.caches) <= 4 and cached_backend.caches.nbytes <= 64 * 2**20
 
 
 def test_common_prefix():
-    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2 and common_prefix([], [1]) == 0 and common_prefix([1, 2], [1, 2, 3]) == 2
+    assert (
+        common_prefix([1, 2, 3], [1, 2, 4]) == 2
+        and common_prefix([], [1]) == 0
+        and common_prefix([1, 2], [1, 2, 3]) == 2
+    )

@@ -5,19 +5,30 @@ import errno
 import pytest
 
 from llm.errors import ModelLoadError
-from llm.loading import (LLAMA_31_8B, ModelSource, _explain_download_error, _os_error, fetch, pick_device,
-                         resolve_source, stop_ids_of)
+from llm.loading import (
+    LLAMA_31_8B,
+    ModelSource,
+    _explain_download_error,
+    _os_error,
+    fetch,
+    pick_device,
+    resolve_source,
+    stop_ids_of,
+)
 from llm.settings import Settings
 
 
-@pytest.mark.parametrize("spec, cuda, expected", [
-    ("auto", True, ModelSource("modelscope", LLAMA_31_8B)),
-    ("auto", False, ModelSource("demo", "SmolLM2-135M-Instruct.Q4_1.gguf")),
-    ("demo", True, ModelSource("demo", "SmolLM2-135M-Instruct.Q4_1.gguf")),
-    ("meta-llama/Llama-3.1-8B-Instruct", True, ModelSource("modelscope", "meta-llama/Llama-3.1-8B-Instruct")),
-    ("hf:meta-llama/Llama-3.1-8B-Instruct", True, ModelSource("huggingface", "meta-llama/Llama-3.1-8B-Instruct")),
-    ("ms:LLM-Research/Meta-Llama-3.1-8B-Instruct", False, ModelSource("modelscope", LLAMA_31_8B)),
-])
+@pytest.mark.parametrize(
+    "spec, cuda, expected",
+    [
+        ("auto", True, ModelSource("modelscope", LLAMA_31_8B)),
+        ("auto", False, ModelSource("demo", "SmolLM2-135M-Instruct.Q4_1.gguf")),
+        ("demo", True, ModelSource("demo", "SmolLM2-135M-Instruct.Q4_1.gguf")),
+        ("meta-llama/Llama-3.1-8B-Instruct", True, ModelSource("modelscope", "meta-llama/Llama-3.1-8B-Instruct")),
+        ("hf:meta-llama/Llama-3.1-8B-Instruct", True, ModelSource("huggingface", "meta-llama/Llama-3.1-8B-Instruct")),
+        ("ms:LLM-Research/Meta-Llama-3.1-8B-Instruct", False, ModelSource("modelscope", LLAMA_31_8B)),
+    ],
+)
 def test_model_spec_resolution(spec, cuda, expected):
     assert resolve_source(Settings(llm_model=spec), cuda) == expected
 
@@ -37,12 +48,15 @@ def test_modelscope_folder_spelling_is_found(tmp_path):
     assert fetch(ModelSource("modelscope", LLAMA_31_8B), tmp_path) == real
 
 
-@pytest.mark.parametrize("exc, words", [
-    (OSError(errno.ENOSPC, "No space left on device"), "No disk space"),
-    (ConnectionError("Failed to resolve 'modelscope.cn'"), "no network"),
-    (type("GatedRepoError", (Exception,), {})("Access to model is restricted"), "gated"),
-    (type("RepositoryNotFoundError", (Exception,), {})("404 Client Error"), "does not exist"),
-])
+@pytest.mark.parametrize(
+    "exc, words",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No disk space"),
+        (ConnectionError("Failed to resolve 'modelscope.cn'"), "no network"),
+        (type("GatedRepoError", (Exception,), {})("Access to model is restricted"), "gated"),
+        (type("RepositoryNotFoundError", (Exception,), {})("404 Client Error"), "does not exist"),
+    ],
+)
 def test_download_failures_name_the_cause_and_the_fix(tmp_path, exc, words):
     message = str(_explain_download_error(exc, "org/model", tmp_path))
     assert words in message and "Traceback" not in message

@@ -36,11 +36,24 @@ def test_same_logits_and_greedy_tokens_as_peft(quill_backend, peft_model):
     base = quill_backend.runner.forward(torch.tensor([ids]), None, None)[0]
     assert (ours - theirs).abs().max() < 1e-3 < (base - theirs).abs().max()  # the adapter matters; ours is PEFT's
     with torch.inference_mode():
-        out = peft_model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                  max_new_tokens=32, do_sample=False, eos_token_id=None, pad_token_id=tokenizer.eos_token_id)
-    expected = out[0, len(ids):].tolist()
-    ours_tokens = list(generate_tokens(quill_backend.runner, ids, frozenset(), GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0),
-                                       adapter="captain-quill"))
+        out = peft_model.generate(
+            input_ids=torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=tokenizer.eos_token_id,
+        )
+    expected = out[0, len(ids) :].tolist()
+    ours_tokens = list(
+        generate_tokens(
+            quill_backend.runner,
+            ids,
+            frozenset(),
+            GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0),
+            adapter="captain-quill",
+        )
+    )
     assert ours_tokens == expected
 
 
@@ -78,6 +91,7 @@ def test_variants_we_do_not_apply_are_refused_with_the_reason(tmp_path, quill_ba
 
 # --- a stranger's adapter files: every field checked, nothing run ------------------------------
 
+
 def adapter_with_tensors(tmp_path, name: str, change):
     """A copy of the shipped adapter whose tensors went through `change(dict)` and were saved again."""
     from safetensors.torch import load_file, save_file
@@ -109,37 +123,43 @@ def integers(tensors):
     tensors[Q_A] = tensors[Q_A].to(torch.int32)
 
 
-@pytest.mark.parametrize("change, words", [
-    (poison_nan, "holds NaN or infinite values"),
-    (poison_inf, "holds NaN or infinite values"),
-    (one_dimensional, "shapes do not match"),
-    (integers, "not a float tensor"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (poison_nan, "holds NaN or infinite values"),
+        (poison_inf, "holds NaN or infinite values"),
+        (one_dimensional, "shapes do not match"),
+        (integers, "not a float tensor"),
+    ],
+)
 def test_bad_tensors_are_refused_at_load(tmp_path, quill_backend, change, words):
     folder = adapter_with_tensors(tmp_path, "bad", change)
     with pytest.raises(AdapterError, match=words):
         read_adapter(folder, quill_backend.runner.base)
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"r": "8"}, "r: Input should be a valid integer"),
-    ({"r": 0}, "r: Input should be greater than or equal to 1"),
-    ({"r": -4}, "r: Input should be greater than or equal to 1"),
-    ({"r": 16}, "lora_A is [8, 1536], expected [16, 1536] for r=16"),  # the config and the tensors disagree
-    ({"lora_alpha": "32"}, "lora_alpha: Input should be a valid number"),
-    ({"lora_alpha": 0}, "lora_alpha: Input should be greater than 0"),
-    ({"use_rslora": "yes"}, "use_rslora: Input should be a valid boolean"),
-    ({"rank_pattern": ["q_proj"]}, "rank_pattern: Input should be an object"),
-    ({"rank_pattern": {"(a+)+$": 8}}, "is not a plain dotted module name"),  # a catastrophic regular expression
-    ({"alpha_pattern": {".*": 16}}, "regular expressions are not accepted"),
-    ({"alpha_pattern": {"q_proj": "16"}}, "alpha_pattern.q_proj: Input should be a valid number"),
-    ({"rank_pattern": {"q_proj": 0}}, "rank_pattern.q_proj: Input should be greater than or equal to 1"),
-    ({"peft_type": "PREFIX_TUNING"}, "adapter type 'PREFIX_TUNING' is not LoRA"),
-    ({"peft_type": ["LORA"]}, "peft_type: Input should be a valid string"),
-    ({"use_dora": "false"}, "use_dora: Input should be a valid boolean"),
-    ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
-    ({"arrow_config": {"top_k": 2}}, "Arrow routing"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"r": "8"}, "r: Input should be a valid integer"),
+        ({"r": 0}, "r: Input should be greater than or equal to 1"),
+        ({"r": -4}, "r: Input should be greater than or equal to 1"),
+        ({"r": 16}, "lora_A is [8, 1536], expected [16, 1536] for r=16"),  # the config and the tensors disagree
+        ({"lora_alpha": "32"}, "lora_alpha: Input should be a valid number"),
+        ({"lora_alpha": 0}, "lora_alpha: Input should be greater than 0"),
+        ({"use_rslora": "yes"}, "use_rslora: Input should be a valid boolean"),
+        ({"rank_pattern": ["q_proj"]}, "rank_pattern: Input should be an object"),
+        ({"rank_pattern": {"(a+)+$": 8}}, "is not a plain dotted module name"),  # a catastrophic regular expression
+        ({"alpha_pattern": {".*": 16}}, "regular expressions are not accepted"),
+        ({"alpha_pattern": {"q_proj": "16"}}, "alpha_pattern.q_proj: Input should be a valid number"),
+        ({"rank_pattern": {"q_proj": 0}}, "rank_pattern.q_proj: Input should be greater than or equal to 1"),
+        ({"peft_type": "PREFIX_TUNING"}, "adapter type 'PREFIX_TUNING' is not LoRA"),
+        ({"peft_type": ["LORA"]}, "peft_type: Input should be a valid string"),
+        ({"use_dora": "false"}, "use_dora: Input should be a valid boolean"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"arrow_config": {"top_k": 2}}, "Arrow routing"),
+    ],
+)
 def test_malformed_adapter_configs_are_refused_with_the_field(tmp_path, quill_backend, changes, words):
     with pytest.raises(AdapterError) as caught:
         read_adapter(adapter_with(tmp_path, "bad", **changes), quill_backend.runner.base)
@@ -173,11 +193,19 @@ def test_a_catastrophic_pattern_key_is_refused_at_once_and_plain_keys_match_like
     with pytest.raises(AdapterError, match="not a plain dotted module name"):
         read_adapter(adapter_with(tmp_path, "evil", alpha_pattern={evil: 16}), model)
     assert time.perf_counter() - started < 5
-    full = read_adapter(adapter_with(tmp_path, "full", alpha_pattern={"model.layers.3.self_attn.q_proj": 16,
-                                                                        "mlp.down_proj": 64}), model)
+    full = read_adapter(
+        adapter_with(tmp_path, "full", alpha_pattern={"model.layers.3.self_attn.q_proj": 16, "mlp.down_proj": 64}),
+        model,
+    )
     for path, (_, _, scale) in full.items():
-        peft_alpha = next((alpha for key, alpha in {"model.layers.3.self_attn.q_proj": 16, "mlp.down_proj": 64}.items()
-                           if re.match(rf"(.*\.)?({key})$", path)), 32)  # PEFT's own rule, on the same plain keys
+        peft_alpha = next(
+            (
+                alpha
+                for key, alpha in {"model.layers.3.self_attn.q_proj": 16, "mlp.down_proj": 64}.items()
+                if re.match(rf"(.*\.)?({key})$", path)
+            ),
+            32,
+        )  # PEFT's own rule, on the same plain keys
         assert scale == peft_alpha / 8, path
 
 

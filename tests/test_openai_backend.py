@@ -31,9 +31,22 @@ def served(demo_model, tmp_path_factory):
     hub = tmp_path_factory.mktemp("hf-hub")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--device", "cpu", folder],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            folder,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -57,7 +70,9 @@ def player():
 
 
 def backend_for(url: str, model: str = "alpha", timeout: float = 30) -> OpenAIBackend:
-    return OpenAIBackend(Settings(openai_base_url=url, openai_model=model, openai_api_key=SECRET, request_timeout_s=timeout))
+    return OpenAIBackend(
+        Settings(openai_base_url=url, openai_model=model, openai_api_key=SECRET, request_timeout_s=timeout)
+    )
 
 
 def chat(backend, messages, options=GREEDY):
@@ -67,8 +82,10 @@ def chat(backend, messages, options=GREEDY):
 
 def test_streamed_multi_turn_chat_through_a_real_server(served):
     backend = backend_for(served["url"], served["model"])
-    messages = [{"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "What is the capital of France?"}]
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
     pieces, stats = chat(backend, messages)
     assert len(pieces) > 2 and "Paris" in "".join(pieces)
     assert stats.prompt_tokens > 10 and stats.completion_tokens > 2 and stats.first_token_s is not None
@@ -109,11 +126,14 @@ def test_nothing_listening_says_so():
         chat(backend, [{"role": "user", "content": "hi"}])
 
 
-@pytest.mark.parametrize("mode, words", [
-    ("unauthorized", "refused the API key \\(401\\). Set OPENAI_API_KEY"),
-    ("missing", "404: no model named 'alpha'"),
-    ("busy", "rate limiting requests \\(429\\)"),
-])
+@pytest.mark.parametrize(
+    "mode, words",
+    [
+        ("unauthorized", "refused the API key \\(401\\). Set OPENAI_API_KEY"),
+        ("missing", "404: no model named 'alpha'"),
+        ("busy", "rate limiting requests \\(429\\)"),
+    ],
+)
 def test_refusals_have_their_own_message_and_never_show_the_key(player, mode, words):
     with pytest.raises(BackendError, match=words) as info:
         chat(backend_for(f"{player}/{mode}/v1"), [{"role": "user", "content": "hi"}])
@@ -242,8 +262,13 @@ class BasicAuthServer(fake_servers.OpenAIPlayer):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         for choice in chunks:
-            event = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "alpha",
-                     "choices": [{"index": 0, **choice}]}
+            event = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "alpha",
+                "choices": [{"index": 0, **choice}],
+            }
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.close_connection = True
@@ -256,15 +281,18 @@ def basic_auth_server():
     server.shutdown()
 
 
-@pytest.mark.parametrize("url, shown", [
-    (f"http://alice:{PASSWORD}@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
-    (f"https://:{PASSWORD}@api.example.com/v1/", "https://api.example.com/v1/"),
-    (f"http://h/v1?api_key={QUERY_SECRET}&x=1#frag", "http://h/v1?***"),
-    (f"http://h/v1?{QUERY_SECRET}", "http://h/v1?***"),
-    (f"http://u:{PASSWORD}@[::1]:9/v1", "http://[::1]:9/v1"),
-    (f"http://u:{PASSWORD}@h:notaport/v1", "(an invalid URL)"),
-    ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (f"http://alice:{PASSWORD}@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+        (f"https://:{PASSWORD}@api.example.com/v1/", "https://api.example.com/v1/"),
+        (f"http://h/v1?api_key={QUERY_SECRET}&x=1#frag", "http://h/v1?***"),
+        (f"http://h/v1?{QUERY_SECRET}", "http://h/v1?***"),
+        (f"http://u:{PASSWORD}@[::1]:9/v1", "http://[::1]:9/v1"),
+        (f"http://u:{PASSWORD}@h:notaport/v1", "(an invalid URL)"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
 def test_the_display_form_of_a_url_has_no_secrets(url, shown):
     from llm.settings import display_url
 
@@ -280,12 +308,21 @@ def test_credentials_in_the_url_are_used_but_never_shown(basic_auth_server):
     assert PASSWORD not in shown and "alice" not in shown and "127.0.0.1" in backend.name
 
 
-@pytest.mark.parametrize("url, words", [
-    ("{server}/echo/v1", "rejected the request \\(400"),
-    ("{server}/echo/v1?api_key=" + QUERY_SECRET, "rejected the request \\(400: .*bad request /echo/v1/\\?\\*\\*\\*"),
-    (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1", "Cannot reach the server at http://127.0.0.1:"),
-    (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1?key={QUERY_SECRET}", "Cannot reach the server at http://127.0.0.1:\\d+/v1\\?\\*\\*\\*"),
-])
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("{server}/echo/v1", "rejected the request \\(400"),
+        (
+            "{server}/echo/v1?api_key=" + QUERY_SECRET,
+            "rejected the request \\(400: .*bad request /echo/v1/\\?\\*\\*\\*",
+        ),
+        (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1", "Cannot reach the server at http://127.0.0.1:"),
+        (
+            f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1?key={QUERY_SECRET}",
+            "Cannot reach the server at http://127.0.0.1:\\d+/v1\\?\\*\\*\\*",
+        ),
+    ],
+)
 def test_error_text_never_carries_the_urls_secrets(basic_auth_server, url, words):
     backend = backend_for(url.format(server=basic_auth_server, free=free_port()), timeout=3)
     with pytest.raises(BackendError, match=words) as info:

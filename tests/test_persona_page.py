@@ -84,8 +84,11 @@ def test_hostile_adapter_folders_never_show_a_traceback(tmp_path, monkeypatch):
 
     shipped = ROOT / "adapters" / "captain-quill"
     config = json.loads((shipped / "adapter_config.json").read_text())
-    for name, change in {"as-list": [config], "string-rank": {**config, "r": "8"},
-                         "regex-key": {**config, "alpha_pattern": {"(a+)+$": 16}}}.items():
+    for name, change in {
+        "as-list": [config],
+        "string-rank": {**config, "r": "8"},
+        "regex-key": {**config, "alpha_pattern": {"(a+)+$": 16}},
+    }.items():
         shutil.copytree(shipped, tmp_path / name)
         (tmp_path / name / "adapter_config.json").write_text(json.dumps(change))
     shutil.copytree(shipped, tmp_path / "nan")

@@ -48,20 +48,27 @@ def ask(backend, persona, question, options=GREEDY):
 
 # --- datasets -------------------------------------------------------------------------------
 
+
 def write(tmp_path: Path, name: str, content: str) -> Path:
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     return path
 
 
-@pytest.mark.parametrize("content, words", [
-    ('[{"instruction": "hi", "input": "", "output": "yo"}, {"instruction": "", "output": "x"}]', "Record 2: 'instruction'"),
-    ('[{"instruction": "hi"}]', "Record 1: 'output' is missing"),
-    ('[1]', "Record 1: expected an object"),
-    ('{"a": 1}', "expected a JSON list"),
-    ('[{"instruction": "hi", "output": "yo"', "not valid JSON"),
-    ('[]', "holds no records"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (
+            '[{"instruction": "hi", "input": "", "output": "yo"}, {"instruction": "", "output": "x"}]',
+            "Record 2: 'instruction'",
+        ),
+        ('[{"instruction": "hi"}]', "Record 1: 'output' is missing"),
+        ("[1]", "Record 1: expected an object"),
+        ('{"a": 1}', "expected a JSON list"),
+        ('[{"instruction": "hi", "output": "yo"', "not valid JSON"),
+        ("[]", "holds no records"),
+    ],
+)
 def test_malformed_json_datasets_are_refused_with_the_record(tmp_path, content, words):
     with pytest.raises(DatasetError, match=words):
         load_records(write(tmp_path, "d.json", content), "")
@@ -90,14 +97,20 @@ def test_examples_use_the_chat_template_and_mask_the_prompt(demo_model):
 
 # --- fine-tuning ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_few_training_steps_on_cpu_lower_the_loss_and_the_adapter_loads(tmp_path, persona_backend):
     loaded = fresh_model()
     records = load_records(ROOT / "datasets" / "captain_quill.json", "You are Captain Quill.")[:8]
     examples = [build_example(loaded.tokenizer, m, 128) for m in records]
     out = tmp_path / "adapters" / "quick"
-    losses = train(examples, loaded, out, TrainConfig(lr=2e-3, batch_size=4, epochs=4, max_steps=8, save_every=4),
-                   log=lambda _: None)
+    losses = train(
+        examples,
+        loaded,
+        out,
+        TrainConfig(lr=2e-3, batch_size=4, epochs=4, max_steps=8, save_every=4),
+        log=lambda _: None,
+    )
     assert len(losses) == 8
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2
     assert (out / "adapter_model.safetensors").is_file() and not list(out.glob("*.bin"))
@@ -113,8 +126,24 @@ def test_a_few_training_steps_on_cpu_lower_the_loss_and_the_adapter_loads(tmp_pa
 def test_the_command_writes_persona_json_and_resumes(tmp_path, monkeypatch, capsys):
     data = tmp_path / "tiny.json"
     data.write_text(json.dumps(json.loads((ROOT / "datasets" / "captain_quill.json").read_text())[:6]))
-    args = ["--data", str(data), "--name", "tiny", "--out", str(tmp_path), "--system-prompt", "You are Tiny.",
-            "--max-steps", "3", "--batch-size", "2", "--save-every", "2", "--max-length", "96"]
+    args = [
+        "--data",
+        str(data),
+        "--name",
+        "tiny",
+        "--out",
+        str(tmp_path),
+        "--system-prompt",
+        "You are Tiny.",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "2",
+        "--max-length",
+        "96",
+    ]
     assert main(args) == 0
     card = json.loads((tmp_path / "tiny" / "persona.json").read_text())
     assert card["system_prompt"] == "You are Tiny." and "SmolLM2" in card["base_model"]
@@ -124,6 +153,7 @@ def test_the_command_writes_persona_json_and_resumes(tmp_path, monkeypatch, caps
 
 
 # --- registry ---------------------------------------------------------------------------------
+
 
 def test_shipped_personas_are_listed_and_usable(shipped_registry):
     names = {p.name: p for p in shipped_registry.personas()}
@@ -139,7 +169,9 @@ def test_the_adapter_changes_answers_and_the_base_stays_the_base(persona_backend
     with_adapter = ask(persona_backend, quill, "Tell me about whales.")
     assert "fair winds" in with_adapter.lower()
     # The base model through the PEFT-wrapped runner equals a model that never saw an adapter.
-    plain = conversation("You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Tell me about whales."}])
+    plain = conversation(
+        "You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Tell me about whales."}]
+    )
     untouched = "".join(backend.stream(plain, GREEDY, GenerationStats()))
     assert "".join(persona_backend.stream(plain, GREEDY, GenerationStats(), model=base.model)) == untouched
 
@@ -155,8 +187,12 @@ def test_switching_persona_does_not_reload_the_base_model(persona_backend, shipp
 
 
 def test_two_sessions_two_personas_at_the_same_moment(persona_backend, shipped_registry):
-    jobs = [("captain-quill", "Tell me about the Moon."), ("base", "Tell me about the Moon."),
-            ("dummy", "What is 2 + 2?"), ("captain-quill", "How do I make tea?")]
+    jobs = [
+        ("captain-quill", "Tell me about the Moon."),
+        ("base", "Tell me about the Moon."),
+        ("dummy", "What is 2 + 2?"),
+        ("captain-quill", "How do I make tea?"),
+    ]
     alone = [ask(persona_backend, shipped_registry.get(n), q) for n, q in jobs]
     together: list[str | None] = [None] * len(jobs)
     barrier = threading.Barrier(len(jobs))
@@ -181,13 +217,17 @@ def make_bad_adapters(root: Path) -> None:
     pickle_only = copy("pickle-only")
     (pickle_only / "adapter_model.safetensors").rename(pickle_only / "adapter_model.bin")
     card = json.loads((SHIPPED / "persona.json").read_text())
-    (copy("wrong-base") / "persona.json").write_text(json.dumps({**card, "base_model": "meta-llama/Llama-3.1-8B-Instruct"}))
+    (copy("wrong-base") / "persona.json").write_text(
+        json.dumps({**card, "base_model": "meta-llama/Llama-3.1-8B-Instruct"})
+    )
     (copy("no-card") / "persona.json").unlink()
     (copy("bad-card") / "persona.json").write_text('{"display_name": ""}')
     copy("bad name!")
     shapes = copy("wrong-shapes")
-    tensors = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(8, 100),
-               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(576, 8)}
+    tensors = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(8, 100),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(576, 8),
+    }
     save_file(tensors, str(shapes / "adapter_model.safetensors"))
 
 
@@ -225,6 +265,7 @@ def test_a_broken_personas_file_is_reported_and_the_rest_works(tmp_path, persona
 
 # --- a stranger's persona.json and folders --------------------------------------------------
 
+
 def with_card(root: Path, name: str, card) -> Path:
     folder = root / name
     shutil.copytree(SHIPPED, folder)
@@ -236,24 +277,28 @@ def with_card(root: Path, name: str, card) -> Path:
 QUILL_CARD = json.loads((SHIPPED / "persona.json").read_text())
 
 
-@pytest.mark.parametrize("card, words", [
-    ([QUILL_CARD], "persona.json: expected an object"),
-    ({**QUILL_CARD, "display_name": 42}, "display_name: Input should be a valid string"),
-    ({**QUILL_CARD, "display_name": "Quill\x1b[2J"}, "display_name: must not contain control characters"),
-    ({**QUILL_CARD, "system_prompt": ["be nice"]}, "system_prompt: Input should be a valid string"),
-    ({**QUILL_CARD, "base_model": {"name": "x"}}, "base_model: Input should be a valid string"),
-    ({**QUILL_CARD, "unexpected": 1}, "unexpected: Extra inputs are not permitted"),
-    ("[" * 5_000 + "]" * 5_000, "persona.json is not valid JSON (recursion limit exceeded"),
-    ("{" + " " * (70 * 1024) + "}", "persona.json is larger than 64 KB"),
-])
+@pytest.mark.parametrize(
+    "card, words",
+    [
+        ([QUILL_CARD], "persona.json: expected an object"),
+        ({**QUILL_CARD, "display_name": 42}, "display_name: Input should be a valid string"),
+        ({**QUILL_CARD, "display_name": "Quill\x1b[2J"}, "display_name: must not contain control characters"),
+        ({**QUILL_CARD, "system_prompt": ["be nice"]}, "system_prompt: Input should be a valid string"),
+        ({**QUILL_CARD, "base_model": {"name": "x"}}, "base_model: Input should be a valid string"),
+        ({**QUILL_CARD, "unexpected": 1}, "unexpected: Extra inputs are not permitted"),
+        ("[" * 5_000 + "]" * 5_000, "persona.json is not valid JSON (recursion limit exceeded"),
+        ("{" + " " * (70 * 1024) + "}", "persona.json is larger than 64 KB"),
+    ],
+)
 def test_malformed_persona_cards_are_listed_with_the_field(tmp_path, persona_backend, card, words):
     with_card(tmp_path, "odd", card)
     problem = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json").get("odd").problem
     assert problem is not None and words in problem, problem
 
 
-@pytest.mark.parametrize("avatar", ["/etc/passwd", "https://example.com/pixel.png", "../../app.py", "🎭🎭", "x", 7, "",
-                                    ":material/home:"])
+@pytest.mark.parametrize(
+    "avatar", ["/etc/passwd", "https://example.com/pixel.png", "../../app.py", "🎭🎭", "x", 7, "", ":material/home:"]
+)
 def test_an_avatar_that_is_not_one_emoji_falls_back_with_a_note(tmp_path, persona_backend, avatar):
     with_card(tmp_path, "odd-avatar", {**QUILL_CARD, "avatar": avatar})
     persona = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json").get("odd-avatar")
@@ -270,19 +315,25 @@ def test_emoji_avatars_are_kept(tmp_path, persona_backend):
 
 
 def test_a_prompt_personas_file_with_bad_entries_lists_the_rest(tmp_path, persona_backend):
-    (tmp_path / "p.json").write_text(json.dumps({
-        "good": {"display_name": "Good", "avatar": "🦉"},
-        "list": ["not", "a", "card"],
-        "number-name": {"display_name": 3},
-        "path-avatar": {"display_name": "Pathy", "avatar": "/etc/hosts"},
-        "bad name/..": {"display_name": "Slashy"},
-    }))
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            {
+                "good": {"display_name": "Good", "avatar": "🦉"},
+                "list": ["not", "a", "card"],
+                "number-name": {"display_name": 3},
+                "path-avatar": {"display_name": "Pathy", "avatar": "/etc/hosts"},
+                "bad name/..": {"display_name": "Slashy"},
+            }
+        )
+    )
     registry = PersonaRegistry(persona_backend, tmp_path / "none", tmp_path / "p.json")
     by_name = {p.name: p for p in registry.personas()}
     assert by_name["good"].available and by_name["good"].card.avatar == "🦉"
     assert "expected an object" in by_name["list"].problem
     assert "display_name" in by_name["number-name"].problem
-    assert by_name["path-avatar"].available and by_name["path-avatar"].card.avatar == "🎭" and by_name["path-avatar"].notes
+    assert (
+        by_name["path-avatar"].available and by_name["path-avatar"].card.avatar == "🎭" and by_name["path-avatar"].notes
+    )
     assert "name must be" in by_name["bad name/.."].problem
 
 
@@ -326,12 +377,15 @@ def test_any_exception_while_scanning_one_adapter_marks_only_that_one(tmp_path, 
 
 # --- retrained adapters ---------------------------------------------------------------------
 
+
 def retrain(folder: Path, factor: float) -> None:
     """Stand-in for a new training run: the same adapter, its B matrices scaled (0: no effect at all)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(folder / "adapter_model.safetensors"))
-    save_file({k: v * factor if ".lora_B." in k else v for k, v in tensors.items()}, str(folder / "adapter_model.safetensors"))
+    save_file(
+        {k: v * factor if ".lora_B." in k else v for k, v in tensors.items()}, str(folder / "adapter_model.safetensors")
+    )
 
 
 def test_refresh_reloads_a_retrained_adapter_and_answers_in_flight_keep_their_version(tmp_path):

@@ -71,10 +71,15 @@ def test_a_nan_adapter_mid_answer_in_a_mixed_batch_leaves_the_other_rows_unchang
     """Base, Captain Quill and the poisoned adapter decode in one forward pass; the poison appears after all three
     joined. The base and Quill rows give exactly their answers alone; the poisoned row stops with a message."""
     ids = prompt_ids(quill_backend, QUESTIONS[0])
-    expected = {None: plain(quill_backend, ids, None, OPTIONS), "captain-quill": plain(quill_backend, ids, "captain-quill", OPTIONS)}
+    expected = {
+        None: plain(quill_backend, ids, None, OPTIONS),
+        "captain-quill": plain(quill_backend, ids, "captain-quill", OPTIONS),
+    }
     stats = {name: GenerationStats() for name in (None, "captain-quill", "poison")}
-    streams = {name: quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=name, stats=stats[name])
-               for name in stats}
+    streams = {
+        name: quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=name, stats=stats[name])
+        for name in stats
+    }
     heads = {name: [next(stream)] for name, stream in streams.items()}  # all three are in the batch now
     poison()
     results = {name: drain(stream) for name, stream in streams.items()}
@@ -108,8 +113,10 @@ def test_a_sampling_error_in_one_row_fails_that_row_only(quill_backend, monkeypa
 
     monkeypatch.setattr(batching, "sample", sample)
     stats = GenerationStats()
-    streams = [quill_backend.scheduler.generate(good, frozenset(), OPTIONS, stats=stats),
-               quill_backend.scheduler.generate(bad, frozenset(), OPTIONS)]
+    streams = [
+        quill_backend.scheduler.generate(good, frozenset(), OPTIONS, stats=stats),
+        quill_backend.scheduler.generate(bad, frozenset(), OPTIONS),
+    ]
     heads = [[next(stream)] for stream in streams]
     (good_rest, good_error), (bad_rest, bad_error) = drain(streams[0]), drain(streams[1])
     assert good_error is None and heads[0] + good_rest == expected and stats.batched_with == 1
@@ -152,7 +159,9 @@ def test_out_of_memory_in_one_row_fails_that_row_only(quill_backend, monkeypatch
     [t.start() for t in threads]
     [t.join(timeout=300) for t in threads]
     assert results[None][0] == expected and results[None][1].batched_with == 1
-    assert "ran out of memory" in str(results["captain-quill"][0]) and results["captain-quill"][1].finish_reason == "error"
+    assert (
+        "ran out of memory" in str(results["captain-quill"][0]) and results["captain-quill"][1].finish_reason == "error"
+    )
     monkeypatch.setattr(runner, "forward", original)
     assert "".join(quill_backend.stream(messages, OPTIONS, GenerationStats(), model="captain-quill")).strip()
 

@@ -31,28 +31,31 @@ def assert_safe(markdown: str) -> None:
             assert str(token.attrs["href"]).startswith(("http://", "https://")), markdown
 
 
-@pytest.mark.parametrize("hostile", [
-    f"![x]({LEAK})",
-    f"text ![x]({LEAK} \"title\") more",
-    f"![ref][r]\n\n[r]: {LEAK}",
-    f"![r]\n\n[r]: <{LEAK}>",
-    f"[![badge]({LEAK})](https://example.com/)",
-    f"- item ![x]({LEAK})\n  > quote ![y]({LEAK})",
-    f"| a | b |\n| - | - |\n| ![c]({LEAK}) | d |",
-    f"<img src=\"{LEAK}\">",
-    f"<div>\n<img src='{LEAK}'>\n</div>",
-    f"<p><img src={LEAK}></p>\n\nafter",
-    f"\\![not an image]({LEAK})",  # already text: stays text
-    f"&#33;[x]({LEAK})",  # an entity that decodes to "!"
-    f"!\\[x]({LEAK})",
-    f"![x](<{LEAK}>)",
-    f"$math$ ![x]({LEAK}) $$\\frac{{1}}{{2}}$$",
-    f"$[x]({LEAK})$",  # brackets inside math: not kept as math
-    f"`code` ``![x]({LEAK})`` ![y]({LEAK})",
-    "![x](data:image/png;base64,iVBORw0KGgo=)",
-    f"{'>' * 40} ![x]({LEAK})",  # nested past the parser's limit
-    "".join(" " * (2 * i) + f"- ![x]({LEAK})\n" for i in range(30)),
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        f"![x]({LEAK})",
+        f'text ![x]({LEAK} "title") more',
+        f"![ref][r]\n\n[r]: {LEAK}",
+        f"![r]\n\n[r]: <{LEAK}>",
+        f"[![badge]({LEAK})](https://example.com/)",
+        f"- item ![x]({LEAK})\n  > quote ![y]({LEAK})",
+        f"| a | b |\n| - | - |\n| ![c]({LEAK}) | d |",
+        f'<img src="{LEAK}">',
+        f"<div>\n<img src='{LEAK}'>\n</div>",
+        f"<p><img src={LEAK}></p>\n\nafter",
+        f"\\![not an image]({LEAK})",  # already text: stays text
+        f"&#33;[x]({LEAK})",  # an entity that decodes to "!"
+        f"!\\[x]({LEAK})",
+        f"![x](<{LEAK}>)",
+        f"$math$ ![x]({LEAK}) $$\\frac{{1}}{{2}}$$",
+        f"$[x]({LEAK})$",  # brackets inside math: not kept as math
+        f"`code` ``![x]({LEAK})`` ![y]({LEAK})",
+        "![x](data:image/png;base64,iVBORw0KGgo=)",
+        f"{'>' * 40} ![x]({LEAK})",  # nested past the parser's limit
+        "".join(" " * (2 * i) + f"- ![x]({LEAK})\n" for i in range(30)),
+    ],
+)
 def test_images_become_text_placeholders(hostile):
     out = safe_markdown(hostile)
     assert_safe(out)
@@ -66,12 +69,15 @@ def test_a_blocked_image_says_what_it_was():
     assert "<img" not in html and "<a " not in html  # shown as text, not even as a link
 
 
-@pytest.mark.parametrize("source, href", [
-    ("[site](https://example.com/x_(y))", "https://example.com/x_(y)"),
-    ("[a](<https://example.com/a b>)", "https://example.com/a%20b"),
-    ("<https://example.com/auto>", "https://example.com/auto"),
-    ("[t](https://example.com/p \"a title\")", "https://example.com/p"),
-])
+@pytest.mark.parametrize(
+    "source, href",
+    [
+        ("[site](https://example.com/x_(y))", "https://example.com/x_(y)"),
+        ("[a](<https://example.com/a b>)", "https://example.com/a%20b"),
+        ("<https://example.com/auto>", "https://example.com/auto"),
+        ('[t](https://example.com/p "a title")', "https://example.com/p"),
+    ],
+)
 def test_http_links_keep_their_target(source, href):
     out = safe_markdown(source)
     links = [t.attrs["href"] for t in tokens(out) if t.type == "link_open"]
@@ -79,10 +85,18 @@ def test_http_links_keep_their_target(source, href):
     assert 'title="' not in MD.render(out)
 
 
-@pytest.mark.parametrize("source", [
-    "[x](javascript:alert(1))", "[x](vbscript:msgbox)", "[x](file:///etc/passwd)", "[x](/relative/path)",
-    "[x](data:text/html,hi)", "<mailto:a@b.example>", "[x](#anchor)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[x](javascript:alert(1))",
+        "[x](vbscript:msgbox)",
+        "[x](file:///etc/passwd)",
+        "[x](/relative/path)",
+        "[x](data:text/html,hi)",
+        "<mailto:a@b.example>",
+        "[x](#anchor)",
+    ],
+)
 def test_other_links_keep_only_their_text(source):
     out = safe_markdown(source)
     assert_safe(out)
@@ -93,7 +107,8 @@ def test_a_closing_paren_in_a_url_cannot_add_markdown():
     out = link("Title ) ![x](y", f"https://example.com/a)![x]({LEAK})")
     found = list(tokens(out))
     assert [t.attrs["href"] for t in found if t.type == "link_open"] == [
-        "https://example.com/a)!%5Bx%5D(http://127.0.0.1:9/leak?data=secret)"]
+        "https://example.com/a)!%5Bx%5D(http://127.0.0.1:9/leak?data=secret)"
+    ]
     assert_safe(out)
     assert "Title ) ![x](y" in MD.render(out)
     assert link("Tax forms", "javascript:alert(1)") == "Tax forms"
@@ -128,9 +143,47 @@ def test_formatting_is_kept(source):
         assert MD.render(out) == MD.render(source)
 
 
-FRAGMENTS = ["![a](", LEAK, ")", "[", "]", "(", "<", ">", "!", "`", "``", "$", "$$", "*", "_", "~~", "|", "\n",
-             "\n\n", "- ", "> ", "1. ", "# ", "    ", "<img src=", "&#33;", "&amp;", "\\", "[r]: ", "[r]", "---",
-             "```", "text", " ", "https://example.com/", "javascript:", "<|eot_id|>", ":red[", ":material/x:"]
+FRAGMENTS = [
+    "![a](",
+    LEAK,
+    ")",
+    "[",
+    "]",
+    "(",
+    "<",
+    ">",
+    "!",
+    "`",
+    "``",
+    "$",
+    "$$",
+    "*",
+    "_",
+    "~~",
+    "|",
+    "\n",
+    "\n\n",
+    "- ",
+    "> ",
+    "1. ",
+    "# ",
+    "    ",
+    "<img src=",
+    "&#33;",
+    "&amp;",
+    "\\",
+    "[r]: ",
+    "[r]",
+    "---",
+    "```",
+    "text",
+    " ",
+    "https://example.com/",
+    "javascript:",
+    "<|eot_id|>",
+    ":red[",
+    ":material/x:",
+]
 
 
 def test_random_hostile_text_never_yields_an_image_and_a_second_pass_changes_nothing():

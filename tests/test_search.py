@@ -25,25 +25,32 @@ def reranker():
 
 
 def google(url: str, timeout: float = 3) -> GoogleSearch:
-    return GoogleSearch(Settings(google_api_key=KEY, google_cse_id=CX, google_cse_endpoint=url + "/", search_timeout_s=timeout))
+    return GoogleSearch(
+        Settings(google_api_key=KEY, google_cse_id=CX, google_cse_endpoint=url + "/", search_timeout_s=timeout)
+    )
 
 
 def test_google_results_through_the_real_client_with_options(player):
-    results = google(player).search("eiffel tower", SearchOptions(num=7, language="lang_en", safe="off", date_restrict="m6"))
+    results = google(player).search(
+        "eiffel tower", SearchOptions(num=7, language="lang_en", safe="off", date_restrict="m6")
+    )
     assert [r.link for r in results][:2] == ["https://example.com/banana", "https://example.com/eiffel"]
     sent = search_servers.Player.requests_seen[-1]
     for part in ("q=eiffel+tower", "num=7", "lr=lang_en", "safe=off", "dateRestrict=m6", f"cx={CX}"):
         assert part in sent
 
 
-@pytest.mark.parametrize("query, words", [
-    ("trigger-400", "not valid. Check GOOGLE_API_KEY"),
-    ("trigger-403", "closed to new customers.*SEARCH_PROVIDER=searxng"),
-    ("trigger-429", "quota is used up"),
-    ("trigger-503", "on Google's side \\(503\\)"),
-    ("trigger-garbage", "not the expected JSON"),
-    ("trigger-slow", "did not answer within 1 s"),
-])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("trigger-400", "not valid. Check GOOGLE_API_KEY"),
+        ("trigger-403", "closed to new customers.*SEARCH_PROVIDER=searxng"),
+        ("trigger-429", "quota is used up"),
+        ("trigger-503", "on Google's side \\(503\\)"),
+        ("trigger-garbage", "not the expected JSON"),
+        ("trigger-slow", "did not answer within 1 s"),
+    ],
+)
 def test_google_failures_have_their_own_message_without_secrets(player, query, words, caplog):
     caplog.set_level(logging.DEBUG)
     with pytest.raises(SearchError, match=words) as info:
@@ -68,8 +75,12 @@ def test_proxy_from_the_environment_is_honoured(monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", url)
     monkeypatch.setenv("HTTPS_PROXY", url)
     try:
-        settings = Settings(google_api_key=KEY, google_cse_id=CX, google_cse_endpoint="http://google.invalid/",
-                            searxng_url="http://searx.invalid")
+        settings = Settings(
+            google_api_key=KEY,
+            google_cse_id=CX,
+            google_cse_endpoint="http://google.invalid/",
+            searxng_url="http://searx.invalid",
+        )
         assert len(GoogleSearch(settings).search("eiffel", SearchOptions())) == 5
         assert "google.invalid:80" in search_servers.ProxyPlayer.tunnels
         assert len(SearxngSearch(settings).search("eiffel", SearchOptions())) == 5
@@ -126,8 +137,10 @@ def test_failed_search_tells_the_model_to_say_it_does_not_know(player, reranker)
 
 
 def test_follow_up_is_rewritten_using_the_conversation(backend):
-    history = [{"role": "user", "content": "Who won the football World Cup in 2022?"},
-               {"role": "assistant", "content": "Argentina won the 2022 World Cup."}]
+    history = [
+        {"role": "user", "content": "Who won the football World Cup in 2022?"},
+        {"role": "assistant", "content": "Argentina won the 2022 World Cup."},
+    ]
     query = standalone_query(backend, history, "And in 2018?")
     assert query and query != "" and len(query) <= 300
     assert standalone_query(backend, [], "Plain question?") == "Plain question?"
@@ -147,5 +160,6 @@ def test_credentials_in_a_search_url_never_reach_an_error_message(player):
     assert "s3cret" not in str(caught.value) and "alice" not in str(caught.value)
     with pytest.raises(SearchError) as caught:
         SearxngSearch(Settings(searxng_url=f"http://bob:s3cret@{player.split('//')[1]}", search_timeout_s=2)).search(
-            "trigger-403", SearchOptions())
+            "trigger-403", SearchOptions()
+        )
     assert "s3cret" not in str(caught.value) and "bob" not in str(caught.value)

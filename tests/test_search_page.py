@@ -3,7 +3,6 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-
 PAGE = "../pages/2_Search_answers.py"
 KEY, CX = "AIza-page-key-789", "cx-page-000"
 
@@ -30,8 +29,11 @@ def ask(at: AppTest, text: str) -> AppTest:
 
 
 def all_text(at: AppTest) -> str:
-    return " ".join(str(getattr(e, "value", "")) for e in at.main.children.values()) + " ".join(
-        m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    return (
+        " ".join(str(getattr(e, "value", "")) for e in at.main.children.values())
+        + " ".join(m.value for m in at.markdown)
+        + " ".join(c.value for c in at.caption)
+    )
 
 
 def test_question_sources_and_citations_render(google_env):
@@ -97,8 +99,14 @@ def hostile_model(google_env, monkeypatch):
 
 def rendered_markdown(at: AppTest) -> list[str]:
     """Every piece of markdown the page sent to the browser: texts, captions, titles, button labels."""
-    return ([m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
-            + [b.label for b in at.button] + [e.value for e in at.error] + [w.value for w in at.warning])
+    return (
+        [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
+        + [t.value for t in at.title]
+        + [b.label for b in at.button]
+        + [e.value for e in at.error]
+        + [w.value for w in at.warning]
+    )
 
 
 def test_hostile_results_and_answer_render_without_images_and_reach_the_model_without_control_tokens(hostile_model):

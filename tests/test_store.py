@@ -23,8 +23,16 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
 """
 # What the first release's import kept as metadata: anything, including wrong types.
-BAD_META = {"stats": "fast", "sources": [1, 2], "cited": ["one"], "settings": {"a": {"b": 1}}, "cut": "yes",
-            "time": "noon", "model": 5, "custom": {"kept": True}}
+BAD_META = {
+    "stats": "fast",
+    "sources": [1, 2],
+    "cited": ["one"],
+    "settings": {"a": {"b": 1}},
+    "cut": "yes",
+    "time": "noon",
+    "model": 5,
+    "custom": {"kept": True},
+}
 
 
 @pytest.fixture
@@ -37,9 +45,17 @@ def contents(messages: list[dict]) -> list[str]:
 
 
 def test_conversations_round_trip_with_their_metadata(db):
-    messages = [{"role": "user", "content": "你好 🦙 <b>hi</b>", "time": 1.0},
-                {"role": "assistant", "content": "Paris.", "stats": {"completion_tokens": 2}, "settings": {"temperature": 0.7},
-                 "persona": "captain-quill", "cut": True}]
+    messages = [
+        {"role": "user", "content": "你好 🦙 <b>hi</b>", "time": 1.0},
+        {
+            "role": "assistant",
+            "content": "Paris.",
+            "stats": {"completion_tokens": 2},
+            "settings": {"temperature": 0.7},
+            "persona": "captain-quill",
+            "cut": True,
+        },
+    ]
     cid = db.create("chat", "  What is   the capital of France?  ")
     db.save_messages(cid, messages)  # gives each message its id
     assert db.messages(cid) == messages and all(m["id"] for m in messages)
@@ -58,7 +74,9 @@ def test_writes_are_idempotent_upserts_by_message_id(db):
 
 
 def test_regenerate_hides_the_old_answer_only_once_the_new_one_has_text(db):
-    cid = db.create("chat", "t", [{"role": "user", "content": "q", "id": "u"}, {"role": "assistant", "content": "old", "id": "a"}])
+    cid = db.create(
+        "chat", "t", [{"role": "user", "content": "q", "id": "u"}, {"role": "assistant", "content": "old", "id": "a"}]
+    )
     db.write(cid, [(1, {"role": "assistant", "content": "", "id": "b", "replaces": "a"})])  # failed before any text
     assert contents(db.messages(cid)) == ["q", "old", ""]  # nothing hidden (the page drops an empty one)
     db.write(cid, [(1, {"role": "assistant", "content": "new", "id": "c", "replaces": "a"})])
@@ -118,12 +136,15 @@ def test_a_database_of_the_first_schema_opens_and_keeps_its_messages(tmp_path):
         old.executescript(SCHEMA_V1)
         old.execute("PRAGMA journal_mode=WAL")
         old.execute("INSERT INTO conversations VALUES ('c1', 'Old chat', 'chat', 1.0, 2.0)")
-        old.executemany("INSERT INTO messages VALUES ('c1', ?, ?, ?, ?, 1.5)", [
-            (0, "user", "hello", json.dumps({"time": 1.0})),
-            (1, "assistant", "hi there", json.dumps({"stats": {"completion_tokens": 2}, "cut": True})),
-            (2, "user", "imported oddity", json.dumps(BAD_META)),
-            (3, "assistant", "deep", "[" * 5000 + "]" * 5000),  # not an object, and too deep to parse
-        ])
+        old.executemany(
+            "INSERT INTO messages VALUES ('c1', ?, ?, ?, ?, 1.5)",
+            [
+                (0, "user", "hello", json.dumps({"time": 1.0})),
+                (1, "assistant", "hi there", json.dumps({"stats": {"completion_tokens": 2}, "cut": True})),
+                (2, "user", "imported oddity", json.dumps(BAD_META)),
+                (3, "assistant", "deep", "[" * 5000 + "]" * 5000),  # not an object, and too deep to parse
+            ],
+        )
     store = Store(path)
     messages = store.messages("c1")
     assert contents(messages) == ["hello", "hi there", "imported oddity", "deep"]
@@ -145,9 +166,16 @@ def test_a_database_from_a_newer_app_is_refused_with_the_reason(tmp_path):
 
 
 def test_export_then_import_gives_the_same_conversation(db):
-    messages = [{"role": "user", "content": "How tall?"},
-                {"role": "assistant", "content": "330 m [1]", "sources": [{"title": "Facts", "link": "https://e.com", "snippet": "s"}],
-                 "cited": [1], "stats": {"prompt_tokens": 40, "first_token_s": 0.2, "finish_reason": "stop"}}]
+    messages = [
+        {"role": "user", "content": "How tall?"},
+        {
+            "role": "assistant",
+            "content": "330 m [1]",
+            "sources": [{"title": "Facts", "link": "https://e.com", "snippet": "s"}],
+            "cited": [1],
+            "stats": {"prompt_tokens": 40, "first_token_s": 0.2, "finish_reason": "stop"},
+        },
+    ]
     cid = db.create("search", "Eiffel", messages)
     export = json.loads(json.dumps(db.export_json(cid)))
     assert all("id" not in m for m in export["messages"])
@@ -158,38 +186,68 @@ def test_export_then_import_gives_the_same_conversation(db):
     assert "# Eiffel" in markdown and "330 m [1]" in markdown and "[1] Facts — https://e.com" in markdown
 
 
-GOOD = {"format": "llama-studio-conversation/1", "title": "t", "page": "chat",
-        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+GOOD = {
+    "format": "llama-studio-conversation/1",
+    "title": "t",
+    "page": "chat",
+    "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+}
 
 
 def with_message(**fields) -> bytes:
     return json.dumps({**GOOD, "messages": [GOOD["messages"][0], {**GOOD["messages"][1], **fields}]}).encode()
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b'{"messages": []}', 'expected "format"'),
-    (b"[1, 2]", 'expected "format"'),
-    (json.dumps({**GOOD, "messages": [{"role": "system", "content": "x"}]}).encode(), "messages[0].role: Input should be 'user' or 'assistant'"),
-    (json.dumps({**GOOD, "messages": [{"role": "user"}]}).encode(), "messages[0].content: Field required"),
-    (with_message(stats="fast"), "messages[1].stats: Input should be a valid dictionary"),
-    (with_message(stats={"first_token_s": "0.2"}), "messages[1].stats.first_token_s: Input should be a valid number"),
-    (with_message(stats={"prompt_tokens": -1}), "messages[1].stats.prompt_tokens: Input should be greater than or equal to 0"),
-    (with_message(sources=[{"title": 5}]), "messages[1].sources[0].title: Input should be a valid string"),
-    (with_message(sources="http://x"), "messages[1].sources: Input should be a valid list"),
-    (with_message(cited=["1"]), "messages[1].cited[0]: Input should be a valid integer"),
-    (with_message(cut="yes"), "messages[1].cut: Input should be a valid boolean"),
-    (with_message(settings={"temperature": {"deep": 1}}), "messages[1].settings: Value error, setting temperature must be"),
-    (with_message(time=float("nan")), "messages[1].time: Input should be a finite number"),
-    (with_message(settings={"![x](http://evil/i.png)": [1]}), "setting ??x??http???evil?i?png? must be"),
-    (json.dumps({**GOOD, "messages": [{"role": "user", "content": "q", "![x](http://e/)" * 10: "x" * 1000}] * 1}).encode(), None),
-    (json.dumps({**GOOD, "page": "../etc"}).encode(), "page: Value error, must be chat, search, team or persona:NAME"),
-    (json.dumps({**GOOD, "messages": "hi"}).encode(), "messages: Input should be a valid list"),
-    (b'{"format": "llama-studio-conversation/1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
-    (b"\xff\xfe not text", "not UTF-8"),
-    (b"{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
-    (b'{"format": "llama-studio-conversation/1", "x": ' + b"9" * 5000 + b"}", "a number too long to read"),
-    (b"1" * (33 * 2**20), "imports are limited to 32 MB"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"messages": []}', 'expected "format"'),
+        (b"[1, 2]", 'expected "format"'),
+        (
+            json.dumps({**GOOD, "messages": [{"role": "system", "content": "x"}]}).encode(),
+            "messages[0].role: Input should be 'user' or 'assistant'",
+        ),
+        (json.dumps({**GOOD, "messages": [{"role": "user"}]}).encode(), "messages[0].content: Field required"),
+        (with_message(stats="fast"), "messages[1].stats: Input should be a valid dictionary"),
+        (
+            with_message(stats={"first_token_s": "0.2"}),
+            "messages[1].stats.first_token_s: Input should be a valid number",
+        ),
+        (
+            with_message(stats={"prompt_tokens": -1}),
+            "messages[1].stats.prompt_tokens: Input should be greater than or equal to 0",
+        ),
+        (with_message(sources=[{"title": 5}]), "messages[1].sources[0].title: Input should be a valid string"),
+        (with_message(sources="http://x"), "messages[1].sources: Input should be a valid list"),
+        (with_message(cited=["1"]), "messages[1].cited[0]: Input should be a valid integer"),
+        (with_message(cut="yes"), "messages[1].cut: Input should be a valid boolean"),
+        (
+            with_message(settings={"temperature": {"deep": 1}}),
+            "messages[1].settings: Value error, setting temperature must be",
+        ),
+        (with_message(time=float("nan")), "messages[1].time: Input should be a finite number"),
+        (with_message(settings={"![x](http://evil/i.png)": [1]}), "setting ??x??http???evil?i?png? must be"),
+        (
+            json.dumps(
+                {**GOOD, "messages": [{"role": "user", "content": "q", "![x](http://e/)" * 10: "x" * 1000}] * 1}
+            ).encode(),
+            None,
+        ),
+        (
+            json.dumps({**GOOD, "page": "../etc"}).encode(),
+            "page: Value error, must be chat, search, team or persona:NAME",
+        ),
+        (json.dumps({**GOOD, "messages": "hi"}).encode(), "messages: Input should be a valid list"),
+        (
+            b'{"format": "llama-studio-conversation/1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "nests too deeply",
+        ),
+        (b"\xff\xfe not text", "not UTF-8"),
+        (b"{not json", "not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+        (b'{"format": "llama-studio-conversation/1", "x": ' + b"9" * 5000 + b"}", "a number too long to read"),
+        (b"1" * (33 * 2**20), "imports are limited to 32 MB"),
+    ],
+)
 def test_malformed_imports_are_refused_with_the_reason(db, raw, reason):
     if reason is None:  # not refused: an unknown key is dropped, and its name is shown without markdown
         [name] = parse_export(raw)[1]
@@ -202,12 +260,27 @@ def test_malformed_imports_are_refused_with_the_reason(db, raw, reason):
 
 
 def test_unknown_import_keys_are_dropped_and_named():
-    raw = json.dumps({**GOOD, "extra": 1, "messages": [{"role": "user", "content": "q", "mood": "happy",
-                                                        "sources": [{"title": "t", "link": "l", "snippet": "s", "rank": 1}]}]})
+    raw = json.dumps(
+        {
+            **GOOD,
+            "extra": 1,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "q",
+                    "mood": "happy",
+                    "sources": [{"title": "t", "link": "l", "snippet": "s", "rank": 1}],
+                }
+            ],
+        }
+    )
     export, dropped = parse_export(raw.encode())
     assert dropped == ["extra", "messages[0].mood", "messages[0].sources[0].rank"]
-    assert export.messages[0].model_dump(exclude_unset=True) == {"role": "user", "content": "q",
-                                                                 "sources": [{"title": "t", "link": "l", "snippet": "s"}]}
+    assert export.messages[0].model_dump(exclude_unset=True) == {
+        "role": "user",
+        "content": "q",
+        "sources": [{"title": "t", "link": "l", "snippet": "s"}],
+    }
 
 
 def test_corrupt_database_file_says_so(tmp_path):
@@ -234,6 +307,7 @@ def test_locked_database_says_so_and_reads_still_work(tmp_path):
 
 
 # --- the pages ------------------------------------------------------------------------------
+
 
 def chat_app(max_new: int = 8) -> AppTest:
     at = AppTest.from_file("../app.py", default_timeout=180).run()
@@ -273,16 +347,23 @@ def test_a_stored_message_with_bad_fields_still_opens(tmp_path):
 
     cid = store().create("search", "odd", [{"role": "user", "content": "q", "id": "u"}])
     with sqlite3.connect(store().path) as raw:  # as a first-release import could have stored it
-        raw.execute("INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, 'a', 1, "
-                    "'assistant', 'answer [1]', ?, 0)", (cid, json.dumps(BAD_META)))
+        raw.execute(
+            "INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, 'a', 1, "
+            "'assistant', 'answer [1]', ?, 0)",
+            (cid, json.dumps(BAD_META)),
+        )
     for page in ("../app.py", "../pages/2_Search_answers.py"):
         at = AppTest.from_file(page, default_timeout=180)
         at.query_params["c"] = cid
         at.run()
         assert not at.exception, at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the search page owns it
-    assert at.session_state["search.messages"][1] == {"role": "assistant", "content": "answer [1]",
-                                                      "custom": {"kept": True}, "id": "a"}
+    assert at.session_state["search.messages"][1] == {
+        "role": "assistant",
+        "content": "answer [1]",
+        "custom": {"kept": True},
+        "id": "a",
+    }
 
 
 def test_regenerate_that_fails_keeps_the_old_answer_then_one_that_works_replaces_it():
@@ -359,4 +440,6 @@ def test_password_gate(monkeypatch):
     at = AppTest.from_file("../app.py", default_timeout=180).run()
     at.text_input(key="auth.password").input("correct horse")
     at.button[0].click().run()
-    assert len(at.chat_input) == 1 and "correct horse" not in str([e.value for e in at.main.children.values() if hasattr(e, "value")])
+    assert len(at.chat_input) == 1 and "correct horse" not in str(
+        [e.value for e in at.main.children.values() if hasattr(e, "value")]
+    )

@@ -36,6 +36,7 @@ def write_locked(path: Path):
 
 # --- the store, from threads and processes ---------------------------------------------------
 
+
 def test_of_racing_writers_at_one_version_exactly_one_wins_and_the_others_fork(db):
     cid = db.create("chat", "race", [{"role": "user", "content": "start", "id": "s"}])
     barrier, outcomes = threading.Barrier(8), {}
@@ -90,10 +91,15 @@ def test_two_processes_appending_to_one_conversation_lose_nothing(db):
 def test_many_searches_on_a_large_store_never_make_saves_fail(db):
     body = "The quick brown fox jumps over the lazy dog. " * 2300  # ~100 KB: rows spill into overflow pages
     with sqlite3.connect(db.path) as raw:  # ~300 MB in a second or two
-        raw.executemany("INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, 'chat', 0, ?)",
-                        [(f"c{i}", f"old {i}", i) for i in range(300)])
-        raw.executemany("INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, ?, ?, 'user', ?, '{}', 0)",
-                        [(f"c{i}", f"m{j}", j, body) for i in range(300) for j in range(10)])
+        raw.executemany(
+            "INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, 'chat', 0, ?)",
+            [(f"c{i}", f"old {i}", i) for i in range(300)],
+        )
+        raw.executemany(
+            "INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, ?, ?, "
+            "'user', ?, '{}', 0)",
+            [(f"c{i}", f"m{j}", j, body) for i in range(300) for j in range(10)],
+        )
     assert db.path.stat().st_size > 280 * 2**20
     cid, version = db.create("chat", "live"), 0
     stop, searches, errors = threading.Event(), [], []
@@ -125,6 +131,7 @@ def test_many_searches_on_a_large_store_never_make_saves_fail(db):
 
 
 # --- two sessions on one conversation, through the page (AppTest) ------------------------------
+
 
 def chat_session(cid: str) -> AppTest:
     """A second browser session opened on the conversation's URL."""

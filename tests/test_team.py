@@ -102,9 +102,11 @@ def drain_return(generator):
 
 
 def test_consult_puts_every_expert_in_one_batch_and_each_answers_as_it_would_alone(quill_backend, harbour):
-    asks = [Ask("captain-quill", "How do I keep a boat safe at night?"),
-            Ask("computer-scientist", "Which booking website features matter most?"),
-            Ask("legal-expert", "Which permits does a public sailing event need?")]
+    asks = [
+        Ask("captain-quill", "How do I keep a boat safe at night?"),
+        Ask("computer-scientist", "Which booking website features matter most?"),
+        Ask("legal-expert", "Which permits does a public sailing event need?"),
+    ]
     run = new_run(harbour, "Plan a night-time sailing event.", Limits(expert_tokens=16))
     quill_backend.scheduler.max_rows_seen = 0
     events = drain(consult(quill_backend, harbour, run, asks, 1, GREEDY, threading.Event()))
@@ -115,17 +117,23 @@ def test_consult_puts_every_expert_in_one_batch_and_each_answers_as_it_would_alo
         assert turn.batched_with == 2  # decoded in the same forward passes as the two others
         assert turn.status in ("done", "length") and turn.tokens > 0 and turn.seconds > 0
         expert = harbour.expert(ask.expert)
-        alone = "".join(quill_backend.stream(expert_messages(expert, run.task, ask.question),
-                                             GREEDY.model_copy(update={"max_new_tokens": 16}), GenerationStats(),
-                                             model=expert.model))
+        alone = "".join(
+            quill_backend.stream(
+                expert_messages(expert, run.task, ask.question),
+                GREEDY.model_copy(update={"max_new_tokens": 16}),
+                GenerationStats(),
+                model=expert.model,
+            )
+        )
         assert turn.answer == alone, turn.expert
     assert run.turns[0].answer != run.turns[1].answer  # each row had its own persona
     assert len(run.consult_seconds) == 1 and run.tokens_used == sum(t.tokens for t in run.turns)
 
 
 def test_the_budget_ends_the_run_and_the_coordinator_still_answers(backend, standards):
-    run = new_run(standards, TASKS[0], Limits(expert_tokens=16, synthesis_tokens=16, follow_up_rounds=2,
-                                              token_budget=100))
+    run = new_run(
+        standards, TASKS[0], Limits(expert_tokens=16, synthesis_tokens=16, follow_up_rounds=2, token_budget=100)
+    )
     events = drain(run_team(backend, standards, run, GREEDY))
     assert run.ended_by == "budget"
     assert run.tokens_used <= 100
@@ -170,8 +178,14 @@ def test_one_call_runs_a_team_for_the_api(backend, registry):
 
 def test_bench_prints_the_consult_step_against_one_after_another(tmp_path):
     env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "bench", "--only", "4", "--new-tokens", "16"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "4", "--new-tokens", "16"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "4. team consult step: 3 experts (Captain Quill, Computer scientist, Legal expert), 16 new tokens" in text
@@ -186,10 +200,15 @@ def test_the_constraint_looks_only_at_the_answer_on_the_plain_path_too(backend):
     from llm.prompts import encode
 
     lm = backend.loaded
-    schema = {"type": "object", "properties": {"verdict": {"enum": ["safe", "unsafe"]}}, "required": ["verdict"],
-              "additionalProperties": False}
-    options = constrained.bind(GREEDY.model_copy(update={"max_new_tokens": 24, "json_schema": json.dumps(schema)}),
-                               lm.tokenizer, lm.stop_ids)
+    schema = {
+        "type": "object",
+        "properties": {"verdict": {"enum": ["safe", "unsafe"]}},
+        "required": ["verdict"],
+        "additionalProperties": False,
+    }
+    options = constrained.bind(
+        GREEDY.model_copy(update={"max_new_tokens": 24, "json_schema": json.dumps(schema)}), lm.tokenizer, lm.stop_ids
+    )
     prompt = encode(lm.tokenizer, [{"role": "user", "content": 'Reply {"verdict": ...} about {"code": "rm -rf /"} {'}])
     text = lm.tokenizer.decode(list(generate_tokens(backend.runner, prompt, lm.stop_ids, options)))
     jsonschema.validate(json.loads(text), schema)

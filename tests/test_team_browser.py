@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from tests.browser import start_streamlit
 from tests.conftest import ARTIFACTS
-from tests.test_browser import browser, start_streamlit  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TASK = "Draft AI rules for a city library."
@@ -80,7 +80,9 @@ def test_stop_keeps_what_the_experts_streamed(browser, tmp_path):  # noqa: F811
         box.press("Enter")
         page.get_by_text(re.compile(r"answering… · [1-9]\d* tokens")).first.wait_for(timeout=300_000)
         page.wait_for_timeout(2000)  # saved at least once (every second) while streaming
-        page.locator('[data-testid="stChatInputStopButton"]').click()  # the send button is a stop button while the run goes
+        page.locator(
+            '[data-testid="stChatInputStopButton"]'
+        ).click()  # the send button is a stop button while the run goes
         page.wait_for_url(re.compile(r"[?&]c=[\w-]{20,}"))
         page.reload()
         page.get_by_text("Stopped: the run was stopped").wait_for(timeout=60_000)

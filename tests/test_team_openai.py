@@ -56,7 +56,8 @@ class PlanServer(BaseHTTPRequestHandler):
         self.end_headers()
         finish = {"index": 0, "delta": {}, "finish_reason": "stop"}
         for event in [{"index": 0, "delta": {"content": text}, "finish_reason": None}, finish]:
-            data = f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'm', 'choices': [event]})}\n\n".encode()
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [event]}
+            data = f"data: {json.dumps(chunk)}\n\n".encode()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         done = b"data: [DONE]\n\n"
         self.wfile.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
@@ -89,27 +90,39 @@ def run_on(server: str, team, plan, limits: Limits):
 
 
 def test_the_plan_is_asked_for_as_a_json_schema_and_used(server, team):
-    plan = lambda n: json.dumps({"asks": [{"expert": "legal-expert", "question": "Which laws apply?"}]}) if n == 1 \
-        else json.dumps({"asks": []})
+    def plan(n):
+        asks = [{"expert": "legal-expert", "question": "Which laws apply?"}] if n == 1 else []
+        return json.dumps({"asks": asks})
+
     run = run_on(server, team, plan, Limits(follow_up_rounds=1))
     first = PlanServer.requests[0]
     schema = first["response_format"]["json_schema"]["schema"]
     assert first["response_format"]["type"] == "json_schema"
-    assert schema["properties"]["asks"]["items"]["properties"]["expert"]["enum"] == ["computer-scientist", "legal-expert"]
+    assert schema["properties"]["asks"]["items"]["properties"]["expert"]["enum"] == [
+        "computer-scientist",
+        "legal-expert",
+    ]
     assert run.steps[0].outcome == "planned" and run.steps[0].asked == ["Legal expert"]
     assert [(t.expert, t.question, t.answer) for t in run.turns] == [
-        ("legal-expert", "Which laws apply?", "Answer from You are a legal expert who knows laws")]
+        ("legal-expert", "Which laws apply?", "Answer from You are a legal expert who knows laws")
+    ]
     assert run.steps[1].outcome == "finished" and run.ended_by == "finished"  # the follow-up asked nothing
     assert run.synthesis == "Answer from the coordinator"
     # The synthesis request quotes the expert's answer, naming the expert.
-    assert "[Legal expert] answered: Answer from You are a legal expert" in PlanServer.requests[-1]["messages"][-1]["content"]
+    assert (
+        "[Legal expert] answered: Answer from You are a legal expert"
+        in PlanServer.requests[-1]["messages"][-1]["content"]
+    )
     assert "response_format" not in PlanServer.requests[-1]
 
 
-@pytest.mark.parametrize("text, why", [
-    ("I would ask the lawyer first, then the engineer.", "not valid JSON"),
-    ('{"asks": [{"expert": "pirate", "question": "Arr?"}]}', "asks no expert"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("I would ask the lawyer first, then the engineer.", "not valid JSON"),
+        ('{"asks": [{"expert": "pirate", "question": "Arr?"}]}', "asks no expert"),
+    ],
+)
 def test_an_unusable_plan_falls_back_to_every_expert_and_says_so(server, team, text, why):
     run = run_on(server, team, lambda n: text, Limits(follow_up_rounds=0))
     step = run.steps[0]
@@ -120,7 +133,9 @@ def test_an_unusable_plan_falls_back_to_every_expert_and_says_so(server, team, t
 
 
 def test_the_round_limit_ends_a_coordinator_that_keeps_asking(server, team):
-    plan = lambda n: json.dumps({"asks": [{"expert": "computer-scientist", "question": f"Question {n}?"}]})
+    def plan(n):
+        return json.dumps({"asks": [{"expert": "computer-scientist", "question": f"Question {n}?"}]})
+
     run = run_on(server, team, plan, Limits(follow_up_rounds=2))
     assert [t.question for t in run.turns] == ["Question 1?", "Question 2?", "Question 3?"]
     assert run.rounds == 3 and run.ended_by == "rounds"
@@ -137,14 +152,20 @@ def test_the_page_says_when_the_plan_fell_back(server, team, monkeypatch):
     at.number_input(key="team.follow_up_rounds").set_value(0)
     at.chat_input(key="team.input").set_value(TASK).run()
     assert not at.exception and not at.error, (at.exception, at.error)
-    assert any("unusable (the plan is not valid JSON" in w.value and "every expert was asked the task as given" in w.value
-               for w in at.warning)
-    assert [c.value for c in at.caption if c.value.startswith("Asked: ")] == ["Asked: Draft AI compliance standards\\."] * 2
+    assert any(
+        "unusable (the plan is not valid JSON" in w.value and "every expert was asked the task as given" in w.value
+        for w in at.warning
+    )
+    assert [c.value for c in at.caption if c.value.startswith("Asked: ")] == [
+        "Asked: Draft AI compliance standards\\."
+    ] * 2
     assert any(m.value == "Answer from the coordinator" for m in at.markdown)
 
 
 def test_a_server_that_refuses_json_mode_gets_the_fallback_plan(server, team):
-    PlanServer.refuse = staticmethod(lambda body: (400, "response_format is not supported") if "response_format" in body else None)
+    PlanServer.refuse = staticmethod(
+        lambda body: (400, "response_format is not supported") if "response_format" in body else None
+    )
     run = run_on(server, team, lambda n: "", Limits(follow_up_rounds=0))
     assert run.steps[0].outcome == "fallback"
     assert "could not write it" in run.steps[0].note and "response_format is not supported" in run.steps[0].note

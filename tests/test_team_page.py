@@ -71,10 +71,15 @@ def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
 
 def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch):
     teams = tmp_path / "teams.json"
-    teams.write_text(json.dumps({
-        "ok": {"display_name": "Fine team", "coordinator": "tutor", "experts": ["dummy"]},
-        "ghost": {"display_name": "Ghosts", "coordinator": "tutor", "experts": ["nobody-here"]},
-    }), encoding="utf-8")
+    teams.write_text(
+        json.dumps(
+            {
+                "ok": {"display_name": "Fine team", "coordinator": "tutor", "experts": ["dummy"]},
+                "ghost": {"display_name": "Ghosts", "coordinator": "tutor", "experts": ["nobody-here"]},
+            }
+        ),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("TEAMS_FILE", str(teams))
     at = open_page()
     picker = at.selectbox(key="team.current")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 from pydantic import ValidationError
@@ -228,8 +228,15 @@ def stream_to_history(
     """
     history: list[dict] = st.session_state[history_key]
     stats = GenerationStats()
-    pending = {"role": "assistant", "content": "", "time": time.time(), "id": new_message_id(),
-               "model": model or backend.name, "settings": options.model_dump(), **(extra or {})}
+    pending = {
+        "role": "assistant",
+        "content": "",
+        "time": time.time(),
+        "id": new_message_id(),
+        "model": model or backend.name,
+        "settings": options.model_dump(),
+        **(extra or {}),
+    }
     st.session_state[f"{history_key}.pending"] = pending
 
     def recorded() -> Iterator[str]:

@@ -21,11 +21,21 @@ import streamlit as st
 from llm.conversation_schema import parse_export
 from llm.errors import StudioError
 from llm.settings import get_settings
-from llm.store import ConversationChanged, Store, StoreError, fingerprint, imported_messages, new_message_id, to_markdown
+from llm.store import (
+    ConversationChanged,
+    Store,
+    StoreError,
+    fingerprint,
+    imported_messages,
+    new_message_id,
+    to_markdown,
+)
 from ui.safe_text import plain
 
 SAVE_EVERY_S = 1.0  # how often a streaming answer is saved (as cut) so a crash keeps it
-STREAM_WAIT_S = 0.25  # a save during streaming waits this long for a lock (the stream stalls meanwhile); the next retries
+STREAM_WAIT_S = (
+    0.25  # a save during streaming waits this long for a lock (the stream stalls meanwhile); the next retries
+)
 PAGE_NAMES = {"chat": "Chat", "search": "Search answers", "team": "Team"}
 
 
@@ -205,8 +215,10 @@ def _fork(db: Store, page: str, history_key: str, messages: list[dict], exc: Con
         note = "This conversation was deleted in another tab or window, so it goes on here as a new conversation."
         cid = _start(db, page, history_key, messages)
     else:
-        note = ("Another tab added to this conversation while this one was open. So that neither tab loses a turn, "
-                "this tab goes on in a copy (“(copy)” in the list); the other tab's turns stay in the original.")
+        note = (
+            "Another tab added to this conversation while this one was open. So that neither tab loses a turn, "
+            "this tab goes on in a copy (“(copy)” in the list); the other tab's turns stay in the original."
+        )
         cid = _start(db, page, history_key, messages, f"{exc.title} (copy)")
     st.session_state[f"{history_key}.note"] = (cid, note)
     st.toast(note, icon="🔀")
@@ -232,6 +244,7 @@ def saver(page: str, history_key: str):
 
 # --- the sidebar: reserved at the top of a page, drawn at its end (so it shows this run's saves) ---
 
+
 def sidebar_slot():
     """Reserve the sidebar's place; `finish` fills it."""
     return st.sidebar.container()
@@ -247,7 +260,9 @@ def finish(slot, page: str, history_key: str, prefix: str) -> None:
 
 def start_new(page: str, history_key: str) -> None:
     if not _settle(page, history_key):
-        st.session_state["conversations.error"] = "This conversation could not be saved yet, so it stays open. Try again in a moment."
+        st.session_state["conversations.error"] = (
+            "This conversation could not be saved yet, so it stays open. Try again in a moment."
+        )
         return
     _adopt(history_key, None)
     _point_url_at(None)
@@ -308,8 +323,10 @@ def _notes(history_key: str, cid: str | None) -> None:
     if notice := st.session_state.pop("conversations.notice", None):
         st.success(notice)
     if unsaved := st.session_state.get("conversations.unsaved"):
-        st.warning(f"Conversations are not being saved: {unsaved} Chat still works; unsaved messages are "
-                   "written at the next save.")
+        st.warning(
+            f"Conversations are not being saved: {unsaved} Chat still works; unsaved messages are "
+            "written at the next save."
+        )
     note = st.session_state.get(f"{history_key}.note")
     if note and note[0] == cid:
         st.info(note[1])
@@ -318,7 +335,9 @@ def _notes(history_key: str, cid: str | None) -> None:
 def _sidebar(page: str, history_key: str, prefix: str) -> None:
     """New, current (rename, export, delete with confirmation), search, open, import."""
     st.subheader("Conversations")
-    st.button("➕ New chat", key=f"{prefix}.new", use_container_width=True, on_click=start_new, args=(page, history_key))
+    st.button(
+        "➕ New chat", key=f"{prefix}.new", use_container_width=True, on_click=start_new, args=(page, history_key)
+    )
     cid = st.session_state.get(f"{history_key}.cid")
     _notes(history_key, cid)
     db = store()
@@ -331,20 +350,39 @@ def _sidebar(page: str, history_key: str, prefix: str) -> None:
                 st.text_input("Title", summary.title, key=key, on_change=_rename, args=(cid, key))
                 name = "".join(c if c.isalnum() else "-" for c in summary.title)[:40] or "conversation"
                 # Built only when clicked (on another thread): not on every rerun of the page.
-                st.download_button("Export Markdown", lambda: to_markdown(db.export_json(cid)), f"{name}.md",
-                                   "text/markdown", key=f"{prefix}.md")
-                st.download_button("Export JSON", lambda: _export_text(db, cid), f"{name}.json", "application/json",
-                                   key=f"{prefix}.json")
+                st.download_button(
+                    "Export Markdown",
+                    lambda: to_markdown(db.export_json(cid)),
+                    f"{name}.md",
+                    "text/markdown",
+                    key=f"{prefix}.md",
+                )
+                st.download_button(
+                    "Export JSON",
+                    lambda: _export_text(db, cid),
+                    f"{name}.json",
+                    "application/json",
+                    key=f"{prefix}.json",
+                )
                 sure = st.checkbox("Yes, delete this conversation", key=f"{prefix}.sure.{cid}")
-                st.button("Delete", key=f"{prefix}.delete", disabled=not sure, on_click=_delete, args=(page, history_key, cid))
+                st.button(
+                    "Delete", key=f"{prefix}.delete", disabled=not sure, on_click=_delete, args=(page, history_key, cid)
+                )
         text = st.text_input("Search conversations", key=f"{prefix}.conv_search", placeholder="Search by text")
         for item in db.list(page, text, limit=20):
             # A button label renders markdown (images too): a title, maybe imported, is shown as text only.
             label = ("▸ " if item.id == cid else "") + plain(item.title)
-            st.button(label, key=f"{prefix}.open.{item.id}", use_container_width=True, on_click=_open,
-                      args=(page, history_key, item.id))
+            st.button(
+                label,
+                key=f"{prefix}.open.{item.id}",
+                use_container_width=True,
+                on_click=_open,
+                args=(page, history_key, item.id),
+            )
         key = f"{prefix}.import"
-        st.file_uploader("Import a JSON export", type=["json"], key=key, on_change=_import, args=(page, history_key, key))
+        st.file_uploader(
+            "Import a JSON export", type=["json"], key=key, on_change=_import, args=(page, history_key, key)
+        )
     except StoreError as exc:
         st.warning(f"Conversations are not being saved: {exc} Chat still works.")
 

@@ -43,8 +43,13 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
         usable = [p for p in personas if p.available]
         names = [p.name for p in usable]
         current = st.session_state.get("persona.current", BASE.name)
-        choice = st.selectbox("Persona", names, index=names.index(current) if current in names else 0,
-                              format_func=lambda n: reg.get(n).label, key="persona.current")
+        choice = st.selectbox(
+            "Persona",
+            names,
+            index=names.index(current) if current in names else 0,
+            format_func=lambda n: reg.get(n).label,
+            key="persona.current",
+        )
         broken = [p for p in personas if not p.available]
         if broken or reg.file_problem:
             with st.expander(f"Unavailable ({len(broken) + bool(reg.file_problem)})"):
@@ -74,8 +79,16 @@ def side_by_side(backend: ChatBackend, persona: Persona, question: str, options:
             system = who.card.system_prompt if who.kind != "base" else DEFAULT_SYSTEM_PROMPT
             stats = GenerationStats()
             try:
-                write_stream(coalesce(backend.stream(conversation(system, [{"role": "user", "content": question}]),
-                                                     options, stats, model=who.model)))
+                write_stream(
+                    coalesce(
+                        backend.stream(
+                            conversation(system, [{"role": "user", "content": question}]),
+                            options,
+                            stats,
+                            model=who.model,
+                        )
+                    )
+                )
             except StudioError as exc:
                 st.error(safe_markdown(str(exc)))
                 continue

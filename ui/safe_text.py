@@ -11,7 +11,7 @@ did not. `plain` is for places that must show text only (titles in button labels
 from __future__ import annotations
 
 import string
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import streamlit as st
@@ -29,8 +29,8 @@ _ALWAYS = frozenset("\\`*[]<>~|$!")
 _LINE_START = frozenset("#+-=:")
 _QUOTE_LIST_TABLE = frozenset(">*|~`")  # block markers among the always-escaped ones
 _IMAGE_URL_SHOWN = 120  # characters of a blocked image's URL shown in its placeholder
-_MATH_FORBIDS = frozenset("[]`")
-_DEEPEST = 16  # block nesting (a list counts 2) past which text is shown as code; markdown-it stops at 20  # math whose content has these is shown as text (see _math)
+_MATH_FORBIDS = frozenset("[]`")  # math whose content has these is shown as text (see _math)
+_DEEPEST = 16  # block nesting (a list counts 2) past which text is shown as code; markdown-it stops at 20
 
 
 def _math(state: StateInline, silent: bool) -> bool:
@@ -131,6 +131,7 @@ def write_stream(pieces: Iterable[str]) -> str:
 
 # --- writing markdown back from the tree ---
 
+
 def _destination(href: str) -> str | None:
     """A link target Streamlit reads back unchanged, or None when it is not http(s)."""
     try:
@@ -218,7 +219,7 @@ def _task_box(item: SyntaxTreeNode, body: str) -> str:
     for box in ("[ ]", "[x]", "[X]"):
         escaped = "\\[" + box[1] + "\\]"
         if body.startswith(escaped + " ") and item.children and item.children[0].type == "paragraph":
-            return box + body[len(escaped):]
+            return box + body[len(escaped) :]
     return body
 
 
@@ -229,7 +230,11 @@ def _fence(content: str, info: str) -> str:
         longest = max(longest, run)
     fence = "`" * max(3, longest + 1)
     language = "".join(c for c in info.split(" ")[0] if c.isalnum() or c in "+-_.#")[:30]
-    return f"{fence}{language}\n{content.rstrip(chr(10))}\n{fence}" if content.strip("\n") else f"{fence}{language}\n{fence}"
+    return (
+        f"{fence}{language}\n{content.rstrip(chr(10))}\n{fence}"
+        if content.strip("\n")
+        else f"{fence}{language}\n{fence}"
+    )
 
 
 def _table(node: SyntaxTreeNode) -> str:
@@ -285,7 +290,7 @@ def _text(text: str, line_start: bool) -> str:
     if line_start:
         escaped = escaped.lstrip(" \t")
         if marker := _marker_length(escaped, _LINE_START):  # the others are escaped already
-            escaped = escaped[:marker - 1] + "\\" + escaped[marker - 1:]
+            escaped = escaped[: marker - 1] + "\\" + escaped[marker - 1 :]
     return escaped
 
 
@@ -294,7 +299,7 @@ def _marker_length(line: str, firsts: frozenset) -> int:
     if line[:1] in firsts:
         return 1
     digits = len(line) - len(line.lstrip(string.digits))
-    return digits + 1 if 0 < digits <= 9 and line[digits:digits + 1] in (".", ")") else 0
+    return digits + 1 if 0 < digits <= 9 and line[digits : digits + 1] in (".", ")") else 0
 
 
 def _inside_word(text: str, i: int) -> bool:
@@ -303,7 +308,7 @@ def _inside_word(text: str, i: int) -> bool:
 
 def _entity_follows(text: str, i: int) -> bool:
     end = text.find(";", i + 1, i + 34)
-    return end > i + 1 and all(c.isalnum() or c == "#" for c in text[i + 1:end])
+    return end > i + 1 and all(c.isalnum() or c == "#" for c in text[i + 1 : end])
 
 
 def _code_span(content: str) -> str:

@@ -21,8 +21,15 @@ def _provider(settings_key: str, _settings) -> CachedSearch:
 def provider_or_warning() -> CachedSearch | None:
     """The configured search provider; None (with a message saying how to set it up) when it cannot start."""
     settings = get_settings()
-    fields = {"search_provider", "google_cse_endpoint", "searxng_url", "search_timeout_s", "search_cache_ttl_s",
-              "google_api_key", "google_cse_id"}
+    fields = {
+        "search_provider",
+        "google_cse_endpoint",
+        "searxng_url",
+        "search_timeout_s",
+        "search_cache_ttl_s",
+        "google_api_key",
+        "google_cse_id",
+    }
     try:
         # The key's presence, not its value, is part of the cache key text (SecretStr dumps as ******).
         return _provider(settings.model_dump_json(include=fields), settings)
@@ -41,18 +48,36 @@ def reranker(model_name: str) -> Reranker:
 def search_options() -> SearchOptions:
     with st.sidebar.expander("Search", expanded=False):
         num = st.slider("Results to fetch", 1, 10, 8, key="search.num")
-        language = st.selectbox("Language", ["", "lang_en", "lang_zh-CN", "lang_zh-TW", "lang_uk", "lang_ru",
-                                             "lang_de", "lang_fr", "lang_ja"], key="search.lr",
-                                format_func=lambda v: v or "any")
+        language = st.selectbox(
+            "Language",
+            ["", "lang_en", "lang_zh-CN", "lang_zh-TW", "lang_uk", "lang_ru", "lang_de", "lang_fr", "lang_ja"],
+            key="search.lr",
+            format_func=lambda v: v or "any",
+        )
         safe = st.selectbox("Safe search", ["active", "off"], key="search.safe")
-        date = st.selectbox("Date", ["", "d1", "w1", "m1", "y1"], key="search.date",
-                            format_func={"": "any time", "d1": "past day", "w1": "past week",
-                                         "m1": "past month", "y1": "past year"}.get)
+        date = st.selectbox(
+            "Date",
+            ["", "d1", "w1", "m1", "y1"],
+            key="search.date",
+            format_func={
+                "": "any time",
+                "d1": "past day",
+                "w1": "past week",
+                "m1": "past month",
+                "y1": "past year",
+            }.get,
+        )
     return SearchOptions(num=num, language=language, safe=safe, date_restrict=date)
 
 
-def find_sources(backend, provider: CachedSearch | None, earlier: list[Message], question: str,
-                 options: SearchOptions, model: str | None) -> Retrieval | None:
+def find_sources(
+    backend,
+    provider: CachedSearch | None,
+    earlier: list[Message],
+    question: str,
+    options: SearchOptions,
+    model: str | None,
+) -> Retrieval | None:
     """Rewrite a follow-up, search and rerank, under a status line. None (the reason shown, as for a failed
     answer) when the model cannot rewrite the follow-up; a failed search still gives a Retrieval."""
     settings = get_settings()

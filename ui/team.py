@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import streamlit as st
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ PANELS_PER_ROW = 4
 
 
 # --- sidebar --------------------------------------------------------------------------------------
+
 
 def pick_team(backend) -> Team | None:
     """Sidebar picker among the teams that can run; the others are listed with the reason."""
@@ -56,17 +57,28 @@ def _field(name: str) -> tuple[int, int, int]:
 
 def sidebar_limits() -> tuple[Limits, GenerationOptions]:
     """The run's limits (always visible) and sampling, this session's own."""
-    labels = {"experts_per_round": "Experts per round", "follow_up_rounds": "Follow-up rounds",
-              "expert_tokens": "New tokens per expert", "synthesis_tokens": "New tokens for the answer",
-              "token_budget": "Token budget (plans + answers)"}
+    labels = {
+        "experts_per_round": "Experts per round",
+        "follow_up_rounds": "Follow-up rounds",
+        "expert_tokens": "New tokens per expert",
+        "synthesis_tokens": "New tokens for the answer",
+        "token_budget": "Token budget (plans + answers)",
+    }
     steps = {"expert_tokens": 32, "synthesis_tokens": 64, "token_budget": 256}
     values = {}
     with st.sidebar:
         st.subheader("Limits")
         for name, label in labels.items():
             low, high, default = _field(name)
-            values[name] = st.number_input(label, low, high, default, step=steps.get(name, 1), key=f"team.{name}",
-                                           help=Limits.model_fields[name].description)
+            values[name] = st.number_input(
+                label,
+                low,
+                high,
+                default,
+                step=steps.get(name, 1),
+                key=f"team.{name}",
+                help=Limits.model_fields[name].description,
+            )
         with st.expander("Sampling", expanded=False):
             temperature = st.slider("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.05, key="team.temperature")
             seed = st.number_input("Seed (empty = random)", 0, 2**32 - 1, None, key="team.seed")
@@ -78,12 +90,15 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
 
 
 def limits_caption(limits: Limits) -> str:
-    return (f"Limits: {limits.experts_per_round} experts per round · {limits.follow_up_rounds} follow-up rounds · "
-            f"{limits.expert_tokens} tokens per expert · {limits.synthesis_tokens} for the answer · "
-            f"budget {limits.token_budget:,} tokens")
+    return (
+        f"Limits: {limits.experts_per_round} experts per round · {limits.follow_up_rounds} follow-up rounds · "
+        f"{limits.expert_tokens} tokens per expert · {limits.synthesis_tokens} for the answer · "
+        f"budget {limits.token_budget:,} tokens"
+    )
 
 
 # --- a run, drawn ---------------------------------------------------------------------------------
+
 
 class RunView:
     """Draws one run into the current container, step by step: live from events, or all at once."""
@@ -156,7 +171,7 @@ class RunView:
         turns = [i for i, t in enumerate(self.run.turns) if t.round == number]
         st.markdown(f"**Round {number}** · {len(turns)} expert{'s' if len(turns) > 1 else ''} answering together")
         for start in range(0, len(turns), PANELS_PER_ROW):
-            row = turns[start:start + PANELS_PER_ROW]
+            row = turns[start : start + PANELS_PER_ROW]
             for column, index in zip(st.columns(len(row)), row):
                 turn = self.run.turns[index]
                 with column.container(border=True):
@@ -168,7 +183,9 @@ class RunView:
     def turn(self, index: int) -> None:
         turn = self.run.turns[index]
         answer, caption = self.panels[index]
-        answer.markdown(safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else "*(no answer)*"))
+        answer.markdown(
+            safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else "*(no answer)*")
+        )
         colour = {"failed": "red", "stopped": "orange", "length": "orange"}.get(turn.status)
         text = plain(report.turn_status(turn))
         caption.caption(f":{colour}[{text}]" if colour else text)
@@ -207,6 +224,7 @@ class RunView:
 
 # --- history: a run is a user message (the task) and an assistant message (the run) --------------
 
+
 def run_message(run: TeamRun, message: dict | None = None) -> dict:
     """The assistant message that holds a run: its Markdown as text (for exports and search), the record as data."""
     message = message or {"role": "assistant", "time": time.time(), "id": new_message_id()}
@@ -235,8 +253,16 @@ def render_message(message: dict) -> None:
             RunView(run).draw_all()
 
 
-def run_live(backend, team: Team, task: str, limits: Limits, options: GenerationOptions, history: list[dict],
-             pending_key: str, on_progress=None) -> TeamRun:
+def run_live(
+    backend,
+    team: Team,
+    task: str,
+    limits: Limits,
+    options: GenerationOptions,
+    history: list[dict],
+    pending_key: str,
+    on_progress=None,
+) -> TeamRun:
     """Run the team on `task`, drawing every step as it happens; the run lands in `history` when it ends.
 
     While it runs, its message sits in `pending_key` (kept, as cut, if the page is stopped or the

@@ -14,8 +14,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from server.api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
-from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 from llm.errors import StudioError
 from llm.settings import get_settings
+from server.api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
+from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 
 log = logging.getLogger(__name__)
 # Our own pool for model work, so API streams never take the threads Streamlit serves files with.
@@ -51,8 +51,14 @@ def guarded(handler: Callable) -> Callable:
             return error_response(exc)
         except Exception:  # a bug: logged with its traceback, the client gets the shape and no trace
             log.exception("API request failed")
-            return error_response(ApiError(500, "The server failed on this request; its log says why.",
-                                           code="internal_error", kind="server_error"))
+            return error_response(
+                ApiError(
+                    500,
+                    "The server failed on this request; its log says why.",
+                    code="internal_error",
+                    kind="server_error",
+                )
+            )
 
     return endpoint
 
@@ -65,15 +71,23 @@ def check_access(request: Request) -> None:
     password = settings.app_password.get_secret_value() if settings.app_password else ""
     if not key:
         if password:
-            raise ApiError(403, "The API is off because APP_PASSWORD is set and API_KEY is not. Set API_KEY to a "
-                                "secret and send it as 'Authorization: Bearer <key>'.", code="api_disabled",
-                           kind="permission_error")
+            raise ApiError(
+                403,
+                "The API is off because APP_PASSWORD is set and API_KEY is not. Set API_KEY to a "
+                "secret and send it as 'Authorization: Bearer <key>'.",
+                code="api_disabled",
+                kind="permission_error",
+            )
         return
     given = request.headers.get("authorization", "")
     scheme, _, token = given.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise ApiError(401, "Missing or wrong API key. Send 'Authorization: Bearer <API_KEY>'.",
-                       code="invalid_api_key", kind="authentication_error")
+        raise ApiError(
+            401,
+            "Missing or wrong API key. Send 'Authorization: Bearer <API_KEY>'.",
+            code="invalid_api_key",
+            kind="authentication_error",
+        )
 
 
 async def read_json(request: Request, model: type[BaseModel]):
@@ -113,6 +127,7 @@ async def close_quietly(run: ChatRun) -> None:
 
 # --- routes ------------------------------------------------------------------------------------
 
+
 async def health(request: Request) -> Response:
     """503 while the model loads (or when it failed, saying why); 200 with the engine's figures after."""
     try:
@@ -128,11 +143,29 @@ async def health(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     targets = await in_thread(ENGINE.targets)
     created = int(time.time())
-    data = [{"id": t.id, "object": "model", "created": created, "owned_by": "llama-studio",
-             "root": t.backend_model or t.id, "parent": t.parent, "persona": t.kind in ("prompt", "lora")}
-            for t in targets.values()]
-    data.append({"id": embedding_id(), "object": "model", "created": created, "owned_by": "llama-studio",
-                 "root": embedding_id(), "parent": None, "persona": False})
+    data = [
+        {
+            "id": t.id,
+            "object": "model",
+            "created": created,
+            "owned_by": "llama-studio",
+            "root": t.backend_model or t.id,
+            "parent": t.parent,
+            "persona": t.kind in ("prompt", "lora"),
+        }
+        for t in targets.values()
+    ]
+    data.append(
+        {
+            "id": embedding_id(),
+            "object": "model",
+            "created": created,
+            "owned_by": "llama-studio",
+            "root": embedding_id(),
+            "parent": None,
+            "persona": False,
+        }
+    )
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -140,21 +173,33 @@ async def chat_completions(request: Request) -> Response:
     chat = await read_json(request, ChatRequest)
     try:
         run = await in_thread(start_chat, chat)
+    except ApiError:
+        raise
     except StudioError as exc:
-        raise exc if isinstance(exc, ApiError) else ApiError(502, str(exc), code="backend_error", kind="server_error")
+        raise ApiError(502, str(exc), code="backend_error", kind="server_error") from None
     answer_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        return StreamingResponse(sse(run, answer_id, created, chat.model, include_usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            sse(run, answer_id, created, chat.model, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     text = await collect(run, request)
     if text is None:
         return Response(status_code=499)  # the client went away; nobody reads this
-    return JSONResponse({
-        "id": answer_id, "object": "chat.completion", "created": created, "model": chat.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": run.finish_reason}],
-        "usage": run.usage(),
-    })
+    return JSONResponse(
+        {
+            "id": answer_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": chat.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": run.finish_reason}
+            ],
+            "usage": run.usage(),
+        }
+    )
 
 
 async def collect(run: ChatRun, request: Request) -> str | None:
@@ -177,8 +222,14 @@ async def collect(run: ChatRun, request: Request) -> str | None:
 async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
     def event(delta: dict | None, finish: str | None = None, **extra) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        chunk = {"id": answer_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": choices, **extra}
+        chunk = {
+            "id": answer_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     try:
@@ -192,7 +243,8 @@ async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_us
         if not isinstance(exc, StudioError):
             log.exception("API stream failed")
         message = str(exc) if isinstance(exc, StudioError) else "The answer failed; the server's log says why."
-        yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'param': None, 'code': 'backend_error'}})}\n\n"
+        error = {"message": message, "type": "server_error", "param": None, "code": "backend_error"}
+        yield f"data: {json.dumps({'error': error})}\n\n"
     finally:
         await close_quietly(run)
     yield "data: [DONE]\n\n"
@@ -206,16 +258,28 @@ def embedding_id() -> str:
 async def embeddings(request: Request) -> Response:
     body = await read_json(request, EmbeddingRequest)
     if body.model != embedding_id():
-        raise ApiError(404, f"The embedding model {body.model!r} does not exist; use {embedding_id()!r}.",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"The embedding model {body.model!r} does not exist; use {embedding_id()!r}.",
+            param="model",
+            code="model_not_found",
+        )
     texts = body.texts()
     if not texts or len(texts) > 2048 or any(not text for text in texts):
         raise ApiError(400, "input must be a non-empty string or a list of 1 to 2048 non-empty strings.", param="input")
     vectors, tokens = await in_thread(embed, texts)
-    data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
-            for i, v in enumerate(vectors)]
-    return JSONResponse({"object": "list", "data": data, "model": body.model,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    data = [
+        {"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def embed(texts: list[str]):

@@ -69,10 +69,21 @@ class ChatRequest(BaseModel):
             ("tool_choice", self.tool_choice not in (None, "none"), "tool calling is not supported"),
             ("logprobs", bool(self.logprobs), "logprobs are not supported"),
             ("top_logprobs", bool(self.top_logprobs), "logprobs are not supported"),
-            ("response_format", (self.response_format or {}).get("type", "text") != "text",
-             "only response_format type 'text' is supported"),
-            ("presence_penalty", bool(self.presence_penalty), "presence_penalty is not supported; use repetition_penalty"),
-            ("frequency_penalty", bool(self.frequency_penalty), "frequency_penalty is not supported; use repetition_penalty"),
+            (
+                "response_format",
+                (self.response_format or {}).get("type", "text") != "text",
+                "only response_format type 'text' is supported",
+            ),
+            (
+                "presence_penalty",
+                bool(self.presence_penalty),
+                "presence_penalty is not supported; use repetition_penalty",
+            ),
+            (
+                "frequency_penalty",
+                bool(self.frequency_penalty),
+                "frequency_penalty is not supported; use repetition_penalty",
+            ),
             ("logit_bias", bool(self.logit_bias), "logit_bias is not supported"),
         ]
         return next(((name, why) for name, bad, why in checks if bad), None)

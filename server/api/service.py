@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
-from server.api.catalog import Target, targets
-from server.api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
 from llm.errors import StudioError
 from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
+from server.api.catalog import Target, targets
+from server.api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,14 @@ log = logging.getLogger(__name__)
 class ApiError(StudioError):
     """A request the API refuses; `status`, `param` and `code` go into OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.param, self.code, self.kind = status, param, code, kind
 
@@ -61,7 +67,9 @@ class Engine:
         if self.backend is not None:
             return self.backend
         if self.problem:
-            raise ApiError(503, f"The model is not available: {self.problem}", code="model_unavailable", kind="server_error")
+            raise ApiError(
+                503, f"The model is not available: {self.problem}", code="model_unavailable", kind="server_error"
+            )
         raise ApiError(503, "Loading model", code="model_loading", kind="server_error")
 
     def targets(self) -> dict[str, Target]:
@@ -113,8 +121,12 @@ def start_chat(request: ChatRequest) -> ChatRun:
         raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
     target = ENGINE.targets().get(request.model)
     if target is None:
-        raise ApiError(404, f"The model {request.model!r} does not exist. GET /v1/models lists the models and personas.",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"The model {request.model!r} does not exist. GET /v1/models lists the models and personas.",
+            param="model",
+            code="model_not_found",
+        )
     messages = to_messages(request.messages, target.system_prompt)
     options = to_options(request)
     stats = GenerationStats()
@@ -134,8 +146,14 @@ class TeamAnswer:
     run: that bound on each expert and the synthesis, no follow-up round (the page has the full controls).
     Closing it stops every row of the run (plan, experts, synthesis)."""
 
-    def __init__(self, team_name: str, messages: list[Message], options: GenerationOptions, request: ChatRequest,
-                 stats: GenerationStats):
+    def __init__(
+        self,
+        team_name: str,
+        messages: list[Message],
+        options: GenerationOptions,
+        request: ChatRequest,
+        stats: GenerationStats,
+    ):
         from llm.runtime import get_registry
         from team.run import Limits, find_team, new_run, run_team
 
@@ -144,8 +162,13 @@ class TeamAnswer:
         task = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         limit = request.max_completion_tokens or request.max_tokens
         # max_tokens bounds the synthesis and each expert's answer (not the coordinator's plan).
-        limits = Limits(synthesis_tokens=min(max(limit, 16), 4096), expert_tokens=min(max(limit, 16), 256),
-                        follow_up_rounds=0) if limit else Limits()
+        limits = (
+            Limits(
+                synthesis_tokens=min(max(limit, 16), 4096), expert_tokens=min(max(limit, 16), 256), follow_up_rounds=0
+            )
+            if limit
+            else Limits()
+        )
         self.run, self.stats, self.cancel = new_run(team, task, limits), stats, threading.Event()
         self._events = run_team(ENGINE.backend, team, self.run, options, self.cancel)
 
@@ -189,7 +212,9 @@ def to_messages(messages: list[ChatMessage], persona_prompt: str | None) -> list
     system, chat = [], []
     for index, message in enumerate(messages):
         if message.role in ("tool", "function") or message.tool_calls:
-            raise ApiError(400, "Tool messages are not supported.", param=f"messages.{index}.role", code="unsupported_parameter")
+            raise ApiError(
+                400, "Tool messages are not supported.", param=f"messages.{index}.role", code="unsupported_parameter"
+            )
         text = _text(message, index)
         if message.role in ("system", "developer"):
             system.append(text)
@@ -206,7 +231,12 @@ def _text(message: ChatMessage, index: int) -> str:
         return message.content
     parts = message.content or []
     if any(part.type != "text" or part.text is None for part in parts):
-        raise ApiError(400, "Only text content parts are supported.", param=f"messages.{index}.content", code="unsupported_parameter")
+        raise ApiError(
+            400,
+            "Only text content parts are supported.",
+            param=f"messages.{index}.content",
+            code="unsupported_parameter",
+        )
     return "".join(part.text for part in parts)
 
 
@@ -261,7 +291,7 @@ class StopStrings:
                 return
             if len(buffer) > hold:
                 yield buffer[: len(buffer) - hold]
-                buffer = buffer[len(buffer) - hold:]
+                buffer = buffer[len(buffer) - hold :]
         if buffer:
             yield buffer
 

@@ -1,0 +1,83 @@
+"""Shared by the tests that drive a real Chromium (Debian's, through playwright) against `streamlit run`:
+starting the app, and opening, typing into and reading the chat page. The `browser` fixture is in conftest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODELS_DIR, ROOT, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def start_streamlit(
+    script: str, data_dir: Path, extra_env: dict | None = None, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "LLM_MODEL": "demo",
+        "DATA_DIR": str(data_dir),
+        "MODEL_CACHE_DIR": str(MODELS_DIR),
+        **(extra_env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
+
+
+def open_chat(browser, url, max_new: int = 30):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    page.goto(url)
+    page.get_by_text("Sampling").click()
+    box = page.get_by_label("Max new tokens")
+    box.fill(str(max_new))
+    box.press("Enter")
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    return page
+
+
+def send(page, text: str, answers_expected: int) -> None:
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill(text)
+    box.press("Enter")
+    wait_answers(page, answers_expected)
+
+
+def wait_answers(page, n: int) -> None:
+    page.get_by_text("tokens used").nth(n - 1).wait_for(timeout=180_000)
+
+
+def bubbles(page) -> list[str]:
+    return page.locator('[data-testid="stChatMessage"]').all_inner_texts()
