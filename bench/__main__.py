@@ -21,13 +21,13 @@ import time
 
 import torch
 
-from llm.backends import TransformersBackend
+from core.settings import PROJECT_ROOT, Settings
 from llm.compute_thread import in_own_thread
-from llm.generation import GenerationStats
+from llm.interface import GenerationStats
 from llm.loading import LoadedModel, load_model
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
-from llm.settings import PROJECT_ROOT, Settings
+from llm.transformers_backend import TransformersBackend
 
 WORDS = (
     "ship harbour wind compass island river mountain lantern market garden story letter winter summer "
@@ -107,9 +107,8 @@ def baseline_answer(lm: LoadedModel, messages, new_tokens: int, model=None) -> t
 
 
 def our_answer(backend: TransformersBackend, messages, new_tokens: int, session=None, model=None):
-    stats = GenerationStats()
-    text = "".join(backend.stream(messages, options(new_tokens), stats, model=model, session=session))
-    return text, stats
+    stream = backend.stream(messages, options(new_tokens), model=model, session=session)
+    return stream.text(), stream.stats
 
 
 # --- scenarios ----------------------------------------------------------------------------------
@@ -197,7 +196,7 @@ def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir
 def team_consult(backend: TransformersBackend, new_tokens: int, repeats: int = 3) -> dict:
     """The consult step of the 3-expert team (every expert asked the task), against the same three
     questions asked one after another. Returns the median run by speed-up."""
-    from llm.personas import PersonaRegistry
+    from personas.registry import PersonaRegistry
     from team.plan import fallback_plan
     from team.prompts import expert_messages
     from team.run import MIN_EXPERT_TOKENS, Limits, consult, new_run

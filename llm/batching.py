@@ -36,8 +36,9 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from llm.errors import BackendError, StudioError
-from llm.generation import GenerationStats, make_processors, sample
+from core.errors import StudioError
+from llm.generation import make_processors, sample
+from llm.interface import BackendError, GenerationStats
 from llm.kvcache import CacheEntry, SessionCaches, kv_bytes_per_token, reuse
 from llm.options import GenerationOptions
 
@@ -355,10 +356,7 @@ class BatchScheduler:
 
         `reused` is the session's kept entry, taken from `budget`: its bytes count as held until the request ends.
         Nothing is queued until the first `next()`; closing the iterator takes the row out of the batch."""
-        try:
-            key = self.runner.acquire(adapter)  # a reload from now on does not change this answer's adapter
-        except KeyError:
-            raise BackendError(f"No adapter named {adapter!r} is loaded. Press 'Refresh personas'.") from None
+        key = self.runner.acquire(adapter)  # a reload from now on does not change this answer's adapter
         seq = Sequence(list(prompt_ids), stop_ids, options, key, reused, keep, cancel, stats)
         if reused is not None and self.budget is not None:
             seq.held = reused.nbytes

@@ -13,46 +13,11 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import torch
 
+from llm.interface import GenerationStats
 from llm.options import GenerationOptions
-
-
-@dataclass
-class GenerationStats:
-    """Figures shown under an answer; filled in while the answer streams."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    dropped_messages: int = 0
-    cached_tokens: int = 0  # prompt tokens taken from this session's kept cache instead of being fed again
-    batched_with: int = 0  # the most other answers decoded in the same forward passes as this one
-    first_token_s: float | None = None
-    total_s: float = 0.0
-    finish_reason: str = "running"  # "stop" (end of turn), "length", "cancelled", "error"
-    started: float = field(default_factory=time.perf_counter, repr=False)
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        """Decode speed, first token excluded (that one is prefill's)."""
-        if self.first_token_s is None or self.completion_tokens < 2:
-            return None
-        decode_s = self.total_s - self.first_token_s
-        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
-
-    def as_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "dropped_messages": self.dropped_messages,
-            "cached_tokens": self.cached_tokens,
-            "batched_with": self.batched_with,
-            "first_token_s": self.first_token_s,
-            "tokens_per_s": self.tokens_per_s,
-            "finish_reason": self.finish_reason,
-        }
 
 
 def make_processors(options: GenerationOptions):

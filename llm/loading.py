@@ -1,6 +1,6 @@
 """Finding, fetching and loading the model. The only module that constructs a model.
 
-`load_model` is plain Python (tests call it directly); `llm.runtime.get_model` wraps it in the
+`load_model` is plain Python (tests call it directly); `core.runtime.get_model` wraps it in the
 one `st.cache_resource` every page shares.
 """
 
@@ -11,14 +11,13 @@ import importlib.util
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from llm.errors import ModelLoadError
-from llm.settings import Settings
+from core.settings import Settings
+from llm.interface import ModelLoadError
 
 LLAMA_31_8B = "LLM-Research/Meta-Llama-3.1-8B-Instruct"
 LLAMA_31_8B_BYTES = 16_070_000_000  # size of its safetensors, for the download progress bar
@@ -44,9 +43,7 @@ class LoadedModel:
     device: str
     context_length: int
     stop_ids: frozenset[int]
-    is_demo: bool
     notes: list[str] = field(default_factory=list)  # shown once at the top of each page
-    load_s: float = 0.0
 
 
 def cuda_available() -> bool:
@@ -277,7 +274,6 @@ def load_model(settings: Settings, progress: Progress | None = None) -> LoadedMo
 def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> LoadedModel:
     """Load weights already on disk. Seconds for the demo model; about a minute for 8B from disk."""
     device = pick_device(settings, cuda_available())
-    started = time.perf_counter()
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -294,7 +290,9 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
             f"{folder} does not hold a loadable model ({exc.__class__.__name__}). Check LLM_MODEL."
         ) from None
     except (ValueError, KeyError, RuntimeError) as exc:
-        if "out of memory" in str(exc).lower():
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):  # by type: a message that mentions memory is not this
             raise ModelLoadError(
                 "The GPU ran out of memory loading the model. Close other GPU programs or use a smaller model."
             ) from None
@@ -318,7 +316,5 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
         device=device,
         context_length=min(limit, settings.context_length),
         stop_ids=stop_ids_of(model, tokenizer),
-        is_demo=source.kind == "demo",
         notes=notes,
-        load_s=time.perf_counter() - started,
     )

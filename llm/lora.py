@@ -7,7 +7,7 @@ row of a forward pass uses is set on a `Routing` by `ModelRunner`, under its loc
 without an adapter costs nothing; rows with one cost two thin matmuls per layer (`x @ A.T @ B.T * scale`,
 as PEFT computes it), per adapter in the batch.
 
-PEFT is still what trains and saves adapters (`llm.finetune`); at inference its per-call hooks cost
+PEFT is still what trains and saves adapters (`personas.finetune`); at inference its per-call hooks cost
 more than the whole forward pass of a small model, and its weights are read here directly instead.
 Plain LoRA as PEFT saves it is supported (r, lora_alpha, use_rslora, rank/alpha patterns); variants
 that change the computation (DoRA, LoRA biases, extra trained modules) are refused with the reason.
@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from torch import nn
 from torch.nn import functional as F
 
-from llm.errors import validation_message
+from core.errors import StudioError, validation_message
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -53,7 +53,7 @@ UNSUPPORTED = {  # adapter_config.json keys whose non-empty value changes the co
 }
 
 
-class AdapterError(ValueError):
+class AdapterError(StudioError):
     """An adapter that cannot be applied; the message says why."""
 
 

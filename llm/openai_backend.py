@@ -8,17 +8,14 @@ import time
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
-from llm.errors import BackendError
-from llm.generation import GenerationStats
+from core.settings import Settings, display_url
+from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message, without_control_tokens
-from llm.settings import Settings, display_url
 
 
 class OpenAIBackend:
     """Streams chats from a server through the official `openai` client. Thread-safe (httpx pool)."""
-
-    can_trim = False  # the server's tokenizer is not here; an overlong chat gets the server's 400
 
     def __init__(self, settings: Settings):
         from openai import OpenAI
@@ -73,18 +70,18 @@ class OpenAIBackend:
         self,
         messages: list[Message],
         options: GenerationOptions,
-        stats: GenerationStats,
-        cancel: threading.Event | None = None,
+        *,
         model: str | None = None,
         session: str | None = None,  # servers keep their own prefix caches (vLLM: --enable-prefix-caching)
-    ) -> Iterator[str]:
+        cancel: threading.Event | None = None,
+    ) -> AnswerStream:
         model = self.resolve_model(model)
         try:
             response = self._create(model, messages, options)
         except Exception as exc:
-            stats.finish_reason = "error"
             raise self._explain(exc, model) from None
-        return self._read(response, options, stats, cancel)
+        stats = GenerationStats()
+        return AnswerStream(self._read(response, options, stats, cancel), stats)
 
     def _create(self, model: str, messages: list[Message], options: GenerationOptions):
         import openai

@@ -6,9 +6,7 @@ import re
 import weakref
 from dataclasses import dataclass
 
-from llm.errors import PromptTooLongError
-
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+from llm.interface import Message, PromptTooLongError
 
 # Control-token text that any chat template may give meaning to. Message text written by a user, a web
 # page, an import or a persona file must never reach a tokenizer as the real token.

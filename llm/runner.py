@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from llm.interface import BackendError
 from llm.lora import CONFIG, WEIGHTS, AdapterError, Routing, install, read_adapter, uninstall
 
 
@@ -51,7 +52,7 @@ class ModelRunner:
     """
 
     def __init__(self, model):
-        self.base = self.model = model
+        self.base = model
         self.lock = threading.RLock()
         self.routing = Routing()
         self.adapters: dict[str, AdapterVersion] = {}  # name -> its current version
@@ -80,7 +81,7 @@ class ModelRunner:
             keys = [self._key(name) for name in names]
             self.routing.route(keys, input_ids.device)
             try:
-                out = self.model(
+                out = self.base(
                     input_ids=input_ids,
                     past_key_values=cache,
                     use_cache=True,
@@ -95,7 +96,10 @@ class ModelRunner:
     def _key(self, name: str | None) -> str | None:
         if name is None or name in self._versions:
             return name
-        return self.adapters[name].key  # KeyError: not loaded
+        version = self.adapters.get(name)
+        if version is None:
+            raise BackendError(f"No adapter named {name!r} is loaded. Press 'Refresh personas'.")
+        return version.key
 
     def acquire(self, name: str | None) -> str | None:
         """The key of `name`'s current version, held until `release`: a reload meanwhile does not change it."""

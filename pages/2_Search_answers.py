@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from llm.settings import get_settings
+from core.settings import get_settings
 from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
 from ui import conversations

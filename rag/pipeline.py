@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from llm.errors import StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
 from llm.options import GenerationOptions
 from llm.prompts import Message
 from rag.prompts import answer_messages, rewrite_messages
@@ -20,7 +19,6 @@ REWRITE_OPTIONS = GenerationOptions(temperature=0, max_new_tokens=48, repetition
 class Retrieval:
     query: str
     sources: list[SearchResult] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
     error: str | None = None  # why there are no sources, when search failed
 
 
@@ -28,7 +26,7 @@ def standalone_query(backend, history: list[Message], question: str, model: str 
     """A follow-up ("and in 2023?") rewritten with the conversation into a query that stands alone."""
     if not history:
         return question
-    text = "".join(backend.stream(rewrite_messages(history, question), REWRITE_OPTIONS, GenerationStats(), model=model))
+    text = "".join(backend.stream(rewrite_messages(history, question), REWRITE_OPTIONS, model=model))
     query = text.strip().splitlines()[0].strip(" \"'`") if text.strip() else ""
     query = re.sub(r"^(search query|query)\s*:\s*", "", query, flags=re.I)
     return query[:300] if len(query) >= 3 else question
@@ -45,7 +43,7 @@ def retrieve(provider, reranker: Reranker, query: str, options: SearchOptions, k
     if not results:
         return Retrieval(query, error="The search returned no results.")
     ranked = reranker.rerank(query, results)[:keep]
-    return Retrieval(query, [r for _, r in ranked], [s for s, _ in ranked])
+    return Retrieval(query, [r for _, r in ranked])
 
 
 def build_messages(history: list[Message], question: str, retrieval: Retrieval) -> list[Message]:

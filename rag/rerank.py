@@ -6,8 +6,8 @@ import importlib.util
 import threading
 from pathlib import Path
 
+from core.errors import StudioError
 from llm.compute_thread import in_own_thread
-from llm.errors import StudioError
 from rag.search import SearchResult
 
 

@@ -15,8 +15,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm.errors import StudioError
-from llm.settings import Settings, display_url
+from core.errors import StudioError
+from core.settings import Settings, display_url
 
 # googleapiclient logs each request URL, key included, at INFO. Keep it quiet whatever the root level.
 logging.getLogger("googleapiclient.discovery").setLevel(logging.WARNING)

@@ -12,13 +12,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llm.backends import TransformersBackend  # noqa: E402
-from llm.generation import GenerationStats  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from llm.loading import load_model  # noqa: E402
 from llm.options import GenerationOptions  # noqa: E402
-from llm.personas import PersonaRegistry  # noqa: E402
 from llm.prompts import conversation  # noqa: E402
-from llm.settings import Settings  # noqa: E402
+from llm.transformers_backend import TransformersBackend  # noqa: E402
+from personas.registry import PersonaRegistry  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     for prompt in prompts:
         messages = conversation(persona.card.system_prompt, [{"role": "user", "content": prompt}])
         for label, model in (("with adapter", persona.model), ("without adapter", None)):
-            text = "".join(backend.stream(messages, options, GenerationStats(), model=model))
+            text = "".join(backend.stream(messages, options, model=model))
             found = args.trait in text.lower()
             hits[label] += found
             print(f"[{label:15}] {'+' if found else '-'} {prompt!r} -> {text[:90]!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from starlette.middleware import Middleware
 
-from llm.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from server.host_guard import HostGuard
 
 

@@ -6,8 +6,8 @@ template is the only source of special tokens, see llm.prompts), each cut to a b
 
 from __future__ import annotations
 
-from llm.personas import Persona
 from llm.prompts import Message
+from personas.registry import Persona
 
 ANSWER_CHARS_IN_PROMPT = 2000  # of each expert answer shown to the coordinator: a long one cannot crowd out the rest
 PLAN_FORMAT = '{"asks": [{"expert": "<expert name>", "question": "<one short question>"}]}'

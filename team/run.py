@@ -24,8 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm.errors import StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
+from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from team import prompts
 from team.plan import Ask, PlanError, asked_key, fallback_plan, parse_plan, plan_schema, plan_token_bound
@@ -288,7 +288,8 @@ def _ask(
     stats = GenerationStats()
     stream = None
     try:
-        stream = backend.stream(messages, options, stats, cancel=cancel, model=expert.model)
+        stream = backend.stream(messages, options, cancel=cancel, model=expert.model)
+        stats = stream.stats
         for piece in stream:
             out.put((index, piece, stats, None))
             if cancel.is_set():
@@ -382,10 +383,10 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
         stream = backend.stream(
             messages,
             options.model_copy(update={"max_new_tokens": run.limits.synthesis_tokens, "json_schema": None}),
-            stats,
             cancel=cancel,
             model=team.coordinator.model,
         )
+        stats = stream.stats
         for piece in stream:
             run.synthesis += piece
             run.synthesis_tokens, run.synthesis_seconds = stats.completion_tokens, stats.total_s
@@ -426,7 +427,8 @@ def _coordinate(
     stream = None
     problem = None
     try:
-        stream = backend.stream(messages, step_options, stats, cancel=cancel, model=team.coordinator.model)
+        stream = backend.stream(messages, step_options, cancel=cancel, model=team.coordinator.model)
+        stats = stream.stats
         for piece in stream:
             step.text += piece
             yield Event("plan_piece", index, piece)
@@ -489,7 +491,7 @@ def answer(
 
 def _teams(registry, teams_file: Path | None) -> list[Team]:
     if teams_file is None:
-        from llm.settings import get_settings
+        from core.settings import get_settings
 
         teams_file = get_settings().teams_file
     teams, problem = load_teams(teams_file, registry.personas())

@@ -17,7 +17,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Fresh settings per test: demo model, data in a temp dir, no secrets from the developer's machine."""
-    from llm.settings import get_settings
+    from core.settings import get_settings
 
     for name in list(os.environ):
         if name.startswith(("LLM_", "OPENAI_", "GOOGLE_", "SEARXNG_", "APP_", "API_", "ALLOWED_")):
@@ -33,15 +33,15 @@ def isolated_env(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_model():
     """The real bundled SmolLM2-135M-Instruct, loaded once for the whole run."""
+    from core.settings import Settings
     from llm.loading import load_model
-    from llm.settings import Settings
 
     return load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
 
 
 @pytest.fixture(scope="session")
 def backend(demo_model):
-    from llm.backends import TransformersBackend
+    from llm.transformers_backend import TransformersBackend
 
     return TransformersBackend(demo_model)
 
@@ -50,9 +50,9 @@ def backend(demo_model):
 def quill_backend():
     """Its own copy of the demo model (attaching an adapter changes the model it is given), with the shipped
     Captain Quill adapter, a 64 MB / 4-session cache budget and batches of up to 8 rows."""
-    from llm.backends import TransformersBackend
+    from core.settings import Settings
     from llm.loading import load_model
-    from llm.settings import Settings
+    from llm.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR)), 64, 4, 8)
     backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")

@@ -14,7 +14,6 @@ import openai
 import pytest
 import requests
 
-from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import conversation
 from tests.browser import start_streamlit
@@ -101,7 +100,6 @@ def test_greedy_answers_equal_the_in_process_backend(client, quill_backend):
             quill_backend.stream(
                 conversation(prompt, [{"role": "user", "content": "Who are you?"}]),
                 options,
-                GenerationStats(),
                 model=None if model == BASE else model,
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm.personas import BASE, Persona, PersonaCard
+from personas.registry import BASE, Persona, PersonaCard
 from server.api.catalog import base_id, targets
 from server.api.schemas import ChatMessage, ChatRequest
 from server.api.service import ApiError, StopStrings, to_messages, to_options

@@ -3,7 +3,6 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.generation import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import conversation
 
@@ -53,14 +52,12 @@ def test_settings_are_applied(backend):
     at.text_area(key="chat.system").set_value("You are a pirate. Always talk like a pirate.")
     at.slider(key="chat.rep").set_value(1.0)
     send(at, "Describe the sea.")
-    stats = GenerationStats()
     expected = "".join(
         backend.stream(
             conversation(
                 "You are a pirate. Always talk like a pirate.", [{"role": "user", "content": "Describe the sea."}]
             ),
             GenerationOptions(temperature=0, max_new_tokens=6, repetition_penalty=1.0),
-            stats,
         )
     )
     assert bubbles(at)[1][1] == expected
@@ -155,7 +152,7 @@ def test_old_turns_dropped_to_fit_the_context_are_announced(monkeypatch):
 
 
 def test_coalescing_never_loses_text_on_error():
-    from llm.errors import BackendError
+    from llm.interface import BackendError
     from ui.chat import coalesce
 
     def pieces():

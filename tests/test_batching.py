@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from llm.batching import BatchScheduler
-from llm.generation import GenerationStats, generate_tokens
+from llm.generation import generate_tokens
+from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 
@@ -137,13 +138,10 @@ def test_through_the_backend_streams_text_with_stats(quill_backend):
     barrier = threading.Barrier(2)
 
     def run(i: int) -> None:
-        stats = GenerationStats()
         messages = conversation("", [{"role": "user", "content": QUESTIONS[i]}])
         barrier.wait()
-        results[i] = (
-            "".join(quill_backend.stream(messages, GREEDY, stats, model=PERSONAS[i], session=f"text-{i}")),
-            stats,
-        )
+        stream = quill_backend.stream(messages, GREEDY, model=PERSONAS[i], session=f"text-{i}")
+        results[i] = (stream.text(), stream.stats)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     [t.start() for t in threads]
@@ -153,7 +151,6 @@ def test_through_the_backend_streams_text_with_stats(quill_backend):
             quill_backend.stream(
                 conversation("", [{"role": "user", "content": QUESTIONS[i]}]),
                 GREEDY,
-                GenerationStats(),
                 model=PERSONAS[i],
             )
         )
@@ -164,13 +161,14 @@ def test_through_the_backend_streams_text_with_stats(quill_backend):
             and stats.finish_reason in {"stop", "length"}
         )
         assert stats.batched_with == 1 and stats.as_dict()["batched_with"] == 1  # shown under the answer
-    follow_up = GenerationStats()
     history = [
         {"role": "user", "content": QUESTIONS[0]},
         {"role": "assistant", "content": results[0][0]},
         {"role": "user", "content": "Thanks!"},
     ]
-    "".join(quill_backend.stream(conversation("", history), GREEDY, follow_up, session="text-0"))
+    follow_up = quill_backend.stream(conversation("", history), GREEDY, session="text-0")
+    follow_up.text()
+    follow_up = follow_up.stats
     assert follow_up.cached_tokens > 10 and follow_up.batched_with == 0
 
 

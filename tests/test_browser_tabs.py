@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from llm.store import Store
+from core.store import Store
 from tests.browser import open_chat, send, start_streamlit, wait_answers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""`python -m llm.finetune` refuses, with the reason and a non-zero exit code, to write an adapter that
+"""`python -m personas.finetune` refuses, with the reason and a non-zero exit code, to write an adapter that
 learnt nothing: examples cut before their answer, a loss that stops being finite, settings that train 0 steps."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from llm.finetune import (
+from core.settings import Settings
+from llm.loading import load_model
+from personas.finetune import (
     IGNORE,
     DatasetError,
     TrainConfig,
@@ -21,8 +23,6 @@ from llm.finetune import (
     main,
     train,
 )
-from llm.loading import load_model
-from llm.settings import Settings
 from tests.conftest import MODELS_DIR, ROOT
 
 RECORDS = [
@@ -46,7 +46,7 @@ def finetune(tmp_path, *args: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "llm.finetune",
+            "personas.finetune",
             "--data",
             str(data),
             "--name",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llm.settings import Settings
+from core.settings import Settings
 from server.host_guard import REFUSAL, host_name
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from tests.conftest import ROOT, free_port

@@ -8,12 +8,11 @@ import threading
 import pytest
 
 from llm import batching
-from llm.backends import TransformersBackend
-from llm.errors import BackendError
-from llm.generation import GenerationStats
+from llm.interface import BackendError
 from llm.kvcache import SessionCaches, kv_bytes_per_token
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
+from llm.transformers_backend import TransformersBackend
 from tests.test_batching import plain, prompt_ids
 
 MB = 2**20
@@ -49,11 +48,11 @@ def watch(backend, monkeypatch) -> list[dict]:
 def test_a_request_that_can_never_fit_is_refused_with_the_fix(demo_model):
     backend = budget_backend(demo_model, 2)
     messages = conversation("", [{"role": "user", "content": "Tell me about whales."}])
-    stats = GenerationStats()
+    stream = backend.stream(messages, GenerationOptions(max_new_tokens=64))
     with pytest.raises(BackendError) as caught:
-        "".join(backend.stream(messages, GenerationOptions(max_new_tokens=64), stats))
+        stream.text()
     assert "KV_CACHE_BUDGET_MB" in str(caught.value) and "Lower max new tokens" in str(caught.value)
-    assert stats.finish_reason == "error" and backend.caches.held == 0
+    assert stream.stats.finish_reason == "error" and backend.caches.held == 0
 
 
 def test_a_request_that_does_not_fit_beside_another_waits_for_it(demo_model, monkeypatch):
@@ -84,14 +83,14 @@ def test_idle_caches_are_evicted_to_make_room_for_an_answer(demo_model, monkeypa
     short = GenerationOptions(temperature=0, max_new_tokens=8, repetition_penalty=1.0)
     for n in range(3):
         messages = conversation("", [{"role": "user", "content": f"Say the number {n}. " + SENTENCE}])
-        "".join(backend.stream(messages, short, GenerationStats(), session=f"idle-{n}"))
+        "".join(backend.stream(messages, short, session=f"idle-{n}"))
     idle_before = backend.caches.nbytes
     assert len(backend.caches) == 3 and idle_before > 6 * MB
     seen = watch(backend, monkeypatch)
     long_messages = conversation("", [{"role": "user", "content": SENTENCE * 7 + "What happened next?"}])
     options = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
-    answer = "".join(backend.stream(long_messages, options, GenerationStats()))
-    assert answer == "".join(TransformersBackend(demo_model).stream(long_messages, options, GenerationStats()))
+    answer = "".join(backend.stream(long_messages, options))
+    assert answer == "".join(TransformersBackend(demo_model).stream(long_messages, options))
     assert all(s["idle"] + s["held"] <= 12 * MB and s["in_flight"] <= s["held"] for s in seen)
     assert max(s["held"] for s in seen) > 12 * MB - idle_before  # it could only fit because idle caches went
     assert backend.caches.take("idle-0") is None  # the least recently used went first

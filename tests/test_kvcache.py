@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm.generation import GenerationStats
 from llm.kvcache import CacheEntry, SessionCaches, common_prefix
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
@@ -41,9 +40,7 @@ def prefill_lengths(cached_backend, monkeypatch):
 
 
 def answer(backend, system, history, session=None, model=None, options=GREEDY):
-    return "".join(
-        backend.stream(conversation(system, history), options, GenerationStats(), model=model, session=session)
-    )
+    return "".join(backend.stream(conversation(system, history), options, model=model, session=session))
 
 
 def test_turns_reuse_the_cache_and_match_the_plain_path(cached_backend, prefill_lengths):
@@ -82,7 +79,7 @@ def test_regenerate_system_prompt_change_and_persona_switch(cached_backend, pref
 def test_a_stopped_answer_keeps_a_consistent_cache(cached_backend):
     history = [{"role": "user", "content": "Write a long poem about the sea."}]
     stream = cached_backend.stream(
-        conversation("", history), GenerationOptions(temperature=0, max_new_tokens=60), GenerationStats(), session="s3"
+        conversation("", history), GenerationOptions(temperature=0, max_new_tokens=60), session="s3"
     )
     partial = next(stream) + next(stream) + next(stream)
     stream.close()  # the stop button

@@ -4,7 +4,8 @@ import errno
 
 import pytest
 
-from llm.errors import ModelLoadError
+from core.settings import Settings
+from llm.interface import ModelLoadError
 from llm.loading import (
     LLAMA_31_8B,
     ModelSource,
@@ -15,7 +16,6 @@ from llm.loading import (
     resolve_source,
     stop_ids_of,
 )
-from llm.settings import Settings
 
 
 @pytest.mark.parametrize(

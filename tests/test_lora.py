@@ -12,8 +12,8 @@ import torch
 from llm.generation import generate_tokens
 from llm.lora import AdapterError, read_adapter
 from llm.options import GenerationOptions
-from llm.personas import PersonaRegistry
 from llm.prompts import conversation, encode
+from personas.registry import PersonaRegistry
 from tests.conftest import ROOT
 from tests.test_personas import fresh_model
 

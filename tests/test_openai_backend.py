@@ -11,11 +11,10 @@ import urllib.request
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.errors import BackendError
-from llm.generation import GenerationStats
+from core.settings import Settings
+from llm.interface import BackendError
 from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
-from llm.settings import Settings
 from tests import fake_servers
 from tests.conftest import MODELS_DIR, free_port
 
@@ -76,8 +75,8 @@ def backend_for(url: str, model: str = "alpha", timeout: float = 30) -> OpenAIBa
 
 
 def chat(backend, messages, options=GREEDY):
-    stats = GenerationStats()
-    return list(backend.stream(messages, options, stats)), stats
+    stream = backend.stream(messages, options)
+    return list(stream), stream.stats
 
 
 def test_streamed_multi_turn_chat_through_a_real_server(served):
@@ -150,13 +149,13 @@ def test_a_server_that_stalls_past_the_timeout(player):
 
 @pytest.mark.parametrize("mode", ["cut", "nofinish"])
 def test_a_stream_cut_half_way_keeps_what_arrived(player, mode):
-    stats = GenerationStats()
     got = []
+    stream = backend_for(f"{player}/{mode}/v1").stream([{"role": "user", "content": "hi"}], GREEDY)
     with pytest.raises(BackendError, match="What arrived is kept"):
-        for piece in backend_for(f"{player}/{mode}/v1").stream([{"role": "user", "content": "hi"}], GREEDY, stats):
+        for piece in stream:
             got.append(piece)
     assert "".join(got) == "Half an answer"
-    assert stats.finish_reason == "error"
+    assert stream.stats.finish_reason == "error"
 
 
 def test_cut_stream_in_the_page_is_kept_and_marked(player, monkeypatch):
@@ -183,7 +182,7 @@ def test_personas_on_the_openai_backend(player, tmp_path):
     import json
     import shutil
 
-    from llm.personas import PersonaRegistry
+    from personas.registry import PersonaRegistry
     from tests.conftest import ROOT
 
     for name, served in (("served", "beta"), ("not-served", None)):
@@ -294,7 +293,7 @@ def basic_auth_server():
     ],
 )
 def test_the_display_form_of_a_url_has_no_secrets(url, shown):
-    from llm.settings import display_url
+    from core.settings import display_url
 
     assert display_url(url) == shown
 

@@ -12,14 +12,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from llm.backends import TransformersBackend
-from llm.finetune import IGNORE, DatasetError, TrainConfig, build_example, load_records, main, train
-from llm.generation import GenerationStats
+from core.settings import Settings
 from llm.loading import load_model
 from llm.options import GenerationOptions
-from llm.personas import PersonaRegistry
 from llm.prompts import conversation
-from llm.settings import Settings
+from llm.transformers_backend import TransformersBackend
+from personas.finetune import IGNORE, DatasetError, TrainConfig, build_example, load_records, main, train
+from personas.registry import PersonaRegistry
 from tests.conftest import MODELS_DIR, ROOT
 
 SHIPPED = ROOT / "adapters" / "captain-quill"
@@ -43,7 +42,7 @@ def shipped_registry(persona_backend):
 
 def ask(backend, persona, question, options=GREEDY):
     messages = conversation(persona.card.system_prompt, [{"role": "user", "content": question}])
-    return "".join(backend.stream(messages, options, GenerationStats(), model=persona.model))
+    return "".join(backend.stream(messages, options, model=persona.model))
 
 
 # --- datasets -------------------------------------------------------------------------------
@@ -172,8 +171,8 @@ def test_the_adapter_changes_answers_and_the_base_stays_the_base(persona_backend
     plain = conversation(
         "You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Tell me about whales."}]
     )
-    untouched = "".join(backend.stream(plain, GREEDY, GenerationStats()))
-    assert "".join(persona_backend.stream(plain, GREEDY, GenerationStats(), model=base.model)) == untouched
+    untouched = "".join(backend.stream(plain, GREEDY))
+    assert "".join(persona_backend.stream(plain, GREEDY, model=base.model)) == untouched
 
 
 def test_switching_persona_does_not_reload_the_base_model(persona_backend, shipped_registry):
@@ -396,27 +395,27 @@ def test_refresh_reloads_a_retrained_adapter_and_answers_in_flight_keep_their_ve
     first_key = backend.runner.adapters["quill"].key
     messages = conversation(quill.card.system_prompt, [{"role": "user", "content": "Tell me about whales."}])
     options = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
-    before = "".join(backend.stream(messages, options, GenerationStats(), model=quill.model))
-    base = "".join(backend.stream(messages, options, GenerationStats()))
+    before = "".join(backend.stream(messages, options, model=quill.model))
+    base = "".join(backend.stream(messages, options))
     assert before != base
 
     (tmp_path / "quill" / "adapter_config.json").touch()  # touched, not changed: no reload
     registry.refresh()
     assert backend.runner.adapters["quill"].key == first_key
 
-    streaming = backend.stream(messages, options, GenerationStats(), model=quill.model)
+    streaming = backend.stream(messages, options, model=quill.model)
     head = next(streaming)  # this answer started with the first version
     retrain(tmp_path / "quill", 0.0)  # the retrained adapter does nothing: answers equal the base model's
     registry.refresh()
     assert backend.runner.adapters["quill"].key != first_key
     assert head + "".join(streaming) == before  # finished with the version it started with
-    assert "".join(backend.stream(messages, options, GenerationStats(), model=registry.get("quill").model)) == base
+    assert "".join(backend.stream(messages, options, model=registry.get("quill").model)) == base
     layers = [m for m in backend.runner.base.modules() if type(m).__name__ == "MultiLoraLinear"]
     assert layers and not any(first_key in m.loras for m in layers)  # the old version is gone once unused
 
 
 def test_an_adapter_that_breaks_or_goes_away_is_taken_away(tmp_path):
-    from llm.errors import BackendError
+    from llm.interface import BackendError
 
     backend = TransformersBackend(fresh_model())
     shutil.copytree(SHIPPED, tmp_path / "quill")
@@ -434,4 +433,4 @@ def test_an_adapter_that_breaks_or_goes_away_is_taken_away(tmp_path):
     assert "quill" not in backend.runner.adapters and "gone" not in backend.runner.adapters
     messages = conversation("", [{"role": "user", "content": "Hi"}])
     with pytest.raises(BackendError, match="No adapter named 'gone'"):
-        "".join(backend.stream(messages, GREEDY, GenerationStats(), model="gone"))
+        "".join(backend.stream(messages, GREEDY, model="gone"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llm.errors import PromptTooLongError
+from llm.interface import PromptTooLongError
 from llm.prompts import BREAK, build_prompt, conversation, encode, neutralise, without_control_tokens
 
 

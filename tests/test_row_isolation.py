@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from llm import batching
-from llm.errors import BackendError
-from llm.generation import GenerationStats
+from llm.interface import BackendError, GenerationStats
 from llm.lora import MultiLoraLinear
 from llm.options import GenerationOptions
 from llm.prompts import conversation
@@ -94,11 +93,11 @@ def test_a_nan_adapter_mid_answer_in_a_mixed_batch_leaves_the_other_rows_unchang
 def test_the_backend_shows_the_adapter_message_and_the_next_answer_works(quill_backend, poison):
     poison()
     messages = conversation("", [{"role": "user", "content": QUESTIONS[0]}])
-    stats = GenerationStats()
+    stream = quill_backend.stream(messages, OPTIONS, model="poison")
     with pytest.raises(BackendError, match="adapter produced invalid numbers"):
-        "".join(quill_backend.stream(messages, OPTIONS, stats, model="poison"))
-    assert stats.finish_reason == "error"
-    assert "".join(quill_backend.stream(messages, OPTIONS, GenerationStats())).strip()
+        stream.text()
+    assert stream.stats.finish_reason == "error"
+    assert "".join(quill_backend.stream(messages, OPTIONS)).strip()
 
 
 def test_a_sampling_error_in_one_row_fails_that_row_only(quill_backend, monkeypatch):
@@ -143,17 +142,17 @@ def test_out_of_memory_in_one_row_fails_that_row_only(quill_backend, monkeypatch
 
     monkeypatch.setattr(runner, "forward", forward)
     messages = conversation("", [{"role": "user", "content": QUESTIONS[0]}])
-    expected = "".join(quill_backend.stream(messages, OPTIONS, GenerationStats()))
+    expected = "".join(quill_backend.stream(messages, OPTIONS))
     results: dict = {}
     barrier = threading.Barrier(2)
 
     def run(model) -> None:
-        stats = GenerationStats()
+        stream = quill_backend.stream(messages, OPTIONS, model=model)
         barrier.wait()
         try:
-            results[model] = ("".join(quill_backend.stream(messages, OPTIONS, stats, model=model)), stats)
+            results[model] = (stream.text(), stream.stats)
         except BackendError as exc:
-            results[model] = (exc, stats)
+            results[model] = (exc, stream.stats)
 
     threads = [threading.Thread(target=run, args=(m,)) for m in (None, "captain-quill")]
     [t.start() for t in threads]
@@ -163,7 +162,7 @@ def test_out_of_memory_in_one_row_fails_that_row_only(quill_backend, monkeypatch
         "ran out of memory" in str(results["captain-quill"][0]) and results["captain-quill"][1].finish_reason == "error"
     )
     monkeypatch.setattr(runner, "forward", original)
-    assert "".join(quill_backend.stream(messages, OPTIONS, GenerationStats(), model="captain-quill")).strip()
+    assert "".join(quill_backend.stream(messages, OPTIONS, model="captain-quill")).strip()
 
 
 def test_an_error_that_only_mentions_memory_is_not_called_out_of_memory(quill_backend, monkeypatch):
@@ -177,5 +176,5 @@ def test_an_error_that_only_mentions_memory_is_not_called_out_of_memory(quill_ba
 
     monkeypatch.setattr(runner, "forward", forward)
     with pytest.raises(BackendError) as caught:
-        "".join(quill_backend.stream(conversation("", [{"role": "user", "content": "Hi"}]), OPTIONS, GenerationStats()))
+        "".join(quill_backend.stream(conversation("", [{"role": "user", "content": "Hi"}]), OPTIONS))
     assert "Generation failed (RuntimeError)" in str(caught.value) and "ran out of memory" not in str(caught.value)

@@ -9,8 +9,8 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.conversation_schema import ImportRefused, parse_export
-from llm.store import ConversationChanged, Store, StoreError, to_markdown
+from core.conversation_schema import ImportRefused, parse_export
+from core.store import ConversationChanged, Store, StoreError, to_markdown
 
 # The schema of the first release, verbatim: a database made by it must still open, messages and all.
 SCHEMA_V1 = """

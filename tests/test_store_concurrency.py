@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm.store import ConversationChanged, Store
+from core.store import ConversationChanged, Store
 from tests.test_store import chat_app, contents, stored, url_cid
 
 

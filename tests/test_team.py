@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
-from llm.errors import StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
 from llm.options import GenerationOptions
-from llm.personas import PersonaRegistry
+from personas.registry import PersonaRegistry
 from team import report
 from team.plan import Ask, PlanError, plan_schema
 from team.prompts import expert_messages, plan_messages
@@ -71,7 +70,7 @@ def test_plans_are_valid_json_by_construction_across_tasks(backend, standards):
 
     def unconstrained(task: str) -> str:
         messages = plan_messages(standards.coordinator, standards.experts, task, 2)
-        return "".join(backend.stream(messages, GenerationOptions(temperature=0, max_new_tokens=32), GenerationStats()))
+        return "".join(backend.stream(messages, GenerationOptions(temperature=0, max_new_tokens=32)))
 
     options = [GREEDY, GenerationOptions(temperature=0.8, seed=3), GREEDY]
     with ThreadPoolExecutor(len(TASKS)) as pool:
@@ -121,7 +120,6 @@ def test_consult_puts_every_expert_in_one_batch_and_each_answers_as_it_would_alo
             quill_backend.stream(
                 expert_messages(expert, run.task, ask.question),
                 GREEDY.model_copy(update={"max_new_tokens": 16}),
-                GenerationStats(),
                 model=expert.model,
             )
         )

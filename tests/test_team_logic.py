@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from llm.personas import BASE, Persona, PersonaCard, load_prompt_personas
+from personas.registry import BASE, Persona, PersonaCard, load_prompt_personas
 from team.plan import (
     MAX_QUESTION_CHARS,
     Ask,

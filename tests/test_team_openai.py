@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from core.settings import Settings
 from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
-from llm.personas import BASE, load_prompt_personas
-from llm.settings import Settings
+from personas.registry import BASE, load_prompt_personas
 from team import report
 from team.run import Limits, new_run, run_team
 from team.teams import load_teams

@@ -52,8 +52,8 @@ def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     assert synthesis in reloaded  # the same answer text, drawn from the saved run
 
     # Exports hold the whole run: Markdown as text, JSON with the run's record too.
-    from llm.settings import get_settings
-    from llm.store import Store, to_markdown
+    from core.settings import get_settings
+    from core.store import Store, to_markdown
 
     db = Store(get_settings().database_path)
     exported = db.export_json(cid)

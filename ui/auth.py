@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from llm.settings import get_settings
+from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

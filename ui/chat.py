@@ -1,6 +1,6 @@
 """Drawing helpers shared by the pages: loading the backend, the sidebar, messages, streaming.
 
-These only draw and keep per-session state; all model work goes through `llm.backends`.
+These only draw and keep per-session state; all model work goes through `llm.transformers_backend`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from collections.abc import Callable, Iterator
 import streamlit as st
 from pydantic import ValidationError
 
-from llm.backends import ChatBackend
-from llm.errors import PromptTooLongError, StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
+from core.runtime import get_backend
+from core.settings import get_settings
+from core.store import new_message_id
+from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
-from llm.runtime import get_backend
-from llm.settings import get_settings
-from llm.store import new_message_id
 from ui.conversations import retract
 from ui.safe_text import safe_markdown, write_stream
 
@@ -172,7 +171,7 @@ def session_key(history_key: str) -> str:
 
 
 def user_message(text: str) -> dict:
-    # The id is the message's key in the store from its first save on (llm/store.py).
+    # The id is the message's key in the store from its first save on (core/store.py).
     return {"role": "user", "content": text, "time": time.time(), "id": new_message_id()}
 
 
@@ -242,7 +241,10 @@ def stream_to_history(
     def recorded() -> Iterator[str]:
         # Every piece is kept as it arrives; only the screen updates are coalesced below, so an
         # error or a stop never loses text that already came.
-        for piece in backend.stream(messages, options, stats, model=model, session=session_key(history_key)):
+        nonlocal stats
+        stream = backend.stream(messages, options, model=model, session=session_key(history_key))
+        stats = stream.stats
+        for piece in stream:
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
             if on_progress:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from llm.conversation_schema import parse_export
-from llm.errors import StudioError
-from llm.settings import get_settings
-from llm.store import (
+from core.conversation_schema import parse_export
+from core.errors import StudioError
+from core.settings import get_settings
+from core.store import (
     ConversationChanged,
     Store,
     StoreError,
@@ -294,7 +294,7 @@ def _delete(page: str, history_key: str, cid: str) -> None:
 
 
 def _import(page: str, history_key: str, key: str) -> None:
-    """Check the file against the export schema (llm.conversation_schema); refuse it with the reason."""
+    """Check the file against the export schema (core.conversation_schema); refuse it with the reason."""
     upload = st.session_state.get(key)
     db = store()
     if upload is None or db is None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llm.backends import ChatBackend
-from llm.errors import StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
+from llm.interface import ChatBackend
 from llm.options import GenerationOptions
-from llm.personas import BASE, Persona, PersonaRegistry
 from llm.prompts import conversation
+from personas.registry import BASE, Persona, PersonaRegistry
 from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
 from ui.safe_text import plain, safe_markdown, write_stream
 
 
 def registry(backend: ChatBackend) -> PersonaRegistry:
     """The one registry per backend and folders, shared by all sessions and the API (adapters load once)."""
-    from llm.runtime import get_registry
+    from core.runtime import get_registry
 
     return get_registry(backend)
 
@@ -77,19 +76,12 @@ def side_by_side(backend: ChatBackend, persona: Persona, question: str, options:
         with column:
             st.markdown(f"**{plain(who.card.avatar + ' ' + who.card.display_name)}**")
             system = who.card.system_prompt if who.kind != "base" else DEFAULT_SYSTEM_PROMPT
-            stats = GenerationStats()
             try:
-                write_stream(
-                    coalesce(
-                        backend.stream(
-                            conversation(system, [{"role": "user", "content": question}]),
-                            options,
-                            stats,
-                            model=who.model,
-                        )
-                    )
+                stream = backend.stream(
+                    conversation(system, [{"role": "user", "content": question}]), options, model=who.model
                 )
+                write_stream(coalesce(stream))
             except StudioError as exc:
                 st.error(safe_markdown(str(exc)))
                 continue
-            st.caption(stats_caption(stats.as_dict()))
+            st.caption(stats_caption(stream.stats.as_dict()))

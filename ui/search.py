@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llm.errors import StudioError
+from core.errors import StudioError
+from core.settings import get_settings
 from llm.prompts import Message
-from llm.settings import get_settings
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
@@ -40,7 +40,7 @@ def provider_or_warning() -> CachedSearch | None:
 
 def reranker(model_name: str) -> Reranker:
     """The process-wide model, shared with the API's embeddings."""
-    from llm.runtime import get_reranker
+    from core.runtime import get_reranker
 
     return get_reranker(model_name)
 

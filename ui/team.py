@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import streamlit as st
 from pydantic import ValidationError
 
-from llm.errors import StudioError
+from core.errors import StudioError
+from core.runtime import get_registry
+from core.settings import get_settings
+from core.store import new_message_id
 from llm.options import GenerationOptions
-from llm.runtime import get_registry
-from llm.settings import get_settings
-from llm.store import new_message_id
 from team import report
 from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, load_teams

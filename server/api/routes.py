@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llm.errors import StudioError
-from llm.settings import get_settings
+from core.errors import StudioError
+from core.settings import get_settings
 from server.api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
 from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 
@@ -283,7 +283,7 @@ async def embeddings(request: Request) -> Response:
 
 
 def embed(texts: list[str]):
-    from llm.runtime import get_reranker
+    from core.runtime import get_reranker
 
     try:
         encoder = get_reranker(get_settings().rerank_model)

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from llm.errors import StudioError
-from llm.generation import GenerationStats
+from core.errors import StudioError
+from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
 from server.api.catalog import Target, targets
@@ -49,7 +49,7 @@ class Engine:
                 self._thread.start()
 
     def _load(self) -> None:
-        from llm.runtime import get_backend, get_registry
+        from core.runtime import get_backend, get_registry
 
         try:
             backend = get_backend()
@@ -73,7 +73,7 @@ class Engine:
         raise ApiError(503, "Loading model", code="model_loading", kind="server_error")
 
     def targets(self) -> dict[str, Target]:
-        from llm.runtime import get_registry
+        from core.runtime import get_registry
 
         backend = self.ready()
         registry = get_registry(backend)
@@ -134,7 +134,8 @@ def start_chat(request: ChatRequest) -> ChatRun:
         if target.kind == "team":
             pieces = TeamAnswer(target.backend_model, messages, options, request, stats)
         else:
-            pieces = ENGINE.backend.stream(messages, options, stats, model=target.backend_model)
+            pieces = ENGINE.backend.stream(messages, options, model=target.backend_model)
+            stats = pieces.stats
     except StudioError as exc:
         raise _refusal(exc) from None
     return ChatRun(pieces, stats, StopStrings(pieces, request.stop_strings()))
@@ -154,7 +155,7 @@ class TeamAnswer:
         request: ChatRequest,
         stats: GenerationStats,
     ):
-        from llm.runtime import get_registry
+        from core.runtime import get_registry
         from team.run import Limits, find_team, new_run, run_team
 
         registry = get_registry(ENGINE.backend)
@@ -197,7 +198,7 @@ class TeamAnswer:
 
 
 def _refusal(exc: StudioError) -> ApiError:
-    from llm.errors import PromptTooLongError
+    from llm.interface import PromptTooLongError
 
     if isinstance(exc, ApiError):
         return exc

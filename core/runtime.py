@@ -8,9 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from llm.backends import ChatBackend, TransformersBackend
+from core.settings import Settings, get_settings
+from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
-from llm.settings import Settings, get_settings
+from llm.transformers_backend import TransformersBackend
 
 _fetch_lock = threading.Lock()  # two sessions opening the page at once must not download twice
 
@@ -73,7 +74,7 @@ def get_backend(progress: Progress | None = None, settings: Settings | None = No
 
 @st.cache_resource(show_spinner="Loading personas…")
 def _registry(_backend: ChatBackend, backend_id: int, adapters_dir: str, personas_file: str):
-    from llm.personas import PersonaRegistry
+    from personas.registry import PersonaRegistry
 
     return PersonaRegistry(_backend, Path(adapters_dir), Path(personas_file))
 

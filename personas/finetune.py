@@ -1,6 +1,6 @@
 """Fine-tune a LoRA persona adapter from an instruction dataset, into a folder the persona page loads.
 
-    python -m llm.finetune --data datasets/captain_quill.json --name captain-quill \\
+    python -m personas.finetune --data datasets/captain_quill.json --name captain-quill \\
         --display-name "Captain Quill" --system-prompt "You are Captain Quill, an old sea captain."
 
 Input: a JSON list of {"instruction", "input", "output"} records (the huanhuan tutorial's format), or
@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm.errors import StudioError
-from llm.personas import SAFE_NAME, PersonaCard
+from core.errors import StudioError
 from llm.prompts import Message
+from personas.registry import SAFE_NAME, PersonaCard
 
 IGNORE = -100  # label value the loss skips (prompt tokens)
 
@@ -304,7 +304,7 @@ def _save_checkpoint(model, optimizer, scheduler, step: int, out_dir: Path) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llm.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m personas.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset: .json list or .jsonl of messages")
     parser.add_argument("--name", required=True, help="adapter folder name (letters, digits, - and _)")
@@ -349,8 +349,8 @@ def persona_card(args, base_model: str) -> PersonaCard:
 
 
 def _run(args, config: TrainConfig) -> int:
+    from core.settings import get_settings
     from llm.loading import load_model
-    from llm.settings import get_settings
 
     if not SAFE_NAME.match(args.name):
         raise DatasetError(f"--name {args.name!r}: use letters, digits, '-' or '_' (max 64).")

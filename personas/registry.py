@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llm.errors import StudioError, validation_message
+from core.errors import StudioError, validation_message
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm.conversation_schema import EXPORT_FORMAT, check_export, clean_message
-from llm.errors import StudioError
+from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
+from core.errors import StudioError
 
 SCHEMA_VERSION = 2  # 1: rows keyed by (conversation, position), rewritten and deleted by every save
 SCHEMA = [
@@ -271,7 +271,7 @@ class Store:
         }
 
     def import_json(self, data: object) -> str:
-        """Store an export (checked by llm.conversation_schema) as a new conversation; returns its id."""
+        """Store an export (checked by core.conversation_schema) as a new conversation; returns its id."""
         export, _ = check_export(data)
         return self.create(export.page, export.title, imported_messages(export))
 

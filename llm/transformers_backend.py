@@ -3,61 +3,28 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
+from core.errors import StudioError
 from llm import constrained
 from llm.batching import BatchScheduler
-from llm.errors import BackendError, StudioError
-from llm.generation import GenerationStats, stream_text
+from llm.generation import stream_text
+from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
 from llm.lora import AdapterError
-from llm.options import GenerationOptions
-from llm.prompts import Message, build_prompt
+from llm.prompts import build_prompt
 from llm.runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
 
-class ChatBackend(Protocol):
-    name: str  # what the page shows as "model"
-    notes: list[str]  # facts the page shows once (e.g. "this is the demo model")
-    can_trim: bool  # whether it drops old turns itself to fit the context
-
-    def stream(
-        self,
-        messages: list[Message],
-        options: GenerationOptions,
-        stats: GenerationStats,
-        cancel: threading.Event | None = None,
-        model: str | None = None,  # a served model name (OpenAI backend: e.g. a LoRA persona on vLLM)
-        session: str | None = None,  # a stable id for one conversation: lets a backend keep its cache
-    ) -> Iterator[str]: ...
-
-    def list_models(self) -> list[str]: ...
-
-    base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
-
-    def attach_adapter(self, name: str, folder: Path, card) -> str:
-        """Make a LoRA persona usable (or reload it if its files changed); returns the `model` to pass to
-        `stream`. Raises BackendError."""
-        ...
-
-    def detach_adapter(self, name: str) -> None:
-        """The persona went away or broke: new answers can no longer use it."""
-        ...
-
-
 class TransformersBackend:
     """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read.
     Concurrent calls are decoded together, one batched forward pass per token (`llm.batching`)."""
-
-    can_trim = True
 
     def __init__(
         self,
@@ -88,17 +55,18 @@ class TransformersBackend:
         """New answers can no longer use it (its folder went away or broke); answers streaming with it finish."""
         self.runner.remove_adapter(name)
 
-    def stream(self, messages, options, stats, cancel=None, model=None, session=None) -> Iterator[str]:
+    def stream(self, messages, options, *, model=None, session=None, cancel=None) -> AnswerStream:
         if model not in (None, self.name) and model not in self.runner.adapters:
             raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
+        stats = GenerationStats()
         options = constrained.bind(options, lm.tokenizer, lm.stop_ids)  # a json_schema, compiled for this tokenizer
         prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
         stats.dropped_messages = prompt.dropped_messages
         tokens = self._tokens(prompt.input_ids, options, cancel, adapter, session, stats)
         chunks = stream_text(tokens, lm.tokenizer, len(prompt.input_ids), options, stats, cancel)
-        return _explain_failures(chunks, stats)
+        return AnswerStream(_explain_failures(chunks, stats), stats)
 
     def _tokens(self, prompt_ids, options, cancel, adapter, session, stats) -> Iterator[int]:
         # A generator, so the session's kept cache is taken (and counted as in flight) only once the answer

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from llm.errors import StudioError
+from core.errors import StudioError
 
 EXPORT_FORMAT = "llama-studio-conversation/1"
 MAX_IMPORT_BYTES = 32 * 1024 * 1024  # a 10,000-turn conversation with sources is ~20 MB

@@ -1,0 +1,119 @@
+"""What pages, the API and the team runner need from an engine, without importing torch or transformers.
+
+`ChatBackend.stream(messages, options, ...)` returns an `AnswerStream`: iterate it for the answer's text
+pieces; its `stats` say how the answer went (tokens, times, why it ended). Closing the stream (or stopping
+iterating and dropping it) stops the computation. The in-process engine is `llm.transformers_backend`, a
+server is `llm.openai_backend`; both are chosen and loaded once per process by `core.runtime`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from core.errors import StudioError
+from llm.options import GenerationOptions
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class ModelLoadError(StudioError):
+    """The model could not be fetched or loaded."""
+
+
+class PromptTooLongError(StudioError):
+    """A message does not fit in the model's context window."""
+
+
+class BackendError(StudioError):
+    """The generation backend (in-process or a server) failed while answering."""
+
+
+@dataclass
+class GenerationStats:
+    """Figures shown under an answer. Written only by the thread that reads the stream, as pieces arrive."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dropped_messages: int = 0
+    cached_tokens: int = 0  # prompt tokens taken from this session's kept cache instead of being fed again
+    batched_with: int = 0  # the most other answers decoded in the same forward passes as this one
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    finish_reason: str = "running"  # "stop" (end of turn), "length", "cancelled", "error"
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed, first token excluded (that one is prefill's)."""
+        if self.first_token_s is None or self.completion_tokens < 2:
+            return None
+        decode_s = self.total_s - self.first_token_s
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "dropped_messages": self.dropped_messages,
+            "cached_tokens": self.cached_tokens,
+            "batched_with": self.batched_with,
+            "first_token_s": self.first_token_s,
+            "tokens_per_s": self.tokens_per_s,
+            "finish_reason": self.finish_reason,
+        }
+
+
+class AnswerStream:
+    """One answer's text pieces; `stats` is complete once iteration ends (or the stream is closed)."""
+
+    def __init__(self, pieces: Iterator[str], stats: GenerationStats):
+        self._pieces = pieces
+        self.stats = stats
+
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def text(self) -> str:
+        """The whole answer (reads the stream to its end)."""
+        return "".join(self)
+
+    def close(self) -> None:
+        """Stop the answer (and its computation) here; what streamed so far stays the caller's."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
+class ChatBackend(Protocol):
+    name: str  # what the page shows as "model"
+    notes: list[str]  # facts the page shows once (e.g. "this is the demo model")
+    base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
+
+    def stream(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        *,
+        model: str | None = None,  # a persona's model: an adapter here, a served model name on a server
+        session: str | None = None,  # a stable id for one conversation: lets a backend keep its cache
+        cancel: threading.Event | None = None,  # set by the team page's stop, which stops several answers
+    ) -> AnswerStream: ...
+
+    def list_models(self) -> list[str]: ...
+
+    def attach_adapter(self, name: str, folder: Path, card) -> str:
+        """Make a LoRA persona usable (or reload it if its files changed); returns the `model` to pass to
+        `stream`. Raises BackendError."""
+        ...
+
+    def detach_adapter(self, name: str) -> None:
+        """The persona went away or broke: new answers can no longer use it."""
+        ...
