@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
+from tests.fake_backend import install
 from ui.auth import (
     FREE_GUESSES,
     GUESS_INTERVAL_S,
@@ -99,6 +100,7 @@ def test_sessions_in_the_page_share_the_limit_and_the_owner_gets_in(monkeypatch,
     """Four sessions take turns guessing: each has guessed only twice, yet after the shared allowance every
     guess waits its turn (AppTest sessions cannot run in parallel threads; the browser test below does)."""
     monkeypatch.setenv("APP_PASSWORD", PASSWORD)
+    install(monkeypatch)  # behind the password: the chat page, with a scripted backend
     guess_limiter.clear()
     caplog.set_level(logging.DEBUG)
     sessions = [login_page() for _ in range(4)]
@@ -191,6 +193,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 def test_with_a_password_no_route_and_no_page_shows_saved_data_before_it(tmp_path, monkeypatch):
     """A conversation saved earlier; the real server with APP_PASSWORD: every route, then a real browser."""
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    install(monkeypatch)  # this process only writes the conversation; the server below has the real model
     at = AppTest.from_file("../app.py", default_timeout=120).run()
     at.number_input(key="chat.max_new").set_value(4)
     at.chat_input(key="chat.input").set_value("Private diary entry about Zanzibar").run()

@@ -26,6 +26,8 @@ def test_two_turns_render_and_a_screenshot_is_saved(browser, server):
     assert len(texts) == 4
     assert "Hello! My name is Oksana." in texts[0]
     assert "你好 🦙 What is my name?" in texts[2]
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text().split("\n")
+    assert [line for line in nav if line.strip()] == ["Chat", "Personas", "Search answers", "Team"]  # not "app"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat-two-turns.png"), full_page=True)
     page.close()
@@ -126,7 +128,7 @@ def test_search_answer_with_its_sources_shown(browser, search_server):
     body = page.locator("body").inner_text()
     assert "Searched for: How tall is the Eiffel Tower?" in body
     assert "Eiffel Tower - facts" in body
-    assert "<script>alert('x')</script>Football scores" in body or "Football" not in body  # shown as text if kept
+    assert "<script>alert('x')</script>Football scores" in body  # kept (4 of 4 results), its title shown as text
     assert page.locator('a[href^="javascript:"]').count() == 0
     assert "AIza-browser-key" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "search-answer.png"), full_page=True)

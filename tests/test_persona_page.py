@@ -1,15 +1,26 @@
-"""The persona page through AppTest with the real demo model and the shipped adapter."""
+"""The persona page through AppTest: with the real demo model and the shipped adapter (an answer, and hostile
+adapter folders checked by the real loader), and with a scripted backend (tests/fake_backend.py)."""
 
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../pages/1_Personas.py"
+from tests.fake_backend import Reply, install
+
+PAGE = "pages/1_Personas.py"
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180).run()
+def persona_page(query: dict | None = None) -> AppTest:
+    """The app's entry point, opened at /Personas (with `query` in the URL)."""
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.query_params.update(query or {})
+    at.switch_page(PAGE).run()
     assert not at.exception, at.exception
+    return at
+
+
+def open_page(max_new: int = 40) -> AppTest:
+    at = persona_page()
     at.slider(key="persona.temperature").set_value(0.0)
-    at.number_input(key="persona.max_new").set_value(40)
+    at.number_input(key="persona.max_new").set_value(max_new)
     return at
 
 
@@ -25,7 +36,7 @@ def send(at: AppTest, text: str) -> AppTest:
     return at
 
 
-def test_persona_greeting_answer_and_one_history_per_persona():
+def test_real_model_persona_greeting_answer_and_one_history_per_persona():
     at = choose(open_page(), "captain-quill")
     assert "Captain Quill" in at.title[0].value
     assert at.chat_message[0].markdown[0].value.startswith("Ahoy")  # the greeting
@@ -40,34 +51,39 @@ def test_persona_greeting_answer_and_one_history_per_persona():
 
 
 def test_unavailable_personas_are_listed_with_reasons(tmp_path, monkeypatch):
+    install(monkeypatch)
     bad = tmp_path / "broken"
     bad.mkdir()
     (bad / "adapter_model.bin").write_bytes(b"pickle")
     monkeypatch.setenv("ADAPTERS_DIR", str(tmp_path))
-    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    at = persona_page()
     assert not at.exception
     assert "broken" not in at.selectbox(key="persona.current").options
     assert any("persona.json is missing" in c.value for c in at.sidebar.caption)
 
 
-def test_side_by_side_answers_with_base_and_persona():
+def test_side_by_side_answers_with_base_and_persona(monkeypatch):
+    fake = install(monkeypatch, Reply(["Whales are mammals."]), Reply(["Arr, whales!", " Fair winds."]))
     at = choose(open_page(), "captain-quill")
     at.radio(key="persona.view").set_value("Side by side").run()
     at.chat_input(key="persona.compare_input").set_value("Tell me about whales.").run()
     assert not at.exception and not at.error
     headers = [m.value for m in at.markdown if m.value.startswith("**")]
     assert any("Base model" in h for h in headers) and any("Captain Quill" in h for h in headers)
+    assert [call.model for call in fake.calls] == [None, "captain-quill"]  # the base model, then the adapter
     captions = [c.value for c in at.caption if "tokens used" in c.value]
-    assert len(captions) == 2
+    assert captions == [
+        "first token 0.01 s · 13 tokens used (12 prompt + 1 answer)",
+        "first token 0.01 s · 100.0 tokens/s · 14 tokens used (12 prompt + 2 answer)",
+    ]
 
 
-def test_a_saved_persona_conversation_opens_with_its_persona():
+def test_a_saved_persona_conversation_opens_with_its_persona(monkeypatch):
+    install(monkeypatch)
     at = choose(open_page(), "captain-quill")
     send(at, "Tell me about whales.")
     cid = at.session_state["persona.captain-quill.messages.cid"]
-    fresh = AppTest.from_file(PAGE, default_timeout=180)
-    fresh.query_params["c"] = cid
-    fresh.run()
+    fresh = persona_page({"c": cid})
     assert fresh.selectbox(key="persona.current").value == "captain-quill"
     assert [m.name for m in fresh.chat_message][1:] == ["user", "assistant"]
 
@@ -99,8 +115,8 @@ def test_hostile_adapter_folders_never_show_a_traceback(tmp_path, monkeypatch):
     card = json.loads((shipped / "persona.json").read_text())
     (tmp_path / "path-avatar" / "persona.json").write_text(json.dumps({**card, "avatar": "/etc/passwd"}))
     monkeypatch.setenv("ADAPTERS_DIR", str(tmp_path))
-    at = AppTest.from_file(PAGE, default_timeout=180).run()
-    assert not at.exception, at.exception
+    at = persona_page()
+    at.number_input(key="persona.max_new").set_value(4)
     lora = [o for o in at.selectbox(key="persona.current").options if o.endswith("(LoRA)")]
     assert lora == ["🎭 Captain Quill (LoRA)"]  # only the path-avatar adapter is usable, with the default avatar
     captions = " | ".join(c.value for c in at.sidebar.caption)

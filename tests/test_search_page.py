@@ -1,9 +1,13 @@
-"""The search-answers page through AppTest: real Google client → local player, bundled reranker, demo model."""
+"""The search-answers page through AppTest: real Google client → local player, bundled reranker, and the demo
+model once; a scripted backend (tests/fake_backend.py) for the rest of the page's logic."""
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../pages/2_Search_answers.py"
+from tests.fake_backend import Reply, install
+from ui.safe_text import plain
+
+PAGE = "pages/2_Search_answers.py"
 KEY, CX = "AIza-page-key-789", "cx-page-000"
 
 
@@ -14,9 +18,17 @@ def google_env(player, monkeypatch):
     monkeypatch.setenv("GOOGLE_CSE_ENDPOINT", player + "/")
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180).run()
+def search_page(query: dict | None = None) -> AppTest:
+    """The app's entry point, opened at /Search_answers (with `query` in the URL)."""
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.query_params.update(query or {})
+    at.switch_page(PAGE).run()
     assert not at.exception, at.exception
+    return at
+
+
+def open_page() -> AppTest:
+    at = search_page()
     at.slider(key="search.temperature").set_value(0.0)
     at.number_input(key="search.max_new").set_value(30)
     return at
@@ -36,36 +48,50 @@ def all_text(at: AppTest) -> str:
     )
 
 
-def test_question_sources_and_citations_render(google_env):
+def test_real_model_question_sources_and_citations_render(google_env):
     at = ask(open_page(), "How tall is the Eiffel Tower?")
-    assert any(c.value.startswith("Searched for: How tall is the Eiffel Tower") for c in at.caption)
+    assert f"Searched for: {plain('How tall is the Eiffel Tower?')}" in [c.value for c in at.caption]
     answer = at.session_state["search.messages"][-1]
     assert answer["role"] == "assistant" and answer["content"]
     assert answer["sources"][0]["link"] == "https://example.com/eiffel"
     source_lines = [m.value for m in at.markdown if m.value.startswith("**[")]
-    assert len(source_lines) == 4 and "example.com/eiffel" in source_lines[0]
+    assert [line[:5] for line in source_lines] == ["**[1]", "**[2]", "**[3]", "**[4]"]
+    assert "example.com/eiffel" in source_lines[0]
+    # The four of five results closest to the question, in that order (the banana bread recipe is left out).
+    assert ["example.com/paris" in source_lines[1], "example.com/football" in source_lines[2]] == [True, True]
+    assert "Tax forms" in source_lines[3] and "banana" not in " ".join(source_lines)
     # A hostile title is escaped markdown: shown as text, never as a tag or a javascript: link.
     assert not any("<script>" in line for line in source_lines)
     assert not any("javascript:" in line for line in source_lines)
     assert KEY not in all_text(at) and CX not in all_text(at)
 
 
-def test_follow_up_shows_the_rewritten_query(google_env):
+def test_follow_up_shows_the_rewritten_query(google_env, monkeypatch):
+    fake = install(monkeypatch, Reply(["It is 330 m [1]."]), Reply(["Eiffel Tower", " completion date"]))
     at = ask(open_page(), "How tall is the Eiffel Tower?")
     ask(at, "And when was it finished?")
     searched = [c.value for c in at.caption if c.value.startswith("Searched for:")]
-    assert len(searched) == 2
-    assert len(at.session_state["search.messages"]) == 4
+    assert searched == [
+        f"Searched for: {plain('How tall is the Eiffel Tower?')}",  # shown as text: markdown escaped
+        "Searched for: Eiffel Tower completion date",
+    ]
+    rewrite = fake.calls[1].messages[-1]["content"]  # the conversation so far shaped the query
+    assert "user: How tall is the Eiffel Tower?" in rewrite and "assistant: It is 330 m [1]." in rewrite
+    assert "Last question: And when was it finished?" in rewrite
+    assert [m["role"] for m in at.session_state["search.messages"]] == ["user", "assistant"] * 2
+    assert at.session_state["search.messages"][-1]["query"] == "Eiffel Tower completion date"
 
 
-def test_quota_error_is_shown_and_the_model_still_answers(google_env):
+def test_quota_error_is_shown_and_the_model_still_answers(google_env, monkeypatch):
+    install(monkeypatch)
     at = ask(open_page(), "trigger-429 what happened today?")
     assert any("quota" in w.value for w in at.warning)
     assert at.session_state["search.messages"][-1]["sources"] == []
     assert at.session_state["search.messages"][-1]["content"]
 
 
-def test_without_keys_the_page_says_how_to_set_them():
+def test_without_keys_the_page_says_how_to_set_them(monkeypatch):
+    install(monkeypatch)
     at = open_page()
     assert any("GOOGLE_API_KEY" in w.value and "secrets.toml" in w.value for w in at.warning)
     ask(at, "Anything?")
@@ -73,6 +99,7 @@ def test_without_keys_the_page_says_how_to_set_them():
 
 
 def test_searxng_provider(player, monkeypatch):
+    install(monkeypatch)
     monkeypatch.setenv("SEARCH_PROVIDER", "searxng")
     monkeypatch.setenv("SEARXNG_URL", player)
     at = ask(open_page(), "Paris travel")

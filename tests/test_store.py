@@ -1,4 +1,5 @@
-"""Saved conversations: the SQLite store for real, the import schema, and the pages through AppTest."""
+"""Saved conversations: the SQLite store for real, the import schema, and the pages through AppTest (with a
+scripted backend, tests/fake_backend.py: what is saved does not depend on which model answered)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.conversation_schema import ImportRefused, parse_export
 from core.store import ConversationChanged, Store, StoreError, to_markdown
+from llm.interface import PromptTooLongError
+from tests.fake_backend import Reply, install
+
+NO_ROOM = PromptTooLongError("Max new tokens (8192) leaves no room in the 8192-token context. Lower it.")
 
 # The schema of the first release, verbatim: a database made by it must still open, messages and all.
 SCHEMA_V1 = """
@@ -309,8 +314,17 @@ def test_locked_database_says_so_and_reads_still_work(tmp_path):
 # --- the pages ------------------------------------------------------------------------------
 
 
+def open_page(page: str | None = None, query: dict | None = None) -> AppTest:
+    """The app's entry point (as `streamlit run app.py`), run once at `page` (a file under pages/)."""
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.query_params.update(query or {})
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
 def chat_app(max_new: int = 8) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=180).run()
+    at = open_page()
     assert not at.exception, at.exception
     at.slider(key="chat.temperature").set_value(0.0)
     at.number_input(key="chat.max_new").set_value(max_new)
@@ -328,23 +342,23 @@ def stored(cid: str) -> list[dict]:
     return store().messages(cid)
 
 
-def test_a_conversation_comes_back_from_its_url():
+def test_a_conversation_comes_back_from_its_url(monkeypatch):
+    install(monkeypatch)
     at = chat_app()
     at.chat_input(key="chat.input").set_value("Remember the word pumpernickel.").run()
     cid = url_cid(at)
     assert cid and len(at.session_state["chat.messages"]) == 2
-    fresh = AppTest.from_file("../app.py", default_timeout=180)  # a new browser session
-    fresh.query_params["c"] = cid
-    fresh.run()
+    fresh = open_page(query={"c": cid})  # a new browser session
     assert [m.markdown[0].value for m in fresh.chat_message][0] == "Remember the word pumpernickel."
     assert len(fresh.chat_message) == 2
     saved = fresh.session_state["chat.messages"][1]
     assert saved["stats"]["completion_tokens"] >= 1 and saved["settings"]["max_new_tokens"] == 8
 
 
-def test_a_stored_message_with_bad_fields_still_opens(tmp_path):
+def test_a_stored_message_with_bad_fields_still_opens(tmp_path, monkeypatch):
     from ui.conversations import store
 
+    install(monkeypatch)
     cid = store().create("search", "odd", [{"role": "user", "content": "q", "id": "u"}])
     with sqlite3.connect(store().path) as raw:  # as a first-release import could have stored it
         raw.execute(
@@ -352,10 +366,8 @@ def test_a_stored_message_with_bad_fields_still_opens(tmp_path):
             "'assistant', 'answer [1]', ?, 0)",
             (cid, json.dumps(BAD_META)),
         )
-    for page in ("../app.py", "../pages/2_Search_answers.py"):
-        at = AppTest.from_file(page, default_timeout=180)
-        at.query_params["c"] = cid
-        at.run()
+    for page in (None, "pages/2_Search_answers.py"):  # the chat page refuses it; the search page opens it
+        at = open_page(page, {"c": cid})
         assert not at.exception, at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the search page owns it
     assert at.session_state["search.messages"][1] == {
@@ -366,7 +378,8 @@ def test_a_stored_message_with_bad_fields_still_opens(tmp_path):
     }
 
 
-def test_regenerate_that_fails_keeps_the_old_answer_then_one_that_works_replaces_it():
+def test_regenerate_that_fails_keeps_the_old_answer_then_one_that_works_replaces_it(monkeypatch):
+    install(monkeypatch, Reply(["Hello."]), Reply([], error=NO_ROOM), Reply(["Hello", " again."]))
     at = chat_app()
     at.chat_input(key="chat.input").set_value("Say hello.").run()
     cid, old = url_cid(at), at.session_state["chat.messages"][1]
@@ -386,7 +399,8 @@ def test_regenerate_that_fails_keeps_the_old_answer_then_one_that_works_replaces
     assert [m["id"] for m in stored(cid)] == [new[0]["id"], new[1]["id"]]
 
 
-def test_a_message_too_long_to_answer_is_taken_back_from_the_store_too():
+def test_a_message_too_long_to_answer_is_taken_back_from_the_store_too(monkeypatch):
+    install(monkeypatch, Reply(["One."]), Reply([], error=NO_ROOM), Reply(["Two."]))
     at = chat_app()
     at.chat_input(key="chat.input").set_value("First.").run()
     cid = url_cid(at)
@@ -398,7 +412,8 @@ def test_a_message_too_long_to_answer_is_taken_back_from_the_store_too():
     assert [m["content"] for m in stored(cid) if m["role"] == "user"] == ["First.", "Second."]
 
 
-def test_sidebar_new_rename_delete_with_confirmation():
+def test_sidebar_new_rename_delete_with_confirmation(monkeypatch):
+    install(monkeypatch)
     at = chat_app()
     at.chat_input(key="chat.input").set_value("First conversation").run()
     cid = at.session_state["chat.messages.cid"]
@@ -420,6 +435,7 @@ def test_corrupt_database_chat_still_works_and_says_unsaved(tmp_path, monkeypatc
     data.mkdir()
     (data / "conversations.sqlite3").write_bytes(b"garbage" * 500)
     monkeypatch.setenv("DATA_DIR", str(data))
+    install(monkeypatch)
     at = chat_app()
     assert any("not being saved" in w.value and "corrupt" in w.value for w in at.sidebar.warning)
     at.chat_input(key="chat.input").set_value("Hello").run()
@@ -430,14 +446,15 @@ def test_corrupt_database_chat_still_works_and_says_unsaved(tmp_path, monkeypatc
 
 def test_password_gate(monkeypatch):
     monkeypatch.setenv("APP_PASSWORD", "correct horse")
-    for page in ("../app.py", "../pages/1_Personas.py", "../pages/2_Search_answers.py"):
-        at = AppTest.from_file(page, default_timeout=180).run()
+    install(monkeypatch)
+    for page in (None, "pages/1_Personas.py", "pages/2_Search_answers.py", "pages/3_Team.py"):
+        at = open_page(page)
         assert not at.exception
         assert len(at.chat_input) == 0 and len(at.chat_message) == 0 and len(at.sidebar.button) == 0
         at.text_input(key="auth.password").input("wrong")
         at.button[0].click().run()  # the form's submit button
         assert at.error[0].value == "Wrong password." and len(at.chat_input) == 0
-    at = AppTest.from_file("../app.py", default_timeout=180).run()
+    at = open_page()
     at.text_input(key="auth.password").input("correct horse")
     at.button[0].click().run()
     assert len(at.chat_input) == 1 and "correct horse" not in str(

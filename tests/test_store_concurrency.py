@@ -1,5 +1,5 @@
 """The store under real concurrency: threads, processes, a held write lock, a large store being searched,
-and two browser sessions (AppTest) on one conversation."""
+and two browser sessions (AppTest, with a scripted backend) on one conversation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import ConversationChanged, Store
-from tests.test_store import chat_app, contents, stored, url_cid
+from tests.fake_backend import install
+from tests.test_store import chat_app, contents, open_page, stored, url_cid
 
 
 @pytest.fixture
@@ -135,9 +136,7 @@ def test_many_searches_on_a_large_store_never_make_saves_fail(db):
 
 def chat_session(cid: str) -> AppTest:
     """A second browser session opened on the conversation's URL."""
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.query_params["c"] = cid
-    at.run()
+    at = open_page(query={"c": cid})
     at.slider(key="chat.temperature").set_value(0.0)
     at.number_input(key="chat.max_new").set_value(8).run()
     return at
@@ -152,7 +151,8 @@ def users(cid: str) -> list[str]:
     return [m["content"] for m in stored(cid) if m["role"] == "user"]
 
 
-def test_a_turn_saved_while_the_database_is_locked_is_written_by_the_next_save():
+def test_a_turn_saved_while_the_database_is_locked_is_written_by_the_next_save(monkeypatch):
+    install(monkeypatch)
     at = chat_app()
     send(at, "Before the lock.")
     cid = url_cid(at)
@@ -168,7 +168,8 @@ def test_a_turn_saved_while_the_database_is_locked_is_written_by_the_next_save()
     assert stored(cid)[3]["stats"]["completion_tokens"] >= 1 and not at.sidebar.warning
 
 
-def test_a_conversation_deleted_in_another_session_goes_on_as_a_new_one():
+def test_a_conversation_deleted_in_another_session_goes_on_as_a_new_one(monkeypatch):
+    install(monkeypatch)
     a = chat_app()
     send(a, "One.")
     cid = url_cid(a)
@@ -184,7 +185,8 @@ def test_a_conversation_deleted_in_another_session_goes_on_as_a_new_one():
     assert users(new) == ["One.", "Two.", "Three."]
 
 
-def test_a_stale_session_catches_up_and_one_that_raced_forks_without_losing_a_turn():
+def test_a_stale_session_catches_up_and_one_that_raced_forks_without_losing_a_turn(monkeypatch):
+    install(monkeypatch)
     a = chat_app()
     send(a, "Start.")
     cid = url_cid(a)

@@ -1,4 +1,5 @@
-"""The team page through AppTest with the real demo model: a run drawn step by step, saved, reloaded."""
+"""The team page through AppTest: a run with the real demo model drawn step by step, saved, reloaded; the
+pickers' refusals with a scripted backend (tests/fake_backend.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,30 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../pages/3_Team.py"
+from tests.fake_backend import install
+
+PAGE = "pages/3_Team.py"
 TASK = "Draft AI rules for a school."
 
 
-def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=600).run()
+def team_page(query: dict | None = None) -> AppTest:
+    """The app's entry point, opened at /Team (with `query` in the URL)."""
+    at = AppTest.from_file("../app.py", default_timeout=600)
+    at.query_params.update(query or {})
+    at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     return at
+
+
+def open_page() -> AppTest:
+    return team_page()
 
 
 def texts(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown] + [c.value for c in at.caption]
 
 
-def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
+def test_real_model_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     at = open_page()
     assert at.selectbox(key="team.current").value == "ai-standards"
     for key, value in (("team.expert_tokens", 16), ("team.synthesis_tokens", 16), ("team.follow_up_rounds", 0)):
@@ -40,10 +50,7 @@ def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     cid = cid[0] if isinstance(cid, list) else cid
     answer = [t for t in shown if t not in (TASK,)]
 
-    again = AppTest.from_file(PAGE, default_timeout=600)
-    again.query_params["c"] = cid
-    again.run()
-    assert not again.exception, again.exception
+    again = team_page({"c": cid})
     reloaded = texts(again)
     assert TASK in reloaded
     assert [t for t in reloaded if t.startswith("Asked: ")] == asked
@@ -62,14 +69,13 @@ def test_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     assert "#### Plan (" in markdown and "— asked: " in markdown and "budget tokens used" in markdown
     # An import keeps the run as its text (the record is not taken from a file), and the page shows it.
     imported = db.import_json(exported)
-    restored = AppTest.from_file(PAGE, default_timeout=600)
-    restored.query_params["c"] = imported
-    restored.run()
-    assert not restored.exception and TASK in texts(restored)
+    restored = team_page({"c": imported})
+    assert TASK in texts(restored)
     assert any("— asked: " in t for t in texts(restored))
 
 
 def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch):
+    install(monkeypatch)
     teams = tmp_path / "teams.json"
     teams.write_text(
         json.dumps(
@@ -88,6 +94,7 @@ def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch)
 
 
 def test_no_team_file_says_how_to_fix_it(tmp_path, monkeypatch):
+    install(monkeypatch)
     monkeypatch.setenv("TEAMS_FILE", str(tmp_path / "missing.json"))
     at = open_page()
     assert any("TEAMS_FILE" in w.value for w in at.sidebar.warning)

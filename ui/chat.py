@@ -1,29 +1,42 @@
 """Drawing helpers shared by the pages: loading the backend, the sidebar, messages, streaming.
 
-These only draw and keep per-session state; all model work goes through `llm.transformers_backend`.
+These only draw and keep per-session state; all model work goes through the backend (`llm.interface`).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import streamlit as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from core import runtime
 from core.errors import StudioError
-from core.runtime import get_backend
 from core.settings import get_settings
 from core.store import new_message_id
 from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
-from ui.conversations import retract
+from ui import conversations
 from ui.safe_text import safe_markdown, write_stream
+
+if TYPE_CHECKING:
+    from ui.session import ChatSession
 
 UI_UPDATE_S = 0.05  # at most ~20 screen updates a second while an answer streams
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, honest assistant. Answer in the language of the question."
+# The sampling widgets: label, slider or number box, step, key suffix. Ranges and defaults come from
+# GenerationOptions (`field_range`), so a widget offers exactly what the options accept.
+SAMPLING = {
+    "max_new_tokens": ("Max new tokens", "number", 64, "max_new"),
+    "temperature": ("Temperature (0 = greedy)", "slider", 0.05, "temperature"),
+    "top_p": ("Top-p", "slider", 0.05, "top_p"),
+    "top_k": ("Top-k (0 = off)", "number", 1, "top_k"),
+    "repetition_penalty": ("Repetition penalty", "slider", 0.05, "rep"),
+    "seed": ("Seed (empty = random)", "number", 1, "seed"),
+}
 
 
 def backend_or_stop() -> ChatBackend:
@@ -37,13 +50,39 @@ def backend_or_stop() -> ChatBackend:
             box.progress(fraction, text=message)
 
     try:
-        backend = get_backend(progress)
+        backend = runtime.get_backend(progress)
     except StudioError as exc:
         box.empty()
         st.error(f"The model is not available. {exc}")
         st.stop()
     box.empty()
     return backend
+
+
+def field_range(model: type[BaseModel], name: str, step: float = 1) -> tuple:
+    """(min, max, default) of a pydantic field, read from its ge/gt/le (a `gt` bound starts one step above)."""
+    info = model.model_fields[name]
+    low = high = None
+    for rule in info.metadata:
+        if getattr(rule, "ge", None) is not None:
+            low = rule.ge
+        elif getattr(rule, "gt", None) is not None:
+            low = rule.gt + step
+        if getattr(rule, "le", None) is not None:
+            high = rule.le
+    return low, high, info.default
+
+
+def sampling_widgets(prefix: str, names=tuple(SAMPLING)) -> dict:
+    """The sampling widgets `names`, with GenerationOptions' ranges, defaults and descriptions."""
+    values = {}
+    for name in names:
+        label, kind, step, suffix = SAMPLING[name]
+        low, high, default = field_range(GenerationOptions, name, step)
+        widget = st.slider if kind == "slider" else st.number_input
+        help_text = GenerationOptions.model_fields[name].description
+        values[name] = widget(label, low, high, default, step, key=f"{prefix}.{suffix}", help=help_text)
+    return values
 
 
 def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str, GenerationOptions]:
@@ -57,14 +96,7 @@ def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str,
             st.caption("System prompt (fixed for this page)")
             st.text(system_prompt or "(none)")
         with st.expander("Sampling", expanded=False):
-            values = dict(
-                max_new_tokens=st.number_input("Max new tokens", 1, 8192, 512, step=64, key=f"{prefix}.max_new"),
-                temperature=st.slider("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.05, key=f"{prefix}.temperature"),
-                top_p=st.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key=f"{prefix}.top_p"),
-                top_k=st.number_input("Top-k (0 = off)", 0, 1000, 50, key=f"{prefix}.top_k"),
-                repetition_penalty=st.slider("Repetition penalty", 1.0, 2.0, 1.1, 0.05, key=f"{prefix}.rep"),
-                seed=st.number_input("Seed (empty = random)", 0, 2**32 - 1, None, key=f"{prefix}.seed"),
-            )
+            values = sampling_widgets(prefix)
     try:
         return system_prompt, GenerationOptions(**values)
     except ValidationError as exc:
@@ -142,50 +174,21 @@ def check_prompt(text: str | None) -> str | None:
     return text
 
 
-def commit_pending(history_key: str) -> None:
-    """An answer interrupted by stop (or by a new message) is kept, marked as cut."""
-    pending = st.session_state.pop(f"{history_key}.pending", None)
-    if pending is not None:
-        land(st.session_state[history_key], {**pending, "cut": True})
-
-
-def land(history: list[dict], message: dict) -> dict | None:
-    """Add an answer to the history. A regenerated one (`replaces`) takes the old one's place, and only
-    once it has text: a regenerate that fails before any text keeps the old answer (the store does the same)."""
-    if not message.get("replaces"):
-        history.append(message)
-        return message
-    if not message["content"]:
-        return None
-    if history and history[-1].get("id") == message["replaces"]:
-        history[-1] = message
-    else:
-        history.append(message)
-    return message
-
-
-def session_key(history_key: str) -> str:
-    """Names this browser session's conversation, so the backend can keep its cache between turns."""
-    sid = st.session_state.setdefault("session.id", uuid.uuid4().hex)
-    return f"{sid}:{history_key}:{st.session_state.get(f'{history_key}.cid', '')}"
-
-
 def user_message(text: str) -> dict:
     # The id is the message's key in the store from its first save on (core/store.py).
     return {"role": "user", "content": text, "time": time.time(), "id": new_message_id()}
 
 
 def answer(
+    session: ChatSession,
     backend: ChatBackend,
-    history_key: str,
     system_prompt: str,
     options: GenerationOptions,
     model: str | None = None,
     extra: dict | None = None,
-    on_progress: Callable[[dict], None] | None = None,
 ) -> None:
-    """Stream the assistant's reply to the history under `history_key` and append it when done."""
-    history = st.session_state[history_key]
+    """Stream the assistant's reply to the session's history and add it there when done."""
+    history = session.history
     # A regenerate (extra "replaces": the last answer's id) answers the turns before that answer, which
     # stays in the history until the new one has text.
     replaces = (extra or {}).get("replaces")
@@ -193,7 +196,7 @@ def answer(
     messages: list[Message] = conversation(system_prompt, earlier)
     extra = {"system_prompt": system_prompt, **(extra or {})}
     with st.chat_message("assistant"):
-        message = stream_to_history(backend, history_key, messages, options, model, extra, on_progress)
+        message = stream_to_history(session, backend, messages, options, model, extra)
         if message:
             render_footer(message)
 
@@ -212,59 +215,55 @@ def coalesce(pieces: Iterator[str], every_s: float = UI_UPDATE_S) -> Iterator[st
 
 
 def stream_to_history(
+    session: ChatSession,
     backend: ChatBackend,
-    history_key: str,
     messages: list[Message],
     options: GenerationOptions,
     model: str | None = None,
     extra: dict | None = None,
-    on_progress: Callable[[dict], None] | None = None,
 ) -> dict | None:
-    """Stream `messages`' answer into the current container; append it (with `extra`) to the history.
+    """Stream `messages`' answer into the current container; add it (with `extra`) to the session's history.
 
-    While streaming, the partial answer sits in `<history_key>.pending`, so a stop or a new message
-    keeps it (see `commit_pending`). Returns the stored message, or None when nothing came.
+    While streaming, the partial answer is the session's pending one and is saved about once a second, so a
+    stop, a new message or a crash keeps it. Returns the stored message, or None when nothing came.
     """
-    history: list[dict] = st.session_state[history_key]
     stats = GenerationStats()
-    pending = {
-        "role": "assistant",
-        "content": "",
-        "time": time.time(),
-        "id": new_message_id(),
-        "model": model or backend.name,
-        "settings": options.model_dump(),
-        **(extra or {}),
-    }
-    st.session_state[f"{history_key}.pending"] = pending
+    pending = session.hold(
+        {
+            "role": "assistant",
+            "content": "",
+            "time": time.time(),
+            "id": new_message_id(),
+            "model": model or backend.name,
+            "settings": options.model_dump(),
+            **(extra or {}),
+        }
+    )
+    on_progress = conversations.saver(session)
 
     def recorded() -> Iterator[str]:
         # Every piece is kept as it arrives; only the screen updates are coalesced below, so an
         # error or a stop never loses text that already came.
         nonlocal stats
-        stream = backend.stream(messages, options, model=model, session=session_key(history_key))
+        stream = backend.stream(messages, options, model=model, session=session.backend_session)
         stats = stream.stats
         for piece in stream:
             pending["content"] += piece
             pending["stats"] = stats.as_dict()
-            if on_progress:
-                on_progress(pending)
+            on_progress(pending)
             yield piece
 
     try:
         write_stream(coalesce(recorded()))  # drawn through safe_markdown, like render_message
     except StudioError as exc:
-        st.session_state.pop(f"{history_key}.pending", None)
+        session.drop_pending()
         st.error(safe_markdown(str(exc)))  # a server's error text may quote what it was sent
         if pending["content"]:
-            return land(history, {**pending, "cut": True, "stats": stats.as_dict()})
-        if isinstance(exc, PromptTooLongError) and history and history[-1]["role"] == "user":
-            # Not answerable as it stands: take it out of the history (and the store) so later turns
-            # still work, and hand the text back so nothing the user typed is lost.
-            unsent = history.pop()
-            retract(history_key, unsent)
+            return session.land({**pending, "stats": stats.as_dict()}, cut=True)
+        if isinstance(exc, PromptTooLongError) and (unsent := session.take_back()):
+            # Not answerable as it stands: out of the history (and the store) so later turns still work,
+            # and its text handed back so nothing the user typed is lost.
             with st.expander("Your unsent message (copy it from here)"):
                 st.code(unsent["content"], language=None)
         return None
-    st.session_state.pop(f"{history_key}.pending", None)
-    return land(history, {**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})
+    return session.land({**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})

@@ -23,10 +23,10 @@ def registry(backend: ChatBackend) -> PersonaRegistry:
 def select_from_url() -> None:
     """Opening a saved persona conversation (?c=…) picks its persona, once per link."""
     from ui.conversations import conversation_page
+    from ui.session import open_conversations
 
     cid = st.query_params.get("c")
-    own = {value for key, value in st.session_state.items() if str(key).endswith(".messages.cid")}
-    if cid and cid not in own and st.session_state.get("persona.url_c") != cid:
+    if cid and cid not in open_conversations() and st.session_state.get("persona.url_c") != cid:
         st.session_state["persona.url_c"] = cid
         page = conversation_page(cid)
         if page and page.startswith("persona:"):

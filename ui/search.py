@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import streamlit as st
+from pydantic import SecretStr
 
 from core.errors import StudioError
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from llm.prompts import Message
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
@@ -14,25 +18,22 @@ from ui.safe_text import link, plain, safe_markdown
 
 
 @st.cache_resource(show_spinner=False)
-def _provider(settings_key: str, _settings) -> CachedSearch:
+def _provider(settings_key: str, _settings: Settings) -> CachedSearch:
     return make_provider(_settings)
+
+
+def settings_key(settings: Settings) -> str:
+    """A digest of every setting's value, secrets included: a provider is built again whenever any setting it
+    could read changes, and no secret appears in the cache key."""
+    values = {name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in settings}
+    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()
 
 
 def provider_or_warning() -> CachedSearch | None:
     """The configured search provider; None (with a message saying how to set it up) when it cannot start."""
     settings = get_settings()
-    fields = {
-        "search_provider",
-        "google_cse_endpoint",
-        "searxng_url",
-        "search_timeout_s",
-        "search_cache_ttl_s",
-        "google_api_key",
-        "google_cse_id",
-    }
     try:
-        # The key's presence, not its value, is part of the cache key text (SecretStr dumps as ******).
-        return _provider(settings.model_dump_json(include=fields), settings)
+        return _provider(settings_key(settings), settings)
     except StudioError as exc:
         st.warning(f"{exc} Answers will come without web sources until then.")
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from pydantic import ValidationError
@@ -20,8 +21,12 @@ from llm.options import GenerationOptions
 from team import report
 from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, load_teams
-from ui.chat import UI_UPDATE_S
+from ui import conversations
+from ui.chat import UI_UPDATE_S, field_range, sampling_widgets
 from ui.safe_text import plain, safe_markdown
+
+if TYPE_CHECKING:
+    from ui.session import ChatSession
 
 PANELS_PER_ROW = 4
 
@@ -47,14 +52,6 @@ def pick_team(backend) -> Team | None:
     return usable.get(choice) if choice else None
 
 
-def _field(name: str) -> tuple[int, int, int]:
-    """(min, max, default) of a Limits field: the ranges live in one place, team.run.Limits."""
-    info = Limits.model_fields[name]
-    low = next(m.ge for m in info.metadata if hasattr(m, "ge"))
-    high = next(m.le for m in info.metadata if hasattr(m, "le"))
-    return low, high, info.default
-
-
 def sidebar_limits() -> tuple[Limits, GenerationOptions]:
     """The run's limits (always visible) and sampling, this session's own."""
     labels = {
@@ -69,7 +66,7 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
     with st.sidebar:
         st.subheader("Limits")
         for name, label in labels.items():
-            low, high, default = _field(name)
+            low, high, default = field_range(Limits, name)
             values[name] = st.number_input(
                 label,
                 low,
@@ -80,10 +77,9 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
                 help=Limits.model_fields[name].description,
             )
         with st.expander("Sampling", expanded=False):
-            temperature = st.slider("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.05, key="team.temperature")
-            seed = st.number_input("Seed (empty = random)", 0, 2**32 - 1, None, key="team.seed")
+            sampling = sampling_widgets("team", ("temperature", "seed"))
     try:
-        return Limits(**values), GenerationOptions(temperature=temperature, seed=seed)
+        return Limits(**values), GenerationOptions(**sampling)
     except ValidationError as exc:
         st.sidebar.error(f"Invalid limit: {exc.errors()[0]['msg']}. Using the defaults.")
         return Limits(), GenerationOptions()
@@ -254,22 +250,15 @@ def render_message(message: dict) -> None:
 
 
 def run_live(
-    backend,
-    team: Team,
-    task: str,
-    limits: Limits,
-    options: GenerationOptions,
-    history: list[dict],
-    pending_key: str,
-    on_progress=None,
+    session: ChatSession, backend, team: Team, task: str, limits: Limits, options: GenerationOptions
 ) -> TeamRun:
-    """Run the team on `task`, drawing every step as it happens; the run lands in `history` when it ends.
+    """Run the team on `task`, drawing every step as it happens; the run lands in the history when it ends.
 
-    While it runs, its message sits in `pending_key` (kept, as cut, if the page is stopped or the
+    While it runs, its message is the session's pending one (kept, as cut, if the page is stopped or the
     connection drops); a stop closes the run, which stops every expert's computation."""
     run = new_run(team, task, limits)
-    pending = run_message(run)
-    st.session_state[pending_key] = pending
+    pending = session.hold(run_message(run))
+    on_progress = conversations.saver(session)
     cancel = threading.Event()
     events: Iterator[Event] = run_team(backend, team, run, options, cancel)
     last_save = 0.0
@@ -278,9 +267,8 @@ def run_live(
         try:
             for event in events:
                 view.apply(event)
-                if on_progress and time.perf_counter() - last_save >= 1.0:
-                    run_message(run, pending)
-                    on_progress(pending)
+                if time.perf_counter() - last_save >= conversations.SAVE_EVERY_S:
+                    on_progress(run_message(run, pending))
                     last_save = time.perf_counter()
         except StudioError as exc:
             st.error(str(exc))
@@ -288,6 +276,5 @@ def run_live(
             events.close()  # a stop lands here: the run ends and every row leaves the batch
             run_message(run, pending)
         view.finish()
-    st.session_state.pop(pending_key, None)
-    history.append(pending)
+    session.land(pending)
     return run

@@ -1,0 +1,26 @@
+"""Chat: the home page. Draws only; the model lives in llm/ and is shared by every session."""
+
+import streamlit as st
+
+from ui.chat import answer, model_picker, sidebar_options
+from ui.session import ChatSession, Turn, start
+
+st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
+backend = start()
+system_prompt, options = sidebar_options("chat")
+with st.sidebar:
+    model = model_picker(backend, "chat")
+session = ChatSession("chat")
+
+
+def reply(turn: Turn) -> None:
+    extra = {"replaces": turn.replaces["id"]} if turn.replaces else None
+    answer(session, backend, system_prompt, options, model, extra)
+
+
+def notes() -> None:
+    for note in backend.notes:
+        st.info(note)
+
+
+session.run("🦙 Chat", reply, "Message the model", header=notes, regenerate=True)
