@@ -1,7 +1,7 @@
 """JSON-schema-constrained decoding: an answer that must be JSON matching a schema is so by construction.
 
 lm-format-enforcer follows the schema character by character and says which tokens may come next; a
-logits processor turns that into a mask. The processor is made per request by `llm.generation.make_processors`
+logits processor turns that into a mask. The processor is made per request by `llm.sampling.make_processors`
 (each row of the shared batch has its own), and it looks only at the answer: the prompt length is recorded
 on its first call, when the ids it is given are exactly the prompt.
 

@@ -67,7 +67,7 @@ def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
 class SessionCaches:
     """A pool of per-session caches, and the one KV byte budget for everything in memory.
 
-    A session takes its entry while it generates and puts it back. The batch scheduler holds bytes for the
+    The batch scheduler takes a session's entry while it answers and puts the new one back; it holds bytes for the
     answers in flight (`hold`, `release`), which makes room by evicting idle entries, least recently used
     first; `put` evicts so that idle + held stays within the budget."""
 
@@ -86,10 +86,6 @@ class SessionCaches:
         with self._lock:
             self._entries[session] = entry  # newest last
             self._evict()
-
-    def drop(self, session: str) -> None:
-        with self._lock:
-            self._entries.pop(session, None)
 
     def hold(self, nbytes: int, force: bool = False) -> bool:
         """Count `nbytes` more as held, evicting idle entries for room. False (nothing evicted, nothing held)

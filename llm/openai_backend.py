@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +11,7 @@ from core.settings import Settings, display_url
 from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message, without_control_tokens
+from llm.stream_stats import StreamTally
 
 
 class OpenAIBackend:
@@ -81,7 +81,7 @@ class OpenAIBackend:
         except Exception as exc:
             raise self._explain(exc, model) from None
         stats = GenerationStats()
-        return AnswerStream(self._read(response, options, stats, cancel), stats)
+        return AnswerStream(self._read(response, stats, cancel), stats)
 
     def _create(self, model: str, messages: list[Message], options: GenerationOptions):
         import openai
@@ -118,40 +118,34 @@ class OpenAIBackend:
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
         return request
 
-    def _read(self, response, options: GenerationOptions, stats: GenerationStats, cancel) -> Iterator[str]:
+    def _read(self, response, stats: GenerationStats, cancel) -> Iterator[str]:
         finish = None
-        stats.finish_reason = "cancelled"
-        try:
-            for chunk in response:
-                if chunk.usage:
-                    stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
-                    stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
-                for choice in chunk.choices:
-                    finish = choice.finish_reason or finish
-                    piece = choice.delta.content if choice.delta else None
-                    if piece:
-                        if stats.first_token_s is None:
-                            stats.first_token_s = time.perf_counter() - stats.started
-                        stats.completion_tokens += 1  # replaced by the server's usage when it sends one
-                        stats.total_s = time.perf_counter() - stats.started
-                        yield piece
-                if cancel is not None and cancel.is_set():
-                    return
-        except Exception as exc:
-            stats.finish_reason = "error"
-            raise BackendError(
-                f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
-                "marked as cut."
-            ) from None
-        finally:
-            response.close()  # on stop this drops the connection, and vLLM aborts the request
-            stats.total_s = time.perf_counter() - stats.started
-        if finish is None:
-            stats.finish_reason = "error"
-            raise BackendError(
-                "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
-            )
-        stats.finish_reason = "length" if finish == "length" else "stop"
+        with StreamTally(stats) as tally:
+            try:
+                for chunk in response:
+                    if chunk.usage:
+                        stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
+                        stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        piece = choice.delta.content if choice.delta else None
+                        if piece:
+                            tally.arrived()  # one piece counted as a token until the server's usage says
+                            yield piece
+                    if cancel is not None and cancel.is_set():
+                        return
+            except Exception as exc:
+                raise BackendError(
+                    f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
+                    "marked as cut."
+                ) from None
+            finally:
+                response.close()  # on stop this drops the connection, and vLLM aborts the request
+            if finish is None:
+                raise BackendError(
+                    "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
+                )
+            tally.ended("length" if finish == "length" else "stop")
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

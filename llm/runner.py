@@ -47,7 +47,7 @@ class ModelRunner:
 
     Which adapter each row uses is set on the model's LoRA layers for the duration of one call
     (`llm.lora.Routing`), so calls are serialized by one lock; concurrent sessions share calls by
-    being batched (`llm.batching`). Adding or reloading an adapter never changes tensors a row in
+    being batched (`llm.scheduler`). Adding or reloading an adapter never changes tensors a row in
     flight is using: a new version gets a new key, installed under the lock between two forward passes.
     """
 

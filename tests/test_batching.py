@@ -1,20 +1,18 @@
 """Sessions answering at the same moment share one batched forward pass per token, on the real demo
-model: their tokens must equal the plain path's (one request alone, `generate_tokens`) token for token."""
+model: their tokens must equal the plain path's (one request alone on a fresh scheduler, `tests.reference`)
+token for token."""
 
 from __future__ import annotations
-
-import threading
 
 import pytest
 import torch
 
-from llm.batching import BatchScheduler
-from llm.generation import generate_tokens
-from llm.interface import GenerationStats
 from llm.options import GenerationOptions
-from llm.prompts import conversation, encode
+from llm.prompts import conversation
+from llm.scheduler import BatchScheduler
+from tests.concurrency import at_once
+from tests.reference import GREEDY, alone, plain, prompt_ids
 
-GREEDY = GenerationOptions(temperature=0, max_new_tokens=32)
 QUESTIONS = [
     "Tell me about whales.",
     "What is the capital of France? Explain it at length, with some history.",
@@ -24,36 +22,15 @@ QUESTIONS = [
 PERSONAS = [None, "captain-quill", "captain-quill", None]
 
 
-def prompt_ids(backend, question: str, history: list[dict] | None = None) -> list[int]:
-    return encode(backend.loaded.tokenizer, conversation("", (history or []) + [{"role": "user", "content": question}]))
-
-
-def plain(backend, ids: list[int], adapter=None, options=GREEDY) -> list[int]:
-    """The reference: this request alone, its own loop and cache, nothing reused."""
-    return list(generate_tokens(backend.runner, ids, backend.loaded.stop_ids, options, adapter=adapter))
-
-
 def together(backend, requests: list[tuple[list[int], str | None]], options=GREEDY, sessions=None) -> list[list[int]]:
     """Send every request at the same moment, each from its own thread, as Streamlit sessions do."""
-    results: list[list[int] | None] = [None] * len(requests)
-    barrier = threading.Barrier(len(requests))
 
-    def run(i: int) -> None:
+    def job(i: int):
         ids, adapter = requests[i]
         session = sessions[i] if sessions else None
-        reused = backend.caches.take(session) if session else None
-        keep = (lambda entry: backend.caches.put(session, entry)) if session else None
-        barrier.wait()
-        results[i] = list(
-            backend.scheduler.generate(ids, backend.loaded.stop_ids, options, None, adapter, reused, keep)
-        )
+        return lambda: list(backend.scheduler.generate(ids, backend.loaded.stop_ids, options, None, adapter, session))
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    return results
+    return at_once([job(i) for i in range(len(requests))])
 
 
 @pytest.fixture
@@ -94,7 +71,7 @@ def test_a_late_arrival_joins_a_running_batch_without_waiting_for_it(quill_backe
     assert scheduler.steps - steps_then < 20  # the first answer (44 tokens still to go) was not waited for
     rest_first, rest_second = list(first), list(second)
     assert scheduler.max_rows_seen == 2  # the newcomer joined the running batch
-    assert head + rest_first == list(generate_tokens(quill_backend.runner, long_ids, frozenset(), options))
+    assert head + rest_first == alone(quill_backend.runner, long_ids, frozenset(), options)
     assert [second_first] + rest_second == plain(quill_backend, short_ids, "captain-quill", options)
 
 
@@ -106,8 +83,8 @@ def test_stopping_one_session_leaves_the_others_untouched(quill_backend, schedul
     streams[1].close()  # that user pressed stop
     for head, stream in zip(heads[::2], streams[::2]):
         head.extend(stream)
-    assert heads[0] == list(generate_tokens(quill_backend.runner, ids[0], frozenset(), options))
-    assert heads[2] == list(generate_tokens(quill_backend.runner, ids[2], frozenset(), options, adapter=PERSONAS[2]))
+    assert heads[0] == alone(quill_backend.runner, ids[0], frozenset(), options)
+    assert heads[2] == alone(quill_backend.runner, ids[2], frozenset(), options, adapter=PERSONAS[2])
 
 
 def test_kept_caches_across_a_persona_switch_and_a_regenerate_in_a_batch(quill_backend, scheduler):
@@ -134,18 +111,16 @@ def test_kept_caches_across_a_persona_switch_and_a_regenerate_in_a_batch(quill_b
 
 
 def test_through_the_backend_streams_text_with_stats(quill_backend):
-    results: list[tuple[str, GenerationStats] | None] = [None, None]
-    barrier = threading.Barrier(2)
-
-    def run(i: int) -> None:
+    def job(i: int):
         messages = conversation("", [{"role": "user", "content": QUESTIONS[i]}])
-        barrier.wait()
-        stream = quill_backend.stream(messages, GREEDY, model=PERSONAS[i], session=f"text-{i}")
-        results[i] = (stream.text(), stream.stats)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    [t.start() for t in threads]
-    [t.join(timeout=300) for t in threads]
+        def read():
+            stream = quill_backend.stream(messages, GREEDY, model=PERSONAS[i], session=f"text-{i}")
+            return stream.text(), stream.stats
+
+        return read
+
+    results = at_once([job(0), job(1)])
     for i, (text, stats) in enumerate(results):
         alone = "".join(
             quill_backend.stream(
@@ -221,9 +196,9 @@ def test_a_long_prompt_is_fed_in_chunks_between_the_steps_of_streaming_answers(q
 def test_an_idle_worker_lets_go_and_the_next_request_starts_another(quill_backend, monkeypatch):
     import time
 
-    from llm import batching
+    from llm import scheduler as scheduling
 
-    monkeypatch.setattr(batching, "IDLE_EXIT_S", 0.3)
+    monkeypatch.setattr(scheduling, "IDLE_EXIT_S", 0.3)
     scheduler = BatchScheduler(quill_backend.runner)
     options = GenerationOptions(temperature=0, max_new_tokens=4, repetition_penalty=1.0)
     ids = prompt_ids(quill_backend, QUESTIONS[0])

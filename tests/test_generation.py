@@ -6,10 +6,12 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from llm.generation import IncrementalDecoder, generate_tokens
+from llm.generation import IncrementalDecoder
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 from llm.runner import ModelRunner
+from tests.concurrency import at_once
+from tests.reference import alone
 
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=24, repetition_penalty=1.0)
 
@@ -42,9 +44,9 @@ def test_generation_stops_on_end_of_turn_and_leaks_no_special_tokens(backend, de
 def test_stop_ids_are_honoured_whichever_they_are(demo_model):
     tok = demo_model.tokenizer
     prompt = encode(tok, [{"role": "user", "content": "Count: one, two, three, four"}])
-    plain = list(generate_tokens(ModelRunner(demo_model.model), prompt, frozenset(), GREEDY))
+    plain = alone(ModelRunner(demo_model.model), prompt, frozenset(), GREEDY)
     # Pretend the third generated token ends the turn (as <|eom_id|> would for Llama-3.1).
-    cut = list(generate_tokens(ModelRunner(demo_model.model), prompt, frozenset({plain[2]}), GREEDY))
+    cut = alone(ModelRunner(demo_model.model), prompt, frozenset({plain[2]}), GREEDY)
     assert cut == plain[: plain.index(plain[2])]
 
 
@@ -120,19 +122,8 @@ def test_two_sessions_at_once_each_get_their_own_answer(backend):
         "b": ("Write a haiku about snow.", GenerationOptions(temperature=0.9, seed=3, max_new_tokens=30)),
         "c": ("你好！你是谁？", GenerationOptions(temperature=0, max_new_tokens=25, repetition_penalty=1.3)),
     }
-    alone = {k: "".join(ask(backend, q, o)[0]) for k, (q, o) in jobs.items()}
-    together: dict[str, str] = {}
-    barrier = threading.Barrier(len(jobs))
-
-    def run(key):
-        q, o = jobs[key]
-        barrier.wait()
-        together[key] = "".join(ask(backend, q, o)[0])
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert together == alone
-    assert len(set(alone.values())) == 3
+    one_by_one = {k: "".join(ask(backend, q, o)[0]) for k, (q, o) in jobs.items()}
+    jobs_at_once = [lambda q=q, o=o: "".join(ask(backend, q, o)[0]) for q, o in jobs.values()]
+    together = dict(zip(jobs, at_once(jobs_at_once)))
+    assert together == one_by_one
+    assert len(set(one_by_one.values())) == 3

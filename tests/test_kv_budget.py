@@ -3,17 +3,18 @@ rows with their padding and spare room. On the real demo model; answers stay tok
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from llm import batching
+from llm.batch_cache import spare_room
+from llm.groups import MAX_GROUPS
 from llm.interface import BackendError
 from llm.kvcache import SessionCaches, kv_bytes_per_token
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
+from llm.requests import Request
 from llm.transformers_backend import TransformersBackend
-from tests.test_batching import plain, prompt_ids
+from tests.concurrency import at_once
+from tests.reference import plain, prompt_ids
 
 MB = 2**20
 SENTENCE = "The harbour was quiet that night, and the old ships creaked at their moorings. "
@@ -59,19 +60,10 @@ def test_a_request_that_does_not_fit_beside_another_waits_for_it(demo_model, mon
     options = GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0)
     backend = budget_backend(demo_model, 6)  # one answer may need ~4.3 MB: two at once do not fit
     ids = [prompt_ids(backend, "Tell me about whales."), prompt_ids(backend, "Tell me about seals.")]
-    need = backend.scheduler._need_bytes(batching.Sequence(ids[0], frozenset(), options, None, None, None, None))
+    need = backend.scheduler.planner.need_bytes(Request(tuple(ids[0]), frozenset(), options, None, None, None))
     assert need <= 6 * MB < 2 * need
     seen = watch(backend, monkeypatch)
-    results: list = [None, None]
-    barrier = threading.Barrier(2)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = list(backend.scheduler.generate(ids[i], frozenset(), options))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    [t.start() for t in threads]
-    [t.join(timeout=300) for t in threads]
+    results = at_once([lambda i=i: list(backend.scheduler.generate(i, frozenset(), options)) for i in ids])
     assert results == [plain(backend, i, None, options) for i in ids]  # delayed, not refused, and unchanged
     assert max(s["rows"] for s in seen) == 1
     assert all(s["idle"] + s["held"] <= 6 * MB and s["in_flight"] <= s["held"] for s in seen)
@@ -108,26 +100,15 @@ def test_eight_rows_of_mixed_lengths_pad_within_bounds_and_match_the_plain_path(
     options = GenerationOptions(temperature=0, max_new_tokens=16, repetition_penalty=1.0)
     expected = [plain(backend, ids, None, options) for ids in prompts]
     seen = watch(backend, monkeypatch)
-    results: list = [None] * len(prompts)
-    barrier = threading.Barrier(len(prompts))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = list(backend.scheduler.generate(prompts[i], frozenset(), options))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-    [t.start() for t in threads]
-    [t.join(timeout=600) for t in threads]
+    results = at_once([lambda p=p: list(backend.scheduler.generate(p, frozenset(), options)) for p in prompts], 600)
     assert results == expected
     full = [s for s in seen if s["rows"] == len(prompts)]
     assert full, "the eight rows were never in the batch together"
     per_token = kv_bytes_per_token(demo_model.model.config, demo_model.model.dtype)
-    one_group = (
-        len(prompts) * batching.spare_room(max(len(p) for p in prompts)) * per_token
-    )  # everyone padded to the longest
+    one_group = len(prompts) * spare_room(max(len(p) for p in prompts)) * per_token  # everyone padded to the longest
     peak = max(sum(size for size, _ in s["groups"]) for s in full)
     assert peak < 0.7 * one_group
-    assert all(len(s["groups"]) <= batching.MAX_GROUPS for s in seen)
+    assert all(len(s["groups"]) <= MAX_GROUPS for s in seen)
     assert all(size <= held for s in seen for size, held in s["groups"])  # each group within what it holds
 
 

@@ -9,12 +9,12 @@ import shutil
 import pytest
 import torch
 
-from llm.generation import generate_tokens
 from llm.lora import AdapterError, read_adapter
 from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 from personas.registry import PersonaRegistry
 from tests.conftest import ROOT
+from tests.reference import alone
 from tests.test_personas import fresh_model
 
 SHIPPED = ROOT / "adapters" / "captain-quill"
@@ -45,14 +45,12 @@ def test_same_logits_and_greedy_tokens_as_peft(quill_backend, peft_model):
             pad_token_id=tokenizer.eos_token_id,
         )
     expected = out[0, len(ids) :].tolist()
-    ours_tokens = list(
-        generate_tokens(
-            quill_backend.runner,
-            ids,
-            frozenset(),
-            GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0),
-            adapter="captain-quill",
-        )
+    ours_tokens = alone(
+        quill_backend.runner,
+        ids,
+        frozenset(),
+        GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0),
+        adapter="captain-quill",
     )
     assert ours_tokens == expected
 

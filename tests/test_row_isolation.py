@@ -10,13 +10,15 @@ import threading
 import pytest
 import torch
 
-from llm import batching
-from llm.interface import BackendError, GenerationStats
+from llm import scheduler as scheduling
+from llm.interface import BackendError
 from llm.lora import MultiLoraLinear
 from llm.options import GenerationOptions
 from llm.prompts import conversation
+from tests.concurrency import at_once
 from tests.conftest import ROOT
-from tests.test_batching import QUESTIONS, plain, prompt_ids
+from tests.reference import plain, prompt_ids
+from tests.test_batching import QUESTIONS
 
 OPTIONS = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
 
@@ -52,16 +54,12 @@ def test_a_nan_adapter_at_prefill_fails_alone(quill_backend, poison):
     ids = prompt_ids(quill_backend, QUESTIONS[0])
     expected = plain(quill_backend, ids, None, OPTIONS)
     poison()
-    results: list = [None, None]
-    barrier = threading.Barrier(2)
-
-    def run(i: int, adapter) -> None:
-        barrier.wait()
-        results[i] = drain(quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=adapter))
-
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate([None, "poison"])]
-    [t.start() for t in threads]
-    [t.join(timeout=300) for t in threads]
+    results = at_once(
+        [
+            lambda a=a: drain(quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=a))
+            for a in [None, "poison"]
+        ]
+    )
     assert results[0] == (expected, None)
     assert results[1][0] == [] and "adapter produced invalid numbers" in str(results[1][1])
 
@@ -74,10 +72,9 @@ def test_a_nan_adapter_mid_answer_in_a_mixed_batch_leaves_the_other_rows_unchang
         None: plain(quill_backend, ids, None, OPTIONS),
         "captain-quill": plain(quill_backend, ids, "captain-quill", OPTIONS),
     }
-    stats = {name: GenerationStats() for name in (None, "captain-quill", "poison")}
     streams = {
-        name: quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=name, stats=stats[name])
-        for name in stats
+        name: quill_backend.scheduler.generate(ids, frozenset(), OPTIONS, adapter=name)
+        for name in (None, "captain-quill", "poison")
     }
     heads = {name: [next(stream)] for name, stream in streams.items()}  # all three are in the batch now
     poison()
@@ -85,7 +82,7 @@ def test_a_nan_adapter_mid_answer_in_a_mixed_batch_leaves_the_other_rows_unchang
     for name in (None, "captain-quill"):
         tokens, error = results[name]
         assert error is None and heads[name] + tokens == expected[name]
-        assert stats[name].batched_with == 2  # really decoded together with the poisoned row
+        assert streams[name].batched_with == 2  # really decoded together with the poisoned row
     assert "This persona's adapter produced invalid numbers" in str(results["poison"][1])
     assert len(heads["poison"] + results["poison"][0]) < OPTIONS.max_new_tokens
 
@@ -103,22 +100,21 @@ def test_the_backend_shows_the_adapter_message_and_the_next_answer_works(quill_b
 def test_a_sampling_error_in_one_row_fails_that_row_only(quill_backend, monkeypatch):
     good, bad = prompt_ids(quill_backend, QUESTIONS[0]), prompt_ids(quill_backend, "Tell me about seals.")
     expected = plain(quill_backend, good, None, OPTIONS)
-    original = batching.sample
+    original = scheduling.sample
 
     def sample(logits, seen, processors, greedy, rng):
         if seen.shape[1] == len(bad) + 3 and seen[0, : len(bad)].tolist() == bad:
             raise ValueError("simulated sampling failure")
         return original(logits, seen, processors, greedy, rng)
 
-    monkeypatch.setattr(batching, "sample", sample)
-    stats = GenerationStats()
+    monkeypatch.setattr(scheduling, "sample", sample)
     streams = [
-        quill_backend.scheduler.generate(good, frozenset(), OPTIONS, stats=stats),
+        quill_backend.scheduler.generate(good, frozenset(), OPTIONS),
         quill_backend.scheduler.generate(bad, frozenset(), OPTIONS),
     ]
     heads = [[next(stream)] for stream in streams]
     (good_rest, good_error), (bad_rest, bad_error) = drain(streams[0]), drain(streams[1])
-    assert good_error is None and heads[0] + good_rest == expected and stats.batched_with == 1
+    assert good_error is None and heads[0] + good_rest == expected and streams[0].batched_with == 1
     assert len(heads[1] + bad_rest) == 3 and "Picking the next token failed (ValueError)" in str(bad_error)
 
 
@@ -143,20 +139,16 @@ def test_out_of_memory_in_one_row_fails_that_row_only(quill_backend, monkeypatch
     monkeypatch.setattr(runner, "forward", forward)
     messages = conversation("", [{"role": "user", "content": QUESTIONS[0]}])
     expected = "".join(quill_backend.stream(messages, OPTIONS))
-    results: dict = {}
-    barrier = threading.Barrier(2)
+    models = (None, "captain-quill")
 
-    def run(model) -> None:
-        stream = quill_backend.stream(messages, OPTIONS, model=model)
-        barrier.wait()
+    def read(stream):
         try:
-            results[model] = (stream.text(), stream.stats)
+            return stream.text(), stream.stats
         except BackendError as exc:
-            results[model] = (exc, stream.stats)
+            return exc, stream.stats
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in (None, "captain-quill")]
-    [t.start() for t in threads]
-    [t.join(timeout=300) for t in threads]
+    streams = [quill_backend.stream(messages, OPTIONS, model=model) for model in models]
+    results = dict(zip(models, at_once([lambda s=s: read(s) for s in streams])))
     assert results[None][0] == expected and results[None][1].batched_with == 1
     assert (
         "ran out of memory" in str(results["captain-quill"][0]) and results["captain-quill"][1].finish_reason == "error"

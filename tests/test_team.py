@@ -192,10 +192,10 @@ def test_bench_prints_the_consult_step_against_one_after_another(tmp_path):
 
 
 def test_the_constraint_looks_only_at_the_answer_on_the_plain_path_too(backend):
-    """`generate_tokens` (one request alone) with a schema: the prompt, full of braces, does not count."""
+    """One request alone (`tests.reference.alone`) with a schema: the prompt, full of braces, does not count."""
     from llm import constrained
-    from llm.generation import generate_tokens
     from llm.prompts import encode
+    from tests.reference import alone
 
     lm = backend.loaded
     schema = {
@@ -208,7 +208,7 @@ def test_the_constraint_looks_only_at_the_answer_on_the_plain_path_too(backend):
         GREEDY.model_copy(update={"max_new_tokens": 24, "json_schema": json.dumps(schema)}), lm.tokenizer, lm.stop_ids
     )
     prompt = encode(lm.tokenizer, [{"role": "user", "content": 'Reply {"verdict": ...} about {"code": "rm -rf /"} {'}])
-    text = lm.tokenizer.decode(list(generate_tokens(backend.runner, prompt, lm.stop_ids, options)))
+    text = lm.tokenizer.decode(alone(backend.runner, prompt, lm.stop_ids, options))
     jsonschema.validate(json.loads(text), schema)
     with pytest.raises(ValueError, match="compiled for the tokenizer"):  # never silently unconstrained
-        list(generate_tokens(backend.runner, prompt, lm.stop_ids, GenerationOptions(**options.model_dump())))
+        alone(backend.runner, prompt, lm.stop_ids, GenerationOptions(**options.model_dump()))

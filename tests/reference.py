@@ -1,0 +1,31 @@
+"""The reference every batched answer is compared with: the same scheduler code, one request alone.
+
+A fresh `BatchScheduler` per call (no other rows, no kept cache, no KV budget) runs the request and is closed,
+so its worker thread, and the torch thread pool that goes with it, end with the call.
+"""
+
+from __future__ import annotations
+
+from llm.options import GenerationOptions
+from llm.prompts import conversation, encode
+from llm.scheduler import BatchScheduler
+
+GREEDY = GenerationOptions(temperature=0, max_new_tokens=32)
+
+
+def alone(runner, prompt_ids: list[int], stop_ids: frozenset[int], options: GenerationOptions, adapter=None):
+    """The new token ids of this request decoded alone, its whole prompt fed into a fresh cache."""
+    scheduler = BatchScheduler(runner)
+    try:
+        return list(scheduler.generate(prompt_ids, stop_ids, options, adapter=adapter))
+    finally:
+        scheduler.close()
+
+
+def plain(backend, ids: list[int], adapter=None, options=GREEDY) -> list[int]:
+    """`alone` on a backend's model, with its stop ids."""
+    return alone(backend.runner, ids, backend.loaded.stop_ids, options, adapter)
+
+
+def prompt_ids(backend, question: str, history: list[dict] | None = None) -> list[int]:
+    return encode(backend.loaded.tokenizer, conversation("", (history or []) + [{"role": "user", "content": question}]))
