@@ -1,14 +1,15 @@
-"""The process-wide backend, built once and shared by every page and session (`st.cache_resource`)."""
+"""The process-wide backend, persona registry and reranker, built once and shared by every page and session
+(`st.cache_resource`). Each is keyed by `shared_key` of the settings it is built from (marked at each setting in
+`core.settings`), so changing one of those builds it anew, and changing any other setting does not."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 import streamlit as st
 
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, shared_key
 from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
 from llm.transformers_backend import TransformersBackend
@@ -17,8 +18,10 @@ _fetch_lock = threading.Lock()  # two sessions opening the page at once must not
 
 
 @st.cache_resource(show_spinner="Loading the model into memory…")
-def _transformers_backend(folder: str, kind: str, ref: str, load_key: str, _settings: Settings) -> TransformersBackend:
-    # load_key holds the settings that change the loaded model, so changing one loads anew.
+def _transformers_backend(
+    folder: str, kind: str, ref: str, engine_key: str, _settings: Settings
+) -> TransformersBackend:
+    # engine_key holds the settings that shape the loaded model and its scheduler: changing one loads anew.
     from llm.loading import ModelSource
 
     loaded = load_from_folder(Path(folder), ModelSource(kind, ref), _settings)
@@ -36,31 +39,18 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
     source = resolve_source(settings, cuda_available())
     with _fetch_lock:
         folder = fetch(source, settings.models_dir, progress)
-    load_key = settings.model_dump_json(
-        include={
-            "llm_device",
-            "llm_dtype",
-            "context_length",
-            "kv_cache_budget_mb",
-            "kv_cache_max_sessions",
-            "max_batch_size",
-            "prefill_chunk_tokens",
-        }
-    )
-    return _transformers_backend(str(folder), source.kind, source.ref, load_key, settings)
+    return _transformers_backend(str(folder), source.kind, source.ref, shared_key(settings, "engine"), settings)
 
 
 @st.cache_resource(show_spinner=False)
-def _openai_backend(client_key: str, _settings: Settings) -> ChatBackend:
+def _openai_backend(server_key: str, _settings: Settings) -> ChatBackend:
     from llm.openai_backend import OpenAIBackend
 
     return OpenAIBackend(_settings)
 
 
 def _make_openai(settings: Settings, progress: Progress | None) -> ChatBackend:
-    fields = {"openai_base_url", "openai_model", "request_timeout_s", "openai_extra_sampling"}
-    key_digest = hashlib.sha256(settings.openai_api_key.get_secret_value().encode()).hexdigest()
-    return _openai_backend(settings.model_dump_json(include=fields) + key_digest, settings)
+    return _openai_backend(shared_key(settings, "server"), settings)
 
 
 BACKENDS = {"transformers": _make_transformers, "openai": _make_openai}
@@ -73,16 +63,16 @@ def get_backend(progress: Progress | None = None, settings: Settings | None = No
 
 
 @st.cache_resource(show_spinner="Loading personas…")
-def _registry(_backend: ChatBackend, backend_id: int, adapters_dir: str, personas_file: str):
+def _registry(_backend: ChatBackend, backend_id: int, personas_key: str, _settings: Settings):
     from personas.registry import PersonaRegistry
 
-    return PersonaRegistry(_backend, Path(adapters_dir), Path(personas_file))
+    return PersonaRegistry(_backend, _settings.adapters_dir, _settings.personas_file)
 
 
 def get_registry(backend: ChatBackend, settings: Settings | None = None):
     """One persona registry per backend and folders, shared by every page and the API (adapters load once)."""
     settings = settings or get_settings()
-    return _registry(backend, id(backend), str(settings.adapters_dir), str(settings.personas_file))
+    return _registry(backend, id(backend), shared_key(settings, "personas"), settings)
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")

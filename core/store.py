@@ -157,7 +157,10 @@ class Store:
             return StoreError("The conversation database is locked by another program. Saving resumes when it is free.")
         if "unable to open" in text or "disk" in text:
             return StoreError(f"Cannot open {self.path} ({exc}). Check DATA_DIR and free disk space.")
-        return StoreError(f"The conversation database failed ({type(exc).__name__}).")
+        return StoreError(
+            f"The conversation database failed ({type(exc).__name__}). Check that DATA_DIR is writable and has "
+            "free space; chat goes on unsaved until then."
+        )
 
     # --- conversations -------------------------------------------------------------------
 
@@ -261,7 +264,7 @@ class Store:
     def export_json(self, cid: str) -> dict:
         loaded = self.load(cid)
         if loaded is None:
-            raise StoreError("That conversation no longer exists.")
+            raise StoreError("That conversation no longer exists (deleted, perhaps in another tab). Pick another one.")
         messages = [{k: v for k, v in m.items() if k not in ("id", "replaces")} for m in loaded.messages]
         return {
             "format": EXPORT_FORMAT,

@@ -22,7 +22,6 @@ from core.errors import StudioError, validation_message
 log = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 BASE_PERSONA = "base"
 DEFAULT_AVATAR = "🎭"
 MAX_CARD_BYTES = 64 * 1024  # a persona.json is a few hundred bytes
@@ -174,8 +173,10 @@ def read_card(path: Path) -> tuple[PersonaCard, list[str]]:
 
 def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[PersonaCard | None, list[str], str | None]:
     """Checks that need no model: name, files, persona.json, adapter_config.json, base model.
-    Returns (card, notes, problem). `loaded_family` None skips the base-model check (a server decides)."""
-    from llm.lora import AdapterError, read_config
+    Returns (card, notes, problem). `loaded_family` None skips the base-model check (a server decides).
+    The adapter's own files are named and checked by `llm.lora`, the one place that reads them (imported here,
+    not at the top: it brings torch, which listing prompt-only personas must not)."""
+    from llm.lora import WEIGHTS, AdapterError, read_config
 
     if not SAFE_NAME.match(folder.name):
         return None, [], "folder name must be letters, digits, '-' or '_' (max 64)"
@@ -183,7 +184,7 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
         card, notes = read_card(folder / "persona.json")
     except ValueError as exc:
         return None, [], str(exc)
-    weights = folder / ADAPTER_WEIGHTS
+    weights = folder / WEIGHTS
     if not weights.is_file():
         if any(folder.glob("*.bin")):
             return (
@@ -191,7 +192,7 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
                 notes,
                 "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors",
             )
-        return card, notes, f"{ADAPTER_WEIGHTS} is missing"
+        return card, notes, f"{WEIGHTS} is missing"
     try:
         read_config(folder)
     except AdapterError as exc:
@@ -205,9 +206,9 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
 
         with safe_open(str(weights), framework="pt") as f:
             if not list(f.keys()):
-                return card, notes, f"{ADAPTER_WEIGHTS} holds no tensors"
+                return card, notes, f"{WEIGHTS} holds no tensors"
     except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
-        return card, notes, f"{ADAPTER_WEIGHTS} is corrupt ({type(exc).__name__})"
+        return card, notes, f"{WEIGHTS} is corrupt ({type(exc).__name__})"
     return card, notes, None
 
 

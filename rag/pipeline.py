@@ -27,8 +27,9 @@ def standalone_query(backend, history: list[Message], question: str, model: str 
     if not history:
         return question
     text = "".join(backend.stream(rewrite_messages(history, question), REWRITE_OPTIONS, model=model))
-    query = text.strip().splitlines()[0].strip(" \"'`") if text.strip() else ""
-    query = re.sub(r"^(search query|query)\s*:\s*", "", query, flags=re.I)
+    query = text.strip().splitlines()[0] if text.strip() else ""
+    # The label first, then the quotes: `Search query: "x"` is x.
+    query = re.sub(r"^(search query|query)\s*:\s*", "", query.strip(), flags=re.I).strip(" \"'`")
     return query[:300] if len(query) >= 3 else question
 
 

@@ -130,7 +130,10 @@ class GoogleSearch:
             )
         if status >= 500:
             return SearchError(f"Google search failed on Google's side ({status}). Try again in a moment.")
-        return SearchError(f"Google search failed ({status}).")
+        return SearchError(
+            f"Google search failed ({status}). Try again in a moment; if it keeps failing, check GOOGLE_API_KEY "
+            "and GOOGLE_CSE_ID, or use SearXNG (SEARCH_PROVIDER=searxng)."
+        )
 
 
 class SearxngSearch:
@@ -165,7 +168,10 @@ class SearxngSearch:
                 f"SearXNG at {self.shown} is rate limiting (429). Disable its limiter for local use, or wait."
             )
         if response.status_code >= 400:
-            raise SearchError(f"SearXNG at {self.shown} failed ({response.status_code}).")
+            raise SearchError(
+                f"SearXNG at {self.shown} failed ({response.status_code}). Its log says why; check SEARXNG_URL, "
+                "or try again in a moment."
+            )
         try:
             results = response.json().get("results", [])
         except (ValueError, AttributeError):

@@ -1,2 +1,3 @@
 """Teams of experts: a coordinator persona plans, expert personas answer together in one batch, the
-coordinator writes the answer. `teams` (definitions), `plan` (the JSON plan), `prompts`, `run` (the steps)."""
+coordinator writes the answer. `teams` (definitions), `record` (what a run holds), `plan` (the JSON plan),
+`prompts`, the steps `coordinate` (plan, follow up), `consult` and `synthesis`, and `run` (the whole run)."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import StudioError
+
 MAX_QUESTION_CHARS = 200  # a question longer than this is cut by the schema; it also bounds the plan's length
 MIN_QUESTION_CHARS = 3  # shorter "questions" ("", "?", "..") are replaced by the task itself
 # Characters of a plan beyond its questions: {"asks": [ ... ]} and per ask {"expert": "", "question": ""}, ", ",
@@ -41,8 +43,9 @@ class _Plan(BaseModel):
     asks: list[_PlanAsk] = Field(max_length=64)
 
 
-class PlanError(ValueError):
-    """The coordinator's answer is not a usable plan; the message says why (shown on the page)."""
+class PlanError(StudioError, ValueError):
+    """The coordinator's answer is not a usable plan; the message says why. It never reaches a user as an error:
+    the step falls back to asking every expert the task (or ends the consulting) and its note says why."""
 
 
 def plan_schema(experts: list[str], max_asks: int, min_asks: int = 1) -> dict:

@@ -3,7 +3,7 @@ the figures, and the whole run as Markdown (a saved run's text, so exports and s
 
 from __future__ import annotations
 
-from team.run import TeamRun, Turn
+from team.record import TeamRun, Turn
 
 TURN_STATUS = {
     "waiting": "waiting",

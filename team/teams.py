@@ -7,11 +7,12 @@ persona is listed as unavailable with the reason; the others keep working.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.errors import validation_message
 from personas.registry import SAFE_NAME, Persona
 
 MAX_EXPERTS = 8  # rows of one batch (MAX_BATCH_SIZE's default): more would queue instead of answering together
@@ -44,7 +45,6 @@ class Team:
     coordinator: Persona | None = None
     experts: tuple[Persona, ...] = ()
     problem: str | None = None  # why it cannot run; None when it can
-    missing: tuple[str, ...] = field(default=())  # persona names it needs that are not there
 
     @property
     def available(self) -> bool:
@@ -68,7 +68,7 @@ def load_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | N
         if not isinstance(raw, dict):
             raise ValueError("the file must hold an object of name: team")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return [], f"{path.name} cannot be read: {exc}"
+        return [], f"{path.name} cannot be read: {exc}. Fix it (teams.json in the project shows the form)."
     by_name = {p.name: p for p in personas}
     return [_resolve(str(name), entry, by_name) for name, entry in raw.items()], None
 
@@ -77,22 +77,21 @@ def _resolve(name: str, entry: object, personas: dict[str, Persona]) -> Team:
     try:
         card = TeamCard.model_validate(entry)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "entry"
         return Team(
             name,
             TeamCard(display_name=name[:80] or "?", coordinator="?", experts=["?"]),
-            problem=f"malformed entry ({where}: {first['msg']})",
+            problem=f"malformed entry ({validation_message(exc)}); fix it in the teams file",
         )
     if not SAFE_NAME.match(name):
-        return Team(name, card, problem="name must be letters, digits, '-' or '_' (max 64)")
-    missing = tuple(n for n in [card.coordinator, *card.experts] if n not in personas)
-    if missing:
+        return Team(
+            name, card, problem="name must be letters, digits, '-' or '_' (max 64); rename it in the teams file"
+        )
+    missing = next((n for n in [card.coordinator, *card.experts] if n not in personas), None)
+    if missing is not None:
         return Team(
             name,
             card,
-            problem=f"names the persona {missing[0]!r}, which does not exist (add it to personas.json or adapters/)",
-            missing=missing,
+            problem=f"names the persona {missing!r}, which does not exist (add it to personas.json or adapters/)",
         )
     coordinator, experts = personas[card.coordinator], tuple(personas[n] for n in card.experts)
     broken = next((p for p in (coordinator, *experts) if not p.available), None)

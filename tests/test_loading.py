@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from core.settings import Settings
+from core.settings import Settings, Shapes, shaped_by, shared_key
 from llm.interface import ModelLoadError
 from llm.loading import (
     LLAMA_31_8B,
@@ -83,3 +83,27 @@ def test_every_end_of_turn_id_is_a_stop_id():
             return {"<|eot_id|>": 128009, "<|eom_id|>": 128008, "<|end_of_text|>": 128001}.get(token)
 
     assert stop_ids_of(Model(), Tokenizer()) == {128001, 128008, 128009}
+
+
+def test_every_setting_says_which_shared_objects_are_built_from_it():
+    """A new setting must be marked (ENGINE, SERVER, ... or PER_USE), so it cannot be left out of a cache key."""
+    parts = {"engine", "server", "personas", "search", "reranker"}
+    for name, info in Settings.model_fields.items():
+        marks = [m for m in info.metadata if isinstance(m, Shapes)]
+        assert len(marks) == 1, f"mark {name} in core/settings.py with what it shapes (or PER_USE)"
+        assert set(marks[0].parts) <= parts, name
+    assert {"llm_model", "llm_dtype", "kv_cache_budget_mb", "prefill_chunk_tokens"} <= set(shaped_by("engine"))
+    assert "data_dir" not in shaped_by("engine")  # the model's folder is in the key itself
+
+
+def test_a_shared_objects_key_changes_with_its_own_settings_only():
+    base = Settings(llm_model="demo")
+    engine = shared_key(base, "engine")
+    assert shared_key(Settings(llm_model="demo", llm_dtype="float32"), "engine") != engine
+    assert shared_key(Settings(llm_model="auto"), "engine") != engine  # the demo note differs
+    assert shared_key(Settings(llm_model="demo", data_dir="/elsewhere"), "engine") == engine  # every test's own
+    assert shared_key(Settings(llm_model="demo", search_provider="searxng"), "engine") == engine
+    # Secrets change their object's key, and never appear in it.
+    one, two = Settings(openai_api_key="sk-one-secret"), Settings(openai_api_key="sk-two-secret")
+    assert shared_key(one, "server") != shared_key(two, "server")
+    assert "secret" not in shared_key(one, "server")

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from core.settings import Settings
+from llm.interface import AnswerStream, GenerationStats
 from llm.options import GenerationOptions
 from rag.pipeline import build_messages, cited_numbers, retrieve, standalone_query
 from rag.rerank import Reranker
@@ -135,13 +136,48 @@ def test_failed_search_tells_the_model_to_say_it_does_not_know(player, reranker)
     assert "do not invent sources" in messages[0]["content"] and "<search_results>" not in messages[-1]["content"]
 
 
+WORLD_CUP = [
+    {"role": "user", "content": "Who won the football World Cup in 2022?"},
+    {"role": "assistant", "content": "Argentina won the 2022 World Cup."},
+]
+
+
+class ScriptedRewriter:
+    """A backend that answers every call with `reply` (in two pieces) and keeps what it was asked."""
+
+    def __init__(self, reply: str):
+        self.reply = reply
+        self.calls: list[tuple[list, GenerationOptions, str | None]] = []
+
+    def stream(self, messages, options, *, model=None, session=None, cancel=None) -> AnswerStream:
+        self.calls.append((messages, options, model))
+        half = len(self.reply) // 2
+        return AnswerStream(iter([self.reply[:half], self.reply[half:]]), GenerationStats(finish_reason="stop"))
+
+
+def test_the_conversation_reaches_the_rewrite_and_its_answer_is_the_query():
+    oldest = [{"role": "user", "content": "A turn about gardening."}, {"role": "assistant", "content": "Roses."}]
+    weather = [{"role": "user", "content": "And the weather?"}, {"role": "assistant", "content": "Sunny."}]
+    fake = ScriptedRewriter('Search query: "2018 football World Cup winner"\nI hope this helps!')
+    query = standalone_query(fake, oldest + weather * 2 + WORLD_CUP, "And in 2018?", model="a-persona")
+    assert query == "2018 football World Cup winner"  # its first line, without the label and quotes
+    ((messages, options, model),) = fake.calls
+    prompt = messages[-1]["content"]
+    assert "user: Who won the football World Cup in 2022?" in prompt
+    assert "assistant: Argentina won the 2022 World Cup." in prompt
+    assert "gardening" not in prompt and prompt.count("Sunny.") == 2  # the last three turns only
+    assert "Last question: And in 2018?" in prompt and messages[0]["role"] == "system"
+    assert options.temperature == 0 and model == "a-persona"
+    # No conversation: nothing to rewrite, and the model is not asked.
+    assert standalone_query(fake, [], "Plain question?") == "Plain question?" and len(fake.calls) == 1
+    # A rewrite too short to search for: the question as asked.
+    assert standalone_query(ScriptedRewriter(" ok"), WORLD_CUP, "And in 2018?") == "And in 2018?"
+
+
 def test_follow_up_is_rewritten_using_the_conversation(backend):
-    history = [
-        {"role": "user", "content": "Who won the football World Cup in 2022?"},
-        {"role": "assistant", "content": "Argentina won the 2022 World Cup."},
-    ]
-    query = standalone_query(backend, history, "And in 2018?")
-    assert query and query != "" and len(query) <= 300
+    query = standalone_query(backend, WORLD_CUP, "And in 2018?")
+    assert query and len(query) <= 300
+    assert "world cup" in query.lower()  # only the conversation said what "And in 2018?" is about
     assert standalone_query(backend, [], "Plain question?") == "Plain question?"
 
 
