@@ -74,14 +74,13 @@ def field_range(model: type[BaseModel], name: str, step: float = 1) -> tuple:
 
 
 def sampling_widgets(prefix: str, names=tuple(SAMPLING)) -> dict:
-    """The sampling widgets `names`, with GenerationOptions' ranges, defaults and descriptions."""
+    """The sampling widgets `names`, with GenerationOptions' ranges and defaults."""
     values = {}
     for name in names:
         label, kind, step, suffix = SAMPLING[name]
         low, high, default = field_range(GenerationOptions, name, step)
         widget = st.slider if kind == "slider" else st.number_input
-        help_text = GenerationOptions.model_fields[name].description
-        values[name] = widget(label, low, high, default, step, key=f"{prefix}.{suffix}", help=help_text)
+        values[name] = widget(label, low, high, default, step, key=f"{prefix}.{suffix}")
     return values
 
 
