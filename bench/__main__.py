@@ -288,6 +288,12 @@ def main() -> None:
     parser.add_argument(
         "--only", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="scenarios to run"
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of scenarios 2 and 4, the median shown (this machine's speed drifts between runs)",
+    )
     args = parser.parse_args()
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
     settings = Settings(llm_model="demo")
@@ -295,8 +301,10 @@ def main() -> None:
     lm = (
         gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())
     )  # exactly N tokens
-    # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy.
-    ours = lm if args.gpu_shape else dataclasses.replace(load_model(settings), stop_ids=frozenset())
+    # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy, unless no
+    # scenario runs the baseline on `lm` (scenario 4 alone).
+    own_copy = not args.gpu_shape and {1, 2, 3} & set(args.only)
+    ours = dataclasses.replace(load_model(settings), stop_ids=frozenset()) if own_copy else lm
     backend = TransformersBackend(ours)
     adapter = PROJECT_ROOT / "adapters" / "captain-quill"
     if not args.gpu_shape:
@@ -309,7 +317,8 @@ def main() -> None:
     if 2 in args.only:
         mixed = [None, "captain-quill"] * 4
         for count in args.sessions:
-            report_concurrent(lm, backend, [None] * count if args.gpu_shape else mixed[:count], args.new_tokens)
+            personas = [None] * count if args.gpu_shape else mixed[:count]
+            report_concurrent(lm, backend, personas, args.new_tokens, args.repeats)
     if 3 in args.only and not args.gpu_shape:
         switch = persona_switch(settings, backend, adapter)
         print("3. persona switch, choice to first token")
@@ -320,7 +329,7 @@ def main() -> None:
     elif 3 in args.only:
         print("3. persona switch: not measured with --gpu-shape (the shipped adapter fits the demo model only)")
     if 4 in args.only and not args.gpu_shape:
-        report_team(backend, args.new_tokens)
+        report_team(backend, args.new_tokens, args.repeats)
     elif 4 in args.only:
         print("4. team consult: not measured with --gpu-shape (the team's LoRA expert fits the demo model only)")
 
@@ -341,8 +350,8 @@ def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:
     print(f"   single-stream decode: {bandwidth_share(lm, statistics.median(r[1] for r in rows['ours']))}\n")
 
 
-def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) -> None:
-    result = concurrent_sessions(lm, backend, personas, new_tokens)
+def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int, repeats: int) -> None:
+    result = concurrent_sessions(lm, backend, personas, new_tokens, repeats)
     b, o = result["baseline"], result["ours"]
     print(f"2. {len(personas)} sessions at the same moment (personas: {', '.join(p or 'base' for p in personas)})")
     print(
@@ -361,8 +370,8 @@ def report_concurrent(lm, backend, personas: list[str | None], new_tokens: int) 
     )
 
 
-def report_team(backend, new_tokens: int) -> None:
-    result = team_consult(backend, new_tokens)
+def report_team(backend, new_tokens: int, repeats: int) -> None:
+    result = team_consult(backend, new_tokens, repeats)
     alone, together = result["alone"], result["together"]
     print(
         f"4. team consult step: {len(alone)} experts ({', '.join(result['experts'])}), {result['tokens']} new "

@@ -177,7 +177,7 @@ def test_one_call_runs_a_team_for_the_api(backend, registry):
 def test_bench_prints_the_consult_step_against_one_after_another(tmp_path):
     env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "4", "--new-tokens", "16"],
+        [sys.executable, "-m", "bench", "--only", "4", "--new-tokens", "16", "--repeats", "1"],
         cwd=ROOT,
         env=env,
         capture_output=True,
