@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import streamlit as st
-from pydantic import SecretStr
 
 from core.errors import StudioError
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, shared_key
 from llm.prompts import Message
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
@@ -22,18 +18,12 @@ def _provider(settings_key: str, _settings: Settings) -> CachedSearch:
     return make_provider(_settings)
 
 
-def settings_key(settings: Settings) -> str:
-    """A digest of every setting's value, secrets included: a provider is built again whenever any setting it
-    could read changes, and no secret appears in the cache key."""
-    values = {name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in settings}
-    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()
-
-
 def provider_or_warning() -> CachedSearch | None:
     """The configured search provider; None (with a message saying how to set it up) when it cannot start."""
     settings = get_settings()
     try:
-        return _provider(settings_key(settings), settings)
+        # Keyed by the settings marked as shaping the search provider: changing one builds it anew.
+        return _provider(shared_key(settings, "search"), settings)
     except StudioError as exc:
         st.warning(f"{exc} Answers will come without web sources until then.")
         return None
