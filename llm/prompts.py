@@ -34,10 +34,16 @@ class Prompt:
     dropped_messages: int  # oldest history messages left out to fit the context
 
 
-def conversation(system_prompt: str, history: list[Message]) -> list[Message]:
+def turns(history: list[dict]) -> list[Message]:
+    """The role/content pairs of stored or displayed messages, nothing else (ids, stats and sources stay out of
+    the model's input). The one place history is stripped before it reaches a chat template."""
+    return [{"role": m["role"], "content": m["content"]} for m in history]
+
+
+def conversation(system_prompt: str, history: list[dict]) -> list[Message]:
     """System prompt (if any) followed by the history's role/content pairs, nothing else."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    return messages + [{"role": m["role"], "content": m["content"]} for m in history]
+    return messages + turns(history)
 
 
 def marker_pattern(markers) -> re.Pattern:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import StudioError
-from llm.prompts import Message
+from llm.prompts import Message, turns
 from personas.registry import SAFE_NAME, PersonaCard
 
 IGNORE = -100  # label value the loss skips (prompt tokens)
@@ -110,7 +110,7 @@ def _record_messages(n: int, row) -> list[Message]:
                 raise DatasetError(f"Record {n}: each message needs role 'user' or 'assistant' and text content.")
         if messages[-1]["role"] != "assistant":
             raise DatasetError(f"Record {n}: the last message must be the assistant's answer.")
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
+        return turns(messages)
     for key in ("instruction", "output"):
         if not isinstance(row.get(key), str) or not row[key].strip():
             raise DatasetError(f"Record {n}: '{key}' is missing or empty.")

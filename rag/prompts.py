@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from llm.prompts import GENERIC_MARKERS, Message, marker_pattern, neutralise
+from llm.prompts import turns as plain_turns
 from rag.search import SearchResult
 
 REWRITE_SYSTEM = (
@@ -58,7 +59,7 @@ def answer_messages(
 ) -> list[Message]:
     """System rules, the last few turns (without their old sources), then sources + question."""
     system = ANSWER_SYSTEM if sources else ANSWER_SYSTEM + " " + NO_SOURCES
-    recent = [{"role": m["role"], "content": m["content"]} for m in history[-2 * turns :]]
+    recent = plain_turns(history[-2 * turns :])
     body = (
         f"{format_sources(sources)}\n\nQuestion: {question}"
         if sources

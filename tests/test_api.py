@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import threading
 import time
 
 import numpy
@@ -17,6 +16,7 @@ import requests
 from llm.options import GenerationOptions
 from llm.prompts import conversation
 from tests.browser import start_streamlit
+from tests.concurrency import at_once
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -267,20 +267,13 @@ def test_a_client_that_disconnects_stops_its_rows_computation(api):
 
 def test_api_rows_join_the_same_batch_as_other_requests(client):
     """Four requests at once are decoded together: the engine's batch held them side by side."""
-    answers, errors = [], []
-
-    def one(i):
-        try:
-            answers.append(ask(client, text=f"Tell me a fact about the number {i}.", temperature=0, max_tokens=24))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(answers) == 4
+    answers = at_once(
+        [
+            lambda i=i: ask(client, text=f"Tell me a fact about the number {i}.", temperature=0, max_tokens=24)
+            for i in range(4)
+        ]
+    )
+    assert len(answers) == 4
     assert requests.get(f"{client.base_url}".replace("/v1/", "/health"), timeout=10).json()["most_rows_together"] >= 2
     alone = (
         ask(client, text="Tell me a fact about the number 2.", temperature=0, max_tokens=24).choices[0].message.content

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from llm.prompts import conversation
 from llm.transformers_backend import TransformersBackend
 from personas.finetune import IGNORE, DatasetError, TrainConfig, build_example, load_records, main, train
 from personas.registry import PersonaRegistry
+from tests.concurrency import at_once
 from tests.conftest import MODELS_DIR, ROOT
 
 SHIPPED = ROOT / "adapters" / "captain-quill"
@@ -193,16 +193,7 @@ def test_two_sessions_two_personas_at_the_same_moment(persona_backend, shipped_r
         ("captain-quill", "How do I make tea?"),
     ]
     alone = [ask(persona_backend, shipped_registry.get(n), q) for n, q in jobs]
-    together: list[str | None] = [None] * len(jobs)
-    barrier = threading.Barrier(len(jobs))
-
-    def run(i):
-        barrier.wait()
-        together[i] = ask(persona_backend, shipped_registry.get(jobs[i][0]), jobs[i][1])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    [t.start() for t in threads]
-    [t.join(timeout=300) for t in threads]
+    together = at_once([lambda n=n, q=q: ask(persona_backend, shipped_registry.get(n), q) for n, q in jobs])
     assert together == alone
     assert alone[0] != alone[1]  # the persona really differs from the base on the same prompt
 
