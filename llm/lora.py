@@ -157,6 +157,31 @@ def read_config(folder: Path) -> AdapterConfig:
         raise AdapterError(f"{CONFIG} is malformed ({validation_message(exc)})") from None
 
 
+def check_files(folder: Path) -> AdapterConfig:
+    """The checks that need no model: the weights file is there (never a pickle `.bin`), the config is a plain
+    LoRA config, and the weights' header lists tensors. Raises AdapterError saying what is wrong; `read_adapter`
+    then checks the tensors against the loaded model."""
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        if any(folder.glob("*.bin")):
+            raise AdapterError(
+                "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
+            )
+        raise AdapterError(f"{WEIGHTS} is missing")
+    config = read_config(folder)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            if not list(f.keys()):
+                raise AdapterError(f"{WEIGHTS} holds no tensors")
+    except AdapterError:
+        raise
+    except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
+        raise AdapterError(f"{WEIGHTS} is corrupt ({type(exc).__name__})") from None
+    return config
+
+
 class Routing:
     """Which rows of the current forward pass use which adapter. Set only under the runner's lock."""
 

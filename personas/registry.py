@@ -176,7 +176,7 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
     Returns (card, notes, problem). `loaded_family` None skips the base-model check (a server decides).
     The adapter's own files are named and checked by `llm.lora`, the one place that reads them (imported here,
     not at the top: it brings torch, which listing prompt-only personas must not)."""
-    from llm.lora import WEIGHTS, AdapterError, read_config
+    from llm.lora import AdapterError, check_files
 
     if not SAFE_NAME.match(folder.name):
         return None, [], "folder name must be letters, digits, '-' or '_' (max 64)"
@@ -184,31 +184,14 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
         card, notes = read_card(folder / "persona.json")
     except ValueError as exc:
         return None, [], str(exc)
-    weights = folder / WEIGHTS
-    if not weights.is_file():
-        if any(folder.glob("*.bin")):
-            return (
-                card,
-                notes,
-                "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors",
-            )
-        return card, notes, f"{WEIGHTS} is missing"
     try:
-        read_config(folder)
+        check_files(folder)
     except AdapterError as exc:
         return card, notes, str(exc)
     if not card.base_model:
         return card, notes, "persona.json does not say which base_model the adapter was trained on"
     if loaded_family is not None and family(card.base_model) != loaded_family:
         return card, notes, f"trained on {card.base_model}, but the loaded model is {loaded_family}"
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            if not list(f.keys()):
-                return card, notes, f"{WEIGHTS} holds no tensors"
-    except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
-        return card, notes, f"{WEIGHTS} is corrupt ({type(exc).__name__})"
     return card, notes, None
 
 

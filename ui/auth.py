@@ -10,6 +10,7 @@ import time
 
 import streamlit as st
 
+from core.errors import StudioError
 from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class GuessLimiter:
             self._warned = False
 
 
-class TooManyGuesses(Exception):
+class TooManyGuesses(StudioError):
     """Too many guesses are queued; this one was not checked."""
 
     def __init__(self, retry_after_s: float):
