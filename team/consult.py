@@ -109,7 +109,7 @@ def _ask(
         log.error("an expert's answer failed: %s", type(exc).__name__, exc_info=exc)
         out.put((index, None, stats, f"The answer failed ({type(exc).__name__}). The other experts go on."))
     finally:
-        if stream is not None and hasattr(stream, "close"):
+        if stream is not None:
             stream.close()  # leaves the batch at once
         out.put((index, _DONE, stats, None))
 

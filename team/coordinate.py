@@ -134,7 +134,7 @@ def _coordinate(
     except StudioError as exc:
         problem = f"the model could not write it: {exc}"
     finally:
-        if stream is not None and hasattr(stream, "close"):
+        if stream is not None:
             stream.close()
         step.tokens, step.seconds = stats.completion_tokens, stats.total_s
         run.tokens_used += stats.completion_tokens

@@ -39,7 +39,7 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
     except StudioError as exc:
         run.synthesis_status, run.synthesis_error = "failed", str(exc)
     finally:
-        if stream is not None and hasattr(stream, "close"):
+        if stream is not None:
             stream.close()
         run.synthesis_tokens, run.synthesis_seconds = stats.completion_tokens, stats.total_s
         if run.synthesis_status == "writing":

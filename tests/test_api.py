@@ -234,25 +234,27 @@ def test_embeddings_are_the_bundled_models_vectors(client):
         client.embeddings.create(model="all-MiniLM-L6-v2", input=[])
 
 
+def long_story(url: str, timeout: float, **extra) -> requests.Response:
+    """A streamed request that keeps its row decoding for a long while (900 tokens); use it in a `with`."""
+    body = {
+        "model": BASE,
+        "stream": True,
+        "max_tokens": 900,
+        "temperature": 0.8,
+        "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        **extra,
+    }
+    headers = {"Authorization": f"Bearer {KEY}"}
+    return requests.post(f"{url}/v1/chat/completions", headers=headers, timeout=timeout, stream=True, json=body)
+
+
 def decode_steps(url: str) -> int:
     return requests.get(f"{url}/health", timeout=10).json()["decode_steps"]
 
 
 def test_a_client_that_disconnects_stops_its_rows_computation(api):
     url = api[0]
-    with requests.post(
-        f"{url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=60,
-        stream=True,
-        json={
-            "model": BASE,
-            "stream": True,
-            "max_tokens": 900,
-            "temperature": 0.8,
-            "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
-        },
-    ) as r:
+    with long_story(url, timeout=60) as r:
         lines = (line for line in r.iter_lines(decode_unicode=True) if line)
         got = [next(lines) for _ in range(12)]
         assert any('"content"' in line for line in got)
@@ -348,20 +350,7 @@ def test_an_api_request_and_a_browser_session_are_decoded_in_one_batch(api, clie
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_chat, send
 
     url = api[0]
-    with requests.post(
-        f"{url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=120,
-        stream=True,
-        json={
-            "model": BASE,
-            "stream": True,
-            "max_tokens": 900,
-            "temperature": 0.8,
-            "seed": 1,
-            "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
-        },
-    ) as r:
+    with long_story(url, timeout=120, seed=1) as r:
         lines = (line for line in r.iter_lines(decode_unicode=True) if line)
         assert any('"content"' in next(lines) for _ in range(6))  # the API's row is decoding now
         with sync_playwright() as p:

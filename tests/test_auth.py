@@ -96,6 +96,26 @@ def submit(at: AppTest, password: str) -> AppTest:
     return at.button[0].click().run()
 
 
+@pytest.mark.parametrize(
+    "page", ["pages/0_Chat.py", "pages/1_Personas.py", "pages/2_Search_answers.py", "pages/3_Team.py"]
+)
+def test_every_page_opened_directly_shows_only_the_password_box(monkeypatch, page):
+    """A deep link to any page of the navigation (what `/Personas?c=...` opens) meets the gate first: no
+    chat box, no history, no conversation list, and the backend is never asked for."""
+    monkeypatch.setenv("APP_PASSWORD", PASSWORD)
+    guess_limiter.clear()  # a fresh allowance: this test's one wrong guess must not wait behind others
+    fake = install(monkeypatch)
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["🔒 Llama Studio"]
+    assert not at.chat_input and not at.chat_message and not at.sidebar.button
+    assert fake.calls == []
+    at = submit(at, "wrong guess")
+    assert [e.value for e in at.error] == ["Wrong password."] and not at.chat_input
+    guess_limiter.clear()
+
+
 def test_sessions_in_the_page_share_the_limit_and_the_owner_gets_in(monkeypatch, caplog, capfd):
     """Four sessions take turns guessing: each has guessed only twice, yet after the shared allowance every
     guess waits its turn (AppTest sessions cannot run in parallel threads; the browser test below does)."""

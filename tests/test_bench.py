@@ -28,3 +28,7 @@ def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):
     assert re.search(r"ours\s+: [\d.]+ tok/s aggregate \([\d.]+x one session's", text)
     assert re.search(r"[12] rows at most in one batched step · speed-up in each of 3 runs", text)
     assert re.search(r"persona switch.*\n\s+baseline \(reload base \+ adapter\): [\d.]+ s · ours", text)
+    # scenario 4, the team's consult step (experts get at least MIN_EXPERT_TOKENS, 16, however few are asked)
+    assert "4. team consult step: 3 experts (Captain Quill, Computer scientist, Legal expert), 16 new tokens" in text
+    assert re.search(r"one after another: [\d.]+ s \([\d.]+ s, [\d.]+ s, [\d.]+ s\)", text)
+    assert re.search(r"together \(consult\): [\d.]+ s = [\d.]+x the longest alone, [\d.]+x the sum · 3 rows", text)

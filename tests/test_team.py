@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +18,7 @@ from team.plan import Ask, PlanError, plan_schema
 from team.prompts import expert_messages, plan_messages
 from team.run import Limits, TeamError, answer, consult, new_run, plan, run_team
 from team.teams import load_teams
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import ROOT
 
 GREEDY = GenerationOptions(temperature=0)
 TASKS = [
@@ -172,23 +168,6 @@ def test_one_call_runs_a_team_for_the_api(backend, registry):
     with pytest.raises(TeamError, match="'captain-quill', which does not exist"):
         answer(backend, registry, "harbour-council", "x", limits)
     assert issubclass(TeamError, StudioError) and issubclass(PlanError, ValueError)
-
-
-def test_bench_prints_the_consult_step_against_one_after_another(tmp_path):
-    env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "4", "--new-tokens", "16", "--repeats", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    text = out.stdout
-    assert "4. team consult step: 3 experts (Captain Quill, Computer scientist, Legal expert), 16 new tokens" in text
-    assert re.search(r"one after another: [\d.]+ s \([\d.]+ s, [\d.]+ s, [\d.]+ s\)", text)
-    assert re.search(r"together \(consult\): [\d.]+ s = [\d.]+x the longest alone, [\d.]+x the sum · 3 rows", text)
 
 
 def test_the_constraint_looks_only_at_the_answer_on_the_plain_path_too(backend):
