@@ -12,17 +12,16 @@ import streamlit as st
 from core.settings import Settings, get_settings, shared_key
 from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
-from llm.transformers_backend import TransformersBackend
 
 _fetch_lock = threading.Lock()  # two sessions opening the page at once must not download twice
 
 
 @st.cache_resource(show_spinner="Loading the model into memory…")
-def _transformers_backend(
-    folder: str, kind: str, ref: str, engine_key: str, _settings: Settings
-) -> TransformersBackend:
+def _transformers_backend(folder: str, kind: str, ref: str, engine_key: str, _settings: Settings) -> ChatBackend:
     # engine_key holds the settings that shape the loaded model and its scheduler: changing one loads anew.
+    # Imported here: torch loads only when the in-process engine is the one asked for (not with LLM_BACKEND=openai).
     from llm.loading import ModelSource
+    from llm.transformers_backend import TransformersBackend
 
     loaded = load_from_folder(Path(folder), ModelSource(kind, ref), _settings)
     return TransformersBackend(

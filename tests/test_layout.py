@@ -60,3 +60,10 @@ def test_the_app_core_and_search_do_not_reach_into_the_engine_internals():
             if bad:
                 offending[f"{folder}/{path.name}"] = bad
     assert offending == {}
+
+
+def test_the_shared_objects_module_loads_torch_only_for_the_in_process_engine():
+    """With LLM_BACKEND=openai the app never needs torch: core.runtime imports the engine lazily."""
+    code = "import sys, core.runtime, ui.session; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "False"
