@@ -13,10 +13,9 @@ if __name__ != "__main__":
 
     app = st.App(__file__, middleware=server.middleware(), routes=api_routes(), lifespan=lifespan)
 else:
-    from ui.auth import require_password
+    from ui.auth import passed_gate, require_password
 
     st.set_page_config(page_title="Llama Studio", page_icon="🦙")
-    require_password()  # before the navigation: not even the list of pages shows without the password
     # URL paths are the file names less their number (/, /Personas, /Search_answers, /Team), as before the
     # navigation existed, so saved links (`?c=<id>`) keep working.
     pages = [
@@ -25,4 +24,8 @@ else:
         st.Page("pages/2_Search_answers.py", title="Search answers", icon="🔎"),
         st.Page("pages/3_Team.py", title="Team", icon="👥"),
     ]
-    st.navigation(pages).run()
+    # The navigation resolves the page the URL asks for (a deep link keeps it through the password), but shows
+    # no list of pages until the password is given.
+    page = st.navigation(pages, position="sidebar" if passed_gate() else "hidden")
+    require_password()  # before the page: nothing of it runs without the password
+    page.run()

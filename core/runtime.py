@@ -1,35 +1,55 @@
-"""The process-wide backend, persona registry and reranker, built once and shared by every page and session
-(`st.cache_resource`). Each is keyed by `shared_key` of the settings it is built from (marked at each setting in
-`core.settings`), so changing one of those builds it anew, and changing any other setting does not."""
+"""The process-wide backend, persona registry and reranker, built once and shared by every page, session and the
+API. Each is keyed by `shared_key` of the settings it is built from (marked at each setting in `core.settings`), so
+changing one of those builds it anew, and changing any other setting does not. They are held here, not in a
+Streamlit cache, so that nothing a browser sends can empty them and load a second copy of the model."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-
-import streamlit as st
+from typing import TypeVar
 
 from core.settings import Settings, get_settings, shared_key
 from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
 
 _fetch_lock = threading.Lock()  # two sessions opening the page at once must not download twice
+T = TypeVar("T")
+_built: dict[tuple, object] = {}
+_building: dict[tuple, threading.Lock] = {}
+_guard = threading.Lock()
 
 
-@st.cache_resource(show_spinner="Loading the model into memory…")
-def _transformers_backend(folder: str, kind: str, ref: str, engine_key: str, _settings: Settings) -> ChatBackend:
-    # engine_key holds the settings that shape the loaded model and its scheduler: changing one loads anew.
+def shared(key: tuple, build: Callable[[], T]) -> T:
+    """The one object for `key`, built by the first caller while later ones wait (a failure is not kept: the
+    next caller tries again)."""
+    with _guard:
+        if key in _built:
+            return _built[key]  # type: ignore[return-value]
+        lock = _building.setdefault(key, threading.Lock())
+    with lock:
+        with _guard:
+            if key in _built:
+                return _built[key]  # type: ignore[return-value]
+        value = build()
+        with _guard:
+            _built[key] = value
+        return value
+
+
+def _transformers_backend(folder: str, kind: str, ref: str, settings: Settings) -> ChatBackend:
     # Imported here: torch loads only when the in-process engine is the one asked for (not with LLM_BACKEND=openai).
     from llm.loading import ModelSource
     from llm.transformers_backend import TransformersBackend
 
-    loaded = load_from_folder(Path(folder), ModelSource(kind, ref), _settings)
+    loaded = load_from_folder(Path(folder), ModelSource(kind, ref), settings)
     return TransformersBackend(
         loaded,
-        _settings.kv_cache_budget_mb,
-        _settings.kv_cache_max_sessions,
-        _settings.max_batch_size,
-        _settings.prefill_chunk_tokens,
+        settings.kv_cache_budget_mb,
+        settings.kv_cache_max_sessions,
+        settings.max_batch_size,
+        settings.prefill_chunk_tokens,
     )
 
 
@@ -38,18 +58,21 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
     source = resolve_source(settings, cuda_available())
     with _fetch_lock:
         folder = fetch(source, settings.models_dir, progress)
-    return _transformers_backend(str(folder), source.kind, source.ref, shared_key(settings, "engine"), settings)
+    # The settings that shape the loaded model and its scheduler are in the key: changing one loads anew.
+    key = ("transformers", str(folder), source.kind, source.ref, shared_key(settings, "engine"))
+    if progress is not None and key not in _built:
+        progress("Loading the model into memory…", None)
+    return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, settings))
 
 
-@st.cache_resource(show_spinner=False)
-def _openai_backend(server_key: str, _settings: Settings) -> ChatBackend:
+def _openai_backend(settings: Settings) -> ChatBackend:
     from llm.openai_backend import OpenAIBackend
 
-    return OpenAIBackend(_settings)
+    return OpenAIBackend(settings)
 
 
 def _make_openai(settings: Settings, progress: Progress | None) -> ChatBackend:
-    return _openai_backend(shared_key(settings, "server"), settings)
+    return shared(("openai", shared_key(settings, "server")), lambda: _openai_backend(settings))
 
 
 BACKENDS = {"transformers": _make_transformers, "openai": _make_openai}
@@ -61,22 +84,20 @@ def get_backend(progress: Progress | None = None, settings: Settings | None = No
     return BACKENDS[settings.llm_backend](settings, progress)
 
 
-@st.cache_resource(show_spinner="Loading personas…")
-def _registry(_backend: ChatBackend, backend_id: int, personas_key: str, _settings: Settings):
+def _registry(backend: ChatBackend, settings: Settings):
     from personas.registry import PersonaRegistry
 
-    return PersonaRegistry(_backend, _settings.adapters_dir, _settings.personas_file)
+    return PersonaRegistry(backend, settings.adapters_dir, settings.personas_file)
 
 
 def get_registry(backend: ChatBackend, settings: Settings | None = None):
     """One persona registry per backend and folders, shared by every page and the API (adapters load once)."""
     settings = settings or get_settings()
-    return _registry(backend, id(backend), shared_key(settings, "personas"), settings)
+    return shared(("registry", id(backend), shared_key(settings, "personas")), lambda: _registry(backend, settings))
 
 
-@st.cache_resource(show_spinner="Loading the embedding model…")
 def get_reranker(model_name: str):
     """The sentence-transformers model shared by search reranking and the API's embeddings."""
     from rag.rerank import Reranker
 
-    return Reranker(model_name)
+    return shared(("reranker", model_name), lambda: Reranker(model_name))

@@ -1,6 +1,7 @@
 """The HTTP layer in front of the pages: what `streamlit run app.py` serves (see app.py's `app`).
 
-The host guard in front of every route, and the OpenAI-compatible API (`server/api`) beside the pages.
+The host guard in front of every route, the session guard in front of Streamlit's own websocket and upload
+routes, and the OpenAI-compatible API (`server/api`) beside the pages.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from starlette.middleware import Middleware
 
 from core.settings import Settings, get_settings
 from server.host_guard import HostGuard
+from server.session_guard import SessionGuard
 
 
 def middleware() -> list[Middleware]:
     """The middleware wrapped around every route (page, static files, websocket, API), outermost first."""
-    return [Middleware(HostGuard, allowed=startup_settings().allowed_hosts)]
+    return [Middleware(HostGuard, allowed=startup_settings().allowed_hosts), Middleware(SessionGuard)]
 
 
 def startup_settings() -> Settings:

@@ -1,71 +1,40 @@
-"""The optional password gate (APP_PASSWORD) every page calls first, and the process-wide limit on guesses."""
+"""The optional password gate (APP_PASSWORD) every page calls first. The limit on guesses and the list of
+sessions that passed live in `core.access`, where no cache clear reaches them."""
 
 from __future__ import annotations
 
 import hmac
-import logging
-import math
-import threading
 import time
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core.errors import StudioError
+from core.access import FREE_GUESSES, GATE, GUESS_INTERVAL_S, GUESSES, MAX_WAIT_S, GuessLimiter, TooManyGuesses
 from core.settings import get_settings
 
-logger = logging.getLogger(__name__)
-
-# Guesses from every session together: a few at once (the owner's typos), then one per second. Counting per
-# session let eight parallel sessions guess eight times as fast.
-FREE_GUESSES = 5
-GUESS_INTERVAL_S = 1.0
-# A guess whose turn is this close waits for it (the owner gets in without retrying); later ones are refused.
-MAX_WAIT_S = 3.0
-
-
-class GuessLimiter:
-    """One queue of password checks for the whole process (GCRA: a burst, then a steady rate). Thread-safe."""
-
-    def __init__(self, burst: int = FREE_GUESSES, interval_s: float = GUESS_INTERVAL_S, max_wait_s: float = MAX_WAIT_S):
-        self.interval_s, self.max_wait_s = interval_s, max_wait_s
-        self.tolerance_s = (burst - 1) * interval_s
-        self._full_at = time.monotonic()  # when the burst allowance is whole again ("theoretical arrival time")
-        self._lock = threading.Lock()
-        self._warned = False
-
-    def reserve(self) -> float:
-        """Book the next turn. Returns the seconds to wait for it (0: now); negative: refused, retry in -value s."""
-        with self._lock:
-            now = time.monotonic()
-            full_at = max(self._full_at, now)
-            wait = full_at - self.tolerance_s - now
-            if wait > self.max_wait_s:
-                if not self._warned:
-                    self._warned = True
-                    logger.warning("Password guesses are being limited: many wrong passwords in a short time.")
-                return -(wait - self.max_wait_s)
-            self._full_at = full_at + self.interval_s
-            return max(wait, 0.0)
-
-    def give_back(self) -> None:
-        """A right password does not use up the allowance (the owner opening tabs is never slowed)."""
-        with self._lock:
-            self._full_at -= self.interval_s
-            self._warned = False
+__all__ = [
+    "FREE_GUESSES",
+    "GUESS_INTERVAL_S",
+    "MAX_WAIT_S",
+    "GuessLimiter",
+    "TooManyGuesses",
+    "check_password",
+    "guess_limiter",
+    "passed_gate",
+    "require_password",
+    "session_id",
+]
 
 
-class TooManyGuesses(StudioError):
-    """Too many guesses are queued; this one was not checked."""
-
-    def __init__(self, retry_after_s: float):
-        super().__init__(f"Too many wrong passwords; try again in {math.ceil(retry_after_s)} s.")
-        self.retry_after_s = retry_after_s
-
-
-@st.cache_resource(show_spinner=False)
 def guess_limiter() -> GuessLimiter:
     """The one limiter of this process, shared by every session."""
-    return GuessLimiter()
+    return GUESSES
+
+
+def session_id() -> str | None:
+    """This browser session's id (None outside a script run)."""
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else None
 
 
 def check_password(given: str, expected: str, limiter: GuessLimiter) -> bool:
@@ -82,11 +51,23 @@ def check_password(given: str, expected: str, limiter: GuessLimiter) -> bool:
     return False
 
 
+def _admit() -> None:
+    if (sid := session_id()) is not None:
+        GATE.admit(sid)
+
+
+def passed_gate() -> bool:
+    """Whether this browser session may see the pages (no password is set, or it was given)."""
+    password = get_settings().app_password
+    return password is None or not password.get_secret_value() or bool(st.session_state.get("auth.ok"))
+
+
 def require_password() -> None:
     """Stop the page, showing only a password box, until this browser session has the password."""
-    password = get_settings().app_password
-    if password is None or not password.get_secret_value() or st.session_state.get("auth.ok"):
+    if passed_gate():
+        _admit()
         return
+    password = get_settings().app_password
     st.title("🔒 Llama Studio")
     with st.form("auth.form"):
         given = st.text_input("Password", type="password", key="auth.password")
@@ -99,6 +80,7 @@ def require_password() -> None:
         else:
             if right:
                 st.session_state["auth.ok"] = True
+                _admit()
                 st.rerun()
             st.error("Wrong password.")
     elif submitted:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from core.access import GATE
 from core.conversation_schema import parse_export
 from core.errors import StudioError
 from core.settings import get_settings
@@ -31,6 +32,7 @@ from core.store import (
     new_message_id,
     to_markdown,
 )
+from ui.auth import session_id
 from ui.safe_text import plain
 
 if TYPE_CHECKING:
@@ -377,6 +379,7 @@ def _sidebar(session: ChatSession) -> None:
                 on_click=_open,
                 args=(item.id,),
             )
+        GATE.offer_upload(session_id())  # the one widget that uploads: the session guard lets its files in
         st.file_uploader(
             "Import a JSON export",
             type=["json"],
