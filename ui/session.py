@@ -30,6 +30,7 @@ from ui.chat import backend_or_stop, check_prompt, render_message, user_message
 
 SESSION_ID = "session.id"  # names this browser session to the backend (its per-conversation cache)
 BOUND = "session.histories"  # the history keys this session has bound (see `open_conversations`)
+RENDER_AT_ONCE = 200  # messages drawn per run; earlier ones behind "Show earlier messages"
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,21 @@ class ChatSession:
         )
         return history[-1] if clicked and can else None
 
+    def _shown(self, messages: list[dict]) -> list[dict]:
+        """The latest messages, at most RENDER_AT_ONCE more per click of "Show earlier messages": a long
+        (imported) conversation must not hold up every run of the page. All of it stays in the history."""
+        limit = st.session_state.get(self.key("shown"), RENDER_AT_ONCE)
+        if len(messages) <= limit:
+            return messages
+        st.caption(f"{len(messages) - limit} earlier messages are not shown, to keep the page quick; they are kept.")
+        st.button("Show earlier messages", key=self.key("more"), on_click=_show_more, args=(self.key("shown"), limit))
+        return messages[-limit:]
+
     def _converse(self, reply, input_label: str, render, old: dict | None, disabled: bool) -> None:
         # A regenerated answer is drawn apart, below, and stays (on screen and in the history) until its
         # replacement has text. A click and a chat message never arrive in the same run.
         history = self.history
-        for message in history[:-1] if old else history:
+        for message in self._shown(history[:-1] if old else history):
             render(message)
         if old:
             with (old_slot := st.empty()).container():
@@ -211,3 +222,7 @@ class ChatSession:
         reply(Turn(prompt if old is None else None, old))
         if old and self.history[-1] is not old:
             old_slot.empty()  # the new answer took its place
+
+
+def _show_more(key: str, limit: int) -> None:
+    st.session_state[key] = limit + RENDER_AT_ONCE
