@@ -1,6 +1,8 @@
 """Local servers that play Google's Custom Search JSON API and SearXNG, well and badly.
 
-The query text picks the behaviour: "trigger-403 …" answers 403, "trigger-slow …" stalls, and so on.
+The query text picks the behaviour: "trigger-403 …" answers 403, "trigger-slow …" stalls, and so on; the
+hostile ones (wrong JSON types, lone surrogates, redirects, answers dribbled a byte at a time) are listed in
+`Player._hostile`.
 """
 
 from __future__ import annotations
@@ -61,9 +63,49 @@ def hostile_items(leak: str) -> list[dict]:
     ]
 
 
+# SearXNG results of the wrong types, each of which must be dropped on its own...
+WRONG_TYPES = [
+    {"title": 12345, "url": "https://example.com/number-title", "content": "A number for a title."},
+    {"title": ["a", "list"], "url": "https://example.com/list-title", "content": "A list for a title."},
+    {"title": "Object content", "url": "https://example.com/object", "content": {"html": "<b>x</b>"}},
+    {"title": True, "url": "https://example.com/bool-title"},
+    {"title": "Null url", "url": None, "content": "No link."},
+    {"title": "Number url", "url": 42, "content": "A number for a link."},
+    {"title": "List url", "url": ["https://example.com/a"], "content": "A list for a link."},
+    {"title": "Blank url", "url": "   ", "content": "An empty link."},
+    "a string where a result is due",
+    7,
+    None,
+    [],
+    # ...and the ones kept: null text reads as "", a link that is not http(s) is shown as text only.
+    {"title": None, "url": "https://example.com/null-title", "content": None},
+    {"title": "Eiffel Tower - facts", "url": "https://example.com/eiffel", "content": "It is 330 metres tall."},
+    {"title": "Not a web link", "url": "javascript:alert(1)", "content": "Shown as text."},
+]
+# Lone surrogates (JSON "\ud800", "\udfff") in every field, and one proper pair (an emoji) that must survive.
+SURROGATES = [
+    {
+        "title": "Eiffel \ud800Tower\udfff facts",
+        "url": "https://example.com/eiffel?\udc00",
+        "content": "The Eiffel Tower \ud800 is 330 metres tall \ud83d\ude00.",
+    },
+    {"title": "\udfff", "url": "https://example.com/paris", "content": "\ud800\ud800 Paris"},
+]
+DRIBBLE_S = 0.25  # between the bytes of a dribbled answer: far under any read timeout, so only a deadline ends it
+
+
+def as_google(result: object) -> object:
+    """A SearXNG-shaped result as a Google item (same values, Google's names)."""
+    if not isinstance(result, dict):
+        return result
+    names = {"url": "link", "content": "snippet"}
+    return {names.get(k, k): v for k, v in result.items()}
+
+
 class Player(BaseHTTPRequestHandler):
     requests_seen: list[str] = []
     leak = "http://127.0.0.1:9"  # where hostile results point; a test sets its counting server's URL
+    dribbles_cut: list[tuple[str, float]] = []  # (query, when) a dribbled answer found its reader gone
 
     def log_message(self, *args):
         pass
@@ -88,6 +130,8 @@ class Player(BaseHTTPRequestHandler):
         query = params.get("q", "")
         if "trigger-slow" in query:
             time.sleep(5)
+        if "trigger-" in query and self._hostile(query, url.path):
+            return
         if url.path.startswith("/customsearch/v1"):
             return self._google(query)
         if url.path == "/search":
@@ -114,6 +158,68 @@ class Player(BaseHTTPRequestHandler):
                 200, json.dumps({"kind": "customsearch#search", "items": hostile_items(Player.leak)}).encode()
             )
         self._send(200, json.dumps({"kind": "customsearch#search", "items": ITEMS}).encode())
+
+    def _hostile(self, query: str, path: str) -> bool:
+        """Answers of the wrong shape, redirects and dribbles, for both APIs; False when `query` asks none."""
+        google = path.startswith("/customsearch/v1")
+        port = self.server.server_address[1]
+        redirects = {  # "landed-elsewhere" in requests_seen would mean a redirect off the host was followed
+            "trigger-redirect-away": f"http://localhost:{port}{path}?q=landed-elsewhere",
+            "trigger-redirect-port": f"http://127.0.0.1:9{path}?q=landed-elsewhere",
+            "trigger-redirect-scheme": f"https://127.0.0.1:{port}{path}?q=landed-elsewhere",
+            "trigger-redirect-odd": "http://a)![x](http:b/?q=landed-elsewhere",
+            "trigger-redirect-here": f"{path}?q=paris&format=json",
+            "trigger-redirect-loop": f"{path}?q=trigger-redirect-loop&format=json",
+        }
+        for trigger, location in redirects.items():
+            if trigger in query:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+        key = "items" if google else "results"
+
+        def shaped(results: list) -> list:
+            return [as_google(r) for r in results] if google else results
+
+        bodies = {
+            "trigger-list-dict": {key: {"title": "x", "url": "https://example.com"}},
+            "trigger-list-null": {key: None},
+            "trigger-list-string": {key: "results"},
+            "trigger-not-object": [shaped(WRONG_TYPES)],
+            "trigger-wrong-types": {key: shaped(WRONG_TYPES)},
+            "trigger-all-unusable": {key: shaped(WRONG_TYPES[:12])},
+            "trigger-surrogates": {key: shaped(SURROGATES)},
+        }
+        for trigger, body in bodies.items():
+            if trigger in query:
+                self._send(200, json.dumps(body).encode())  # json.dumps writes lone surrogates as \ud800 escapes
+                return True
+        if "trigger-deep" in query:
+            self._send(200, b"[" * 100_000 + b"]" * 100_000)
+        elif "trigger-huge" in query:
+            self._send(200, json.dumps({key: [], "padding": "x" * 5_000_000}).encode())
+        elif "trigger-dribble-headers" in query:
+            self._dribble(query, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        elif "trigger-dribble-body" in query:
+            body = json.dumps({key: [], "padding": "x" * 200}).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            self.wfile.write(head.encode())
+            self._dribble(query, body)
+        else:
+            return False
+        return True
+
+    def _dribble(self, query: str, data: bytes) -> None:
+        """`data` one byte every DRIBBLE_S, until it is all sent or the reader has gone."""
+        self.close_connection = True
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                time.sleep(DRIBBLE_S)
+        except OSError:
+            Player.dribbles_cut.append((query, time.monotonic()))
 
     def _searxng(self, query: str, params: dict) -> None:
         if params.get("format") != "json" or "trigger-403" in query:

@@ -1,6 +1,8 @@
 """The search-answers page through AppTest: real Google client → local player, bundled reranker, and the demo
 model once; a scripted backend (tests/fake_backend.py) for the rest of the page's logic."""
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -105,6 +107,49 @@ def test_searxng_provider(player, monkeypatch):
     at = ask(open_page(), "Paris travel")
     assert at.session_state["search.messages"][-1]["sources"]
     assert any(c.value.startswith("Search: SearXNG") for c in at.caption)
+
+
+@pytest.fixture
+def searxng_env(player, monkeypatch):
+    install(monkeypatch)
+    monkeypatch.setenv("SEARCH_PROVIDER", "searxng")
+    monkeypatch.setenv("SEARXNG_URL", player)
+
+
+def test_a_wrong_typed_searxng_answer_is_a_plain_warning(searxng_env):
+    at = ask(open_page(), "trigger-list-dict Paris travel")  # `results` is an object, not a list
+    warnings = [w.value for w in at.warning]
+    assert any("is not a search answer" in w and "SEARXNG_URL points at SearXNG" in w for w in warnings), warnings
+    assert not at.error
+    answer = at.session_state["search.messages"][-1]
+    assert answer["role"] == "assistant" and answer["content"] and answer["sources"] == []
+
+
+def test_results_of_the_wrong_types_are_dropped_and_the_rest_shown(searxng_env):
+    at = ask(open_page(), "trigger-wrong-types Eiffel Tower")
+    links = {s["link"] for s in at.session_state["search.messages"][-1]["sources"]}  # in the reranker's order
+    assert links == {"https://example.com/eiffel", "https://example.com/null-title", "javascript:alert(1)"}
+    source_lines = [m.value for m in at.markdown if m.value.startswith("**[")]
+    assert len(source_lines) == 3 and not any("javascript:" in line for line in source_lines)
+
+
+def test_lone_surrogates_in_results_are_shown_as_replacement_characters(searxng_env):
+    at = ask(open_page(), "trigger-surrogates Eiffel Tower")
+    sources = at.session_state["search.messages"][-1]["sources"]
+    assert {s["title"] for s in sources} == {"Eiffel \ufffdTower\ufffd facts", "\ufffd"}
+    shown = " ".join(rendered_markdown(at))
+    assert "\ufffd" in shown and "\U0001f600" in shown
+    shown.encode("utf-8")
+
+
+def test_a_dribbling_searxng_gives_a_timeout_warning_at_the_deadline(searxng_env, monkeypatch):
+    monkeypatch.setenv("SEARCH_TIMEOUT_S", "1")
+    at = open_page()
+    start = time.monotonic()
+    ask(at, "trigger-dribble-body on the page")  # the whole answer would take 57 s
+    assert time.monotonic() - start < 10
+    assert any("did not answer within 1 s (SEARCH_TIMEOUT_S)" in w.value for w in at.warning)
+    assert at.session_state["search.messages"][-1]["sources"] == []
 
 
 @pytest.fixture
