@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import StudioError
+from core.text import surrogate_at
 
 EXPORT_FORMAT = "llama-studio-conversation/1"
 MAX_IMPORT_BYTES = 32 * 1024 * 1024  # a 10,000-turn conversation with sources is ~20 MB
@@ -133,6 +134,11 @@ def parse_export(raw: bytes) -> tuple[Export, list[str]]:
 def check_export(data: object) -> tuple[Export, list[str]]:
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ImportRefused(f'Not a conversation export (expected "format": "{EXPORT_FORMAT}").')
+    if (where := surrogate_at(data)) is not None:
+        raise ImportRefused(
+            f"The file was not imported: {where or 'the file'} holds a lone UTF-16 surrogate (such as \\ud800), "
+            "which is not text. Export the conversation again, or fix that field."
+        )
     try:
         export = Export.model_validate(data)
     except ValidationError as exc:
