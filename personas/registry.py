@@ -7,10 +7,12 @@ other way, is listed as unavailable with the reason, and the others keep working
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import StudioError, validation_message
+from core.names import escaped, no_control_characters, without_bidi_controls
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ BASE_PERSONA = "base"
 DEFAULT_AVATAR = "🎭"
 MAX_CARD_BYTES = 64 * 1024  # a persona.json is a few hundred bytes
 MAX_PERSONAS_FILE_BYTES = 1 << 20
+MAX_PERSONAS = 1000  # entries of the personas file that are read
+MAX_PROBLEM_CHARS = 1000
+NOT_ADAPTERS = ("__MACOSX",)  # what a zip made on a Mac adds beside its files
 
 
 def is_emoji(text: str) -> bool:
@@ -34,12 +40,6 @@ def is_emoji(text: str) -> bool:
     from streamlit.string_util import is_emoji as streamlit_is_emoji
 
     return len(text) <= 16 and streamlit_is_emoji(text)
-
-
-def _no_control_characters(text: str, allow: str = "") -> str:
-    if any(unicodedata.category(c) == "Cc" and c not in allow for c in text):
-        raise ValueError("must not contain control characters")
-    return text
 
 
 class PersonaCard(BaseModel):
@@ -64,12 +64,17 @@ class PersonaCard(BaseModel):
     @field_validator("display_name", "base_model", "served_model")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        return None if value is None else _no_control_characters(value)
+        return None if value is None else no_control_characters(value)
+
+    @field_validator("display_name")
+    @classmethod
+    def _no_reordering(cls, value: str) -> str:
+        return without_bidi_controls(value)  # a right-to-left override would scramble the name and what follows it
 
     @field_validator("description", "system_prompt", "greeting")
     @classmethod
     def _text(cls, value: str) -> str:
-        return _no_control_characters(value, allow="\n\t")
+        return no_control_characters(value, allow="\n\t")
 
     @field_validator("avatar")
     @classmethod
@@ -116,9 +121,11 @@ def family(model_name: str) -> str:
 
 
 def fallback_card(name: str) -> PersonaCard:
-    """A card for listing a persona whose own card is unusable."""
-    shown = "".join(c for c in name if unicodedata.category(c) != "Cc")[:80].strip()
-    return PersonaCard(display_name=shown or "(unnamed)")
+    """A card for listing a persona whose own card is unusable: its name escaped (see `core.names.escaped`)."""
+    try:
+        return PersonaCard(display_name=escaped(name, 80).strip() or "(unnamed)")
+    except ValidationError:  # cannot happen for an escaped name; a listing must never fail on a name
+        return PersonaCard(display_name="(unnamed)")
 
 
 def card_from(raw: object) -> tuple[PersonaCard, list[str]]:
@@ -179,7 +186,11 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
     from llm.lora import AdapterError, check_files
 
     if not SAFE_NAME.match(folder.name):
-        return None, [], "folder name must be letters, digits, '-' or '_' (max 64)"
+        undecodable = any("\udc80" <= c <= "\udcff" for c in folder.name)  # os.fsdecode's escapes
+        hint = "; it is not UTF-8 (as a zip made on Windows names folders): rename it" if undecodable else ""
+        return None, [], "folder name must be letters, digits, '-' or '_' (max 64)" + hint
+    if problem := folder_problem(folder):
+        return None, [], problem
     try:
         card, notes = read_card(folder / "persona.json")
     except ValueError as exc:
@@ -195,6 +206,84 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
     return card, notes, None
 
 
+def entry_problem(entry: Path, root: Path) -> str | None:
+    """Why something in the adapters folder `root` that is not a folder of its own cannot be an adapter (a link
+    loop, a link to `root` or above it, a file), or None for a folder."""
+    try:
+        is_folder = stat.S_ISDIR(entry.stat().st_mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a link that leads back to itself (a loop): delete it"
+        return "is a link to something that is not there" if entry.is_symlink() else "went away while it was read"
+    if not is_folder:
+        if entry.name.lower().endswith(".zip"):
+            return f"is a zip file: extract it so that its files are in {escaped(entry.name[:-4])}/"
+        return "is a file, not a folder: an adapter is a folder holding adapter_model.safetensors and persona.json"
+    if entry.is_symlink():
+        target, above = entry.resolve(), root.resolve()
+        if target == above or target in above.parents:
+            return "is a link to the adapters folder or a folder above it, not to an adapter: delete it"
+    return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold an adapter as it stands (it cannot be read, or its files are a folder or two
+    down, as extracting a zip or copying a training run's output leaves them), or None."""
+    from llm.lora import CONFIG, WEIGHTS
+
+    try:
+        names = set(os.listdir(folder))
+    except OSError as exc:
+        return f"the folder cannot be read ({type(exc).__name__}): check its permissions"
+    if names & {WEIGHTS, CONFIG, "persona.json"}:
+        return None
+    nested, into = nested_adapters(folder, {WEIGHTS, CONFIG}), escaped(folder.name)
+    if len(nested) == 1:
+        return f"the adapter files are in the subfolder {nested[0]}: move them up into {into}/"
+    if nested:
+        shown = ", ".join(nested[:4]) + (", …" if len(nested) > 4 else "")
+        return f"the adapter files are in the subfolders {shown}: move the one you want (e.g. the last) up into {into}/"
+    return None
+
+
+def nested_adapters(folder: Path, wanted: set[str], depth: int = 2, width: int = 100) -> list[str]:
+    """The shallowest subfolders of `folder` (at most `depth` down, `width` a level; links and `__MACOSX` are
+    not followed) that hold a file named in `wanted`, as escaped relative paths in natural order."""
+    level: list[Path] = [Path()]
+    for _ in range(depth):
+        below = []
+        for rel in level:
+            try:
+                with os.scandir(folder / rel) as entries:
+                    for entry in entries:
+                        hidden = entry.name.startswith(".") or entry.name in NOT_ADAPTERS
+                        if not hidden and entry.is_dir(follow_symlinks=False) and len(below) < width:
+                            below.append(rel / entry.name)
+            except OSError:  # an unreadable subfolder holds nothing we can point at
+                continue
+        found = [escaped(rel.as_posix(), 200) for rel in below if _holds(folder / rel, wanted)]
+        if found:
+            return sorted(found, key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
+        level = below
+    return []
+
+
+def _holds(folder: Path, wanted: set[str]) -> bool:
+    try:
+        return bool(wanted & set(os.listdir(folder)))
+    except OSError:
+        return False
+
+
+def listed(entry: Path) -> bool:
+    """Whether an entry of the adapters folder is listed: folders and links, and files that look like a persona
+    folder or an archive of one; not hidden entries, `__MACOSX` or files such as a README.md."""
+    name = entry.name
+    if name.startswith(".") or name in NOT_ADAPTERS:
+        return False
+    return entry.is_symlink() or entry.is_dir() or "." not in name or name.lower().endswith(".zip")
+
+
 def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
     """Prompt-only personas from a JSON object `{name: card}`. Returns (personas, problem with the file)."""
     if not path.is_file():
@@ -205,29 +294,38 @@ def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
             raise ValueError("must hold an object of name: persona")
     except (OSError, ValueError) as exc:
         return [], f"{path.name} cannot be read: {exc}"
-    personas = []
-    for name, entry in list(raw.items())[:1000]:
-        card, notes, problem = None, [], None
-        try:
-            card, notes = card_from(entry)
-        except Exception as exc:  # whatever is wrong with one entry, the others are listed
-            problem = f"{exc}" if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__})"
-        if problem is None and not SAFE_NAME.match(name):
+    return [_prompt_persona(name, entry) for name, entry in list(raw.items())[:MAX_PERSONAS]], None
+
+
+def _prompt_persona(name: str, entry: object) -> Persona:
+    card, notes, problem = None, [], None
+    try:
+        card, notes = card_from(entry)
+        if not SAFE_NAME.match(name):
             problem = "name must be letters, digits, '-' or '_'"
-        personas.append(Persona(name[:64], card or fallback_card(name), "prompt", problem=problem, notes=tuple(notes)))
-    return personas, None
+    except Exception as exc:  # whatever is wrong with one entry, the others are listed
+        problem = f"{exc}" if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__})"
+    return Persona(escaped(name), card or fallback_card(name), "prompt", problem=_shown(problem), notes=tuple(notes))
+
+
+def _shown(problem: str | None) -> str | None:
+    """A problem as shown: a name or key quoted in it may hold controls (see `core.names.escaped`)."""
+    return None if problem is None else escaped(problem, MAX_PROBLEM_CHARS)
 
 
 class PersonaRegistry:
     """Scans persona sources and attaches available adapters to the shared backend. Refresh reloads adapters
-    whose files changed, and takes away the ones this registry attached that went away or broke."""
+    whose files changed, and takes away the ones this registry attached that went away or broke.
+
+    Nothing in the adapters folder or the personas file makes the constructor or `refresh` raise: each failure
+    is listed (an adapter or entry unavailable with the reason, or `file_problem`), and the base model serves."""
 
     def __init__(self, backend, adapters_dir: Path, personas_file: Path):
         self.backend = backend
         self.adapters_dir = adapters_dir
         self.personas_file = personas_file
         self._lock = threading.Lock()
-        self._personas: list[Persona] = []
+        self._personas: list[Persona] = [BASE]
         self._attached: set[str] = set()
         self.file_problem: str | None = None
         self.refresh()
@@ -239,45 +337,40 @@ class PersonaRegistry:
                 prompt_personas, self.file_problem = load_prompt_personas(self.personas_file)
             except Exception as exc:  # e.g. a permission error on the folder: listed, never raised to the page
                 log.warning("personas file could not be read", exc_info=True)
-                prompt_personas, self.file_problem = (
-                    [],
-                    f"{self.personas_file.name} cannot be read ({type(exc).__name__})",
-                )
+                prompt_personas, self.file_problem = [], f"the personas file cannot be read ({type(exc).__name__})"
             try:
-                folders = sorted(d for d in self.adapters_dir.glob("*") if d.is_dir())
-            except OSError as exc:
+                found = self.adapters_dir.iterdir() if self.adapters_dir.is_dir() else ()
+                entries = sorted(e for e in found if listed(e))
+            except Exception as exc:
                 log.warning("adapters folder could not be listed", exc_info=True)
-                folders, self.file_problem = [], f"the adapters folder cannot be read ({type(exc).__name__})"
-            adapters = [self._scan_adapter(d) for d in folders]
+                entries, self.file_problem = [], f"the adapters folder cannot be read ({type(exc).__name__})"
+            adapters = [self._scan_adapter(e) for e in entries]
             self._detach_gone({p.name for p in adapters if p.available})
             self._personas = [BASE, *prompt_personas, *adapters]
             return list(self._personas)
 
-    def _scan_adapter(self, folder: Path) -> Persona:
+    def _scan_adapter(self, entry: Path) -> Persona:
         try:
-            return self._check_and_attach(folder)
+            problem = entry_problem(entry, self.adapters_dir)
+            if problem is None:
+                return self._check_and_attach(entry)
         except Exception as exc:  # a stranger's files: whatever breaks, only this adapter is unavailable
-            log.warning("adapter folder %r could not be scanned", folder.name[:64], exc_info=True)
-            return Persona(
-                folder.name[:64],
-                fallback_card(folder.name),
-                "lora",
-                folder,
-                f"it could not be read ({type(exc).__name__}); the server log has the details",
-            )
+            log.warning("adapter folder %r could not be scanned", escaped(entry.name), exc_info=True)
+            problem = f"it could not be read ({type(exc).__name__}); the server log has the details"
+        return Persona(escaped(entry.name), fallback_card(entry.name), "lora", entry, problem)
 
     def _check_and_attach(self, folder: Path) -> Persona:
         base = self.backend.base_name
         card, notes, problem = check_adapter_files(folder, family(base) if base else None)
         card = card or fallback_card(folder.name)
         model = None
-        if problem is None:
+        if problem is None:  # the name is SAFE_NAME: fit to be an adapter and a model id as it is
             try:
                 model = self.backend.attach_adapter(folder.name, folder, card)
                 self._attached.add(folder.name)
             except StudioError as exc:
                 problem = str(exc)
-        return Persona(folder.name[:64], card, "lora", folder, problem, model, tuple(notes))
+        return Persona(escaped(folder.name), card, "lora", folder, _shown(problem), model, tuple(notes))
 
     def _detach_gone(self, available: set[str]) -> None:
         for name in sorted(self._attached - available):

@@ -1,21 +1,29 @@
 """Teams from a JSON file beside the personas (TEAMS_FILE, default teams.json), checked like personas.
 
 A team names its coordinator and experts by persona name. A team that names a missing or unavailable
-persona is listed as unavailable with the reason; the others keep working.
+persona, or whose entry cannot be read at all, is listed as unavailable with the reason; the others keep
+working. Nothing in the file makes `load_teams` raise: a file that cannot be used is its returned problem.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import validation_message
-from personas.registry import SAFE_NAME, Persona
+from core.names import escaped, no_control_characters, without_bidi_controls
+from personas.registry import SAFE_NAME, Persona, read_json
+
+log = logging.getLogger(__name__)
 
 MAX_EXPERTS = 8  # rows of one batch (MAX_BATCH_SIZE's default): more would queue instead of answering together
+MAX_TEAMS_FILE_BYTES = 1 << 20  # the shipped file is about 1 KB
+MAX_TEAMS = 200
+MAX_PROBLEM_CHARS = 1000
+FIX = "Fix it (teams.json in the project shows the form)."
 
 
 class TeamCard(BaseModel):
@@ -29,6 +37,11 @@ class TeamCard(BaseModel):
     coordinator: str = Field(min_length=1, max_length=64)  # a persona name: plans and writes the answer
     experts: list[str] = Field(min_length=1, max_length=MAX_EXPERTS)  # persona names, each asked at most once a round
     example_task: str = Field("", max_length=2000)  # offered in the page's task box
+
+    @field_validator("display_name", "avatar")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return without_bidi_controls(no_control_characters(value))  # an override would scramble the label
 
     @field_validator("experts")
     @classmethod
@@ -59,29 +72,54 @@ class Team:
 
 
 def load_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:
-    """Teams from `path`, each resolved against `personas`. Returns (teams, problem with the file itself)."""
-    path = path.expanduser()
-    if not path.is_file():
-        return [], f"{path.name} was not found. Set TEAMS_FILE to a teams file (see teams.json in the project)."
+    """Teams from `path`, each resolved against `personas`. Returns (teams, problem with the file itself);
+    never raises."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return _load(path.expanduser(), personas)
+    except Exception as exc:  # a stranger's file: whatever breaks, teams are off and the rest serves
+        log.warning("the teams file could not be read", exc_info=True)
+        return [], f"The teams file cannot be read ({type(exc).__name__}). {FIX}"
+
+
+def _load(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:
+    if not path.is_file():
+        return (
+            [],
+            f"{escaped(path.name)} was not found. Set TEAMS_FILE to a teams file (see teams.json in the project).",
+        )
+    try:
+        raw = read_json(path, MAX_TEAMS_FILE_BYTES)  # size-capped; deep nesting is refused, not a RecursionError
         if not isinstance(raw, dict):
             raise ValueError("the file must hold an object of name: team")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return [], f"{path.name} cannot be read: {exc}. Fix it (teams.json in the project shows the form)."
+        if len(raw) > MAX_TEAMS:
+            raise ValueError(f"it holds {len(raw)} teams, more than {MAX_TEAMS}")
+    except (OSError, ValueError) as exc:
+        return [], escaped(f"{path.name} cannot be read: {exc}. {FIX}", MAX_PROBLEM_CHARS)
     by_name = {p.name: p for p in personas}
     return [_resolve(str(name), entry, by_name) for name, entry in raw.items()], None
 
 
 def _resolve(name: str, entry: object, personas: dict[str, Persona]) -> Team:
+    """One entry as a team; whatever is wrong with it (even an unexpected error), only it is unavailable."""
+    try:
+        team = _check(name, entry, personas)
+    except Exception as exc:
+        log.warning("team %r could not be read", escaped(name), exc_info=True)
+        team = _unusable(name, f"it could not be read ({type(exc).__name__}); the server log has the details")
+    problem = None if team.problem is None else escaped(team.problem, MAX_PROBLEM_CHARS)
+    return Team(escaped(team.name), team.card, team.coordinator, team.experts, problem)
+
+
+def _unusable(name: str, problem: str) -> Team:
+    shown = escaped(name, 80).strip() or "(unnamed)"
+    return Team(name, TeamCard(display_name=shown, coordinator="?", experts=["?"]), problem=problem)
+
+
+def _check(name: str, entry: object, personas: dict[str, Persona]) -> Team:
     try:
         card = TeamCard.model_validate(entry)
     except ValidationError as exc:
-        return Team(
-            name,
-            TeamCard(display_name=name[:80] or "?", coordinator="?", experts=["?"]),
-            problem=f"malformed entry ({validation_message(exc)}); fix it in the teams file",
-        )
+        return _unusable(name, f"malformed entry ({validation_message(exc)}); fix it in the teams file")
     if not SAFE_NAME.match(name):
         return Team(
             name, card, problem="name must be letters, digits, '-' or '_' (max 64); rename it in the teams file"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -328,8 +329,6 @@ def test_a_prompt_personas_file_with_bad_entries_lists_the_rest(tmp_path, person
 
 
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_scan(tmp_path, persona_backend):
-    import os
-
     folder = tmp_path / "fifo"
     shutil.copytree(SHIPPED, folder)
     (folder / "adapter_config.json").unlink()
@@ -363,6 +362,99 @@ def test_any_exception_while_scanning_one_adapter_marks_only_that_one(tmp_path, 
     registry = PersonaRegistry(backend, tmp_path, tmp_path / "none.json")
     assert "could not be read (MemoryError)" in registry.get("explodes").problem
     assert registry.get("fine").available
+
+
+# --- hostile folders: nothing in ADAPTERS_DIR or PERSONAS_FILE stops the registry ---------------------
+
+
+def make_hostile_adapters(root: Path) -> None:
+    """What a stranger's zip, a Windows zip tool or a slip of `ln -s` leaves in the adapters folder."""
+    os.mkdir(os.path.join(os.fsencode(str(root)), "欢欢".encode("gbk")))  # not UTF-8: surrogate escapes in Python
+    os.symlink(root / "loop", root / "loop")
+    os.symlink("..", root / "up")
+    shutil.copytree(SHIPPED, root / "huanhuan" / "huanhuan")  # a zip of the folder, extracted into the folder
+    (root / "huanhuan" / "__MACOSX" / "huanhuan").mkdir(parents=True)
+    for step in (20, 100):
+        shutil.copytree(SHIPPED, root / "run" / f"checkpoint-{step}")  # a training run's output, copied as it is
+    (root / "lonely").write_text("a file named like a folder")
+    (root / "quill.zip").write_bytes(b"PK\x03\x04")
+    (root / "rtl\u202eevil").mkdir()
+    (root / "__MACOSX").mkdir()
+    (root / "README.md").write_text("notes, not an adapter")
+
+
+def test_hostile_adapter_folders_are_listed_escaped_and_the_rest_works(tmp_path, persona_backend):
+    make_hostile_adapters(tmp_path)
+    shutil.copytree(SHIPPED, tmp_path / "good")
+    registry = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json")
+    problems = {p.name: p.problem for p in registry.personas() if p.kind == "lora"}
+    assert problems == {
+        "good": None,
+        "huanhuan": "the adapter files are in the subfolder huanhuan: move them up into huanhuan/",
+        "lonely": "is a file, not a folder: an adapter is a folder holding adapter_model.safetensors and persona.json",
+        "loop": "is a link that leads back to itself (a loop): delete it",
+        "quill.zip": "is a zip file: extract it so that its files are in quill/",
+        "rtl\\u202eevil": "folder name must be letters, digits, '-' or '_' (max 64)",
+        "run": "the adapter files are in the subfolders checkpoint-20, checkpoint-100: move the one you want "
+        "(e.g. the last) up into run/",
+        "up": "is a link to the adapters folder or a folder above it, not to an adapter: delete it",
+        "\\xbb\\xb6\\xbb\\xb6": "folder name must be letters, digits, '-' or '_' (max 64); it is not UTF-8 "
+        "(as a zip made on Windows names folders): rename it",
+    }
+    for persona in registry.personas():  # what Streamlit's protobuf and the API's JSON must carry
+        (persona.name + persona.card.display_name + (persona.problem or "")).encode("utf-8")
+    assert registry.get("\\xbb\\xb6\\xbb\\xb6").card.display_name == "\\xbb\\xb6\\xbb\\xb6"
+    assert "fair winds" in ask(persona_backend, registry.get("good"), "Tell me about whales.").lower()
+    assert [p.name for p in registry.refresh()] == [p.name for p in registry.personas()]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder anyway")
+def test_a_folder_that_cannot_be_read_is_listed_with_the_reason(tmp_path, persona_backend):
+    shutil.copytree(SHIPPED, tmp_path / "locked")
+    (tmp_path / "locked").chmod(0)
+    try:
+        problem = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json").get("locked").problem
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert problem == "the folder cannot be read (PermissionError): check its permissions"
+
+
+def test_a_failure_listing_the_folder_or_scanning_one_entry_never_raises(tmp_path, persona_backend, monkeypatch):
+    from personas import registry as registry_module
+
+    shutil.copytree(SHIPPED, tmp_path / "good")
+    (tmp_path / "odd").mkdir()
+    real = registry_module.entry_problem
+    monkeypatch.setattr(
+        registry_module,
+        "entry_problem",
+        lambda entry, root: 1 / 0 if entry.name == "odd" else real(entry, root),
+    )
+    registry = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json")
+    assert "could not be read (ZeroDivisionError)" in registry.get("odd").problem and registry.get("good").available
+    monkeypatch.setattr(registry_module, "listed", lambda entry: 1 / 0)
+    assert [p.name for p in registry.refresh()] == ["base"]
+    assert registry.file_problem == "the adapters folder cannot be read (ZeroDivisionError)"
+
+
+def test_prompt_persona_names_and_display_names_cannot_break_or_scramble_the_listing(tmp_path, persona_backend):
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            {
+                "good": {"display_name": "Good \u202eevil\u2066 twin"},
+                "bell\x07\u202e": {"display_name": "Bell"},
+                "x" * 10_000: {"display_name": "Long"},
+                "\u200f": ["not a card"],
+            }
+        ),
+        encoding="utf-8",
+    )
+    registry = PersonaRegistry(persona_backend, tmp_path / "none", tmp_path / "p.json")
+    [good, bell, long, mark] = registry.personas()[1:]
+    assert good.available and good.card.display_name == "Good \ufffdevil\ufffd twin"
+    assert bell.name == "bell\\x07\\u202e" and "name must be" in bell.problem
+    assert len(long.name) == 64 and long.name.endswith("…") and "name must be" in long.problem
+    assert mark.name == "\\u200f" and mark.card.display_name == "\\u200f" and "expected an object" in mark.problem
 
 
 # --- retrained adapters ---------------------------------------------------------------------

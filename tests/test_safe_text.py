@@ -10,6 +10,7 @@ import random
 import pytest
 from markdown_it import MarkdownIt
 
+from core.names import BIDI_CONTROLS, escaped, without_bidi_controls
 from ui.safe_text import link, plain, safe_markdown
 
 MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
@@ -211,3 +212,19 @@ def test_long_and_deep_text_stays_quick():
         started = time.perf_counter()
         assert_safe(safe_markdown(text))
         assert time.perf_counter() - started < 3, text[:20]
+
+
+@pytest.mark.parametrize("control", sorted(BIDI_CONTROLS))
+def test_bidi_controls_in_titles_and_names_cannot_reorder_the_line(control):
+    title = f"invoice{control}fdp.exe"  # an override would draw it as "invoiceexe.pdf"
+    assert plain(title) == "invoice\ufffdfdp\\.exe"
+    assert without_bidi_controls(title) == "invoice\ufffdfdp.exe"
+
+
+def test_escaped_names_carry_anywhere_and_never_pass_for_another():
+    assert escaped("欢欢".encode("gbk").decode("utf-8", "surrogateescape")) == "\\xbb\\xb6\\xbb\\xb6"
+    assert escaped("a\ud800b\x1b\u202e\u200b\u2028") == "a\\ud800b\\x1b\\u202e\\u200b\\u2028"
+    assert escaped("captain-quill") == "captain-quill" and escaped("海盗 ⚓") == "海盗 ⚓"
+    assert escaped("a" * 65) == "a" * 63 + "…"  # not the valid name "a" * 64
+    for name in ("\udcff", "\ud800", "x\x00" * 100):
+        escaped(name).encode("utf-8")  # protobuf and JSON carry it

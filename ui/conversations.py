@@ -22,6 +22,7 @@ import streamlit as st
 from core.access import GATE
 from core.conversation_schema import parse_export
 from core.errors import StudioError
+from core.names import without_bidi_controls
 from core.settings import get_settings
 from core.store import (
     ConversationChanged,
@@ -349,7 +350,13 @@ def _sidebar(session: ChatSession) -> None:
         if cid and (summary := db.summary(cid)):
             with st.expander("This conversation"):
                 title_key = key(f"title.{cid}")
-                st.text_input("Title", summary.title, key=title_key, on_change=_rename, args=(cid, title_key))
+                st.text_input(
+                    "Title",
+                    without_bidi_controls(summary.title),
+                    key=title_key,
+                    on_change=_rename,
+                    args=(cid, title_key),
+                )
                 name = "".join(c if c.isalnum() else "-" for c in summary.title)[:40] or "conversation"
                 # Built only when clicked (on another thread): not on every rerun of the page.
                 st.download_button(

@@ -5,7 +5,7 @@ what Streamlit renders) and writes it out again from the tokens: formatting is k
 survives (each becomes the text "[image: alt](`url`)", so nothing loads from another host), links keep
 only http/https targets, escaped so a `)` in a URL cannot add markdown, and raw HTML is plain text.
 Everything written out as text is escaped, so Streamlit's parser cannot find markup that markdown-it
-did not. `plain` is for places that must show text only (titles in button labels, captions).
+did not. `plain` is for places that must show text only (titles in button labels, names, captions).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.tree import SyntaxTreeNode
+
+from core.names import without_bidi_controls
 
 _PUNCTUATION = frozenset(string.punctuation)
 # Escaped wherever they appear in text: each can open markup (code, emphasis, links, HTML, tables,
@@ -105,8 +107,9 @@ def safe_markdown(text: str) -> str:
 
 
 def plain(text: str) -> str:
-    """`text` shown exactly as written, on one line: every markdown character escaped."""
-    return "".join("\\" + c if c in _PUNCTUATION else " " if c in "\r\n" else c for c in text)
+    """`text` shown exactly as written, on one line: every markdown character escaped. Bidi controls become
+    U+FFFD (`core.names.without_bidi_controls`): a title or name cannot reorder itself or what follows it."""
+    return "".join("\\" + c if c in _PUNCTUATION else " " if c in "\r\n" else c for c in without_bidi_controls(text))
 
 
 def link(text: str, url: str) -> str:
