@@ -183,7 +183,8 @@ def test_bad_requests_get_openais_error_shape(client, extra, status, param):
 
 
 def test_malformed_and_huge_bodies(api):
-    url, headers = f"{api[0]}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}
+    url = f"{api[0]}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     bad_json = requests.post(url, headers=headers, data=b'{"model": ', timeout=30)
     assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
     nested = requests.post(url, headers=headers, data=b"[" * 100_000 + b"]" * 100_000, timeout=30)
@@ -212,6 +213,26 @@ def test_a_foreign_host_name_is_refused_on_the_api(api):
         f"{api[0]}/v1/models", headers={"Authorization": f"Bearer {KEY}", "Host": "evil.example"}, timeout=10
     )
     assert response.status_code == 403
+
+
+def test_a_foreign_page_is_answered_only_with_the_key(api):
+    url, body = f"{api[0]}/v1/chat/completions", {"model": BASE, "messages": [{"role": "user", "content": "hi"}]}
+    body["max_tokens"] = 2
+    origin = {"Origin": "https://tool.example"}
+    keyed = requests.post(url, json=body, headers={**origin, "Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert keyed.status_code == 200  # the key's holder chose to let this page call
+    refused = requests.post(url, json=body, headers=origin, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin_refused"
+    wrong = requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and "error" in wrong.json()
+
+
+def test_one_model_is_retrieved_by_id_and_an_unknown_one_is_not_found(client):
+    assert client.models.retrieve("captain-quill").parent == BASE
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("broken")
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=str(client.base_url), api_key="wrong", max_retries=0).models.retrieve(BASE)
 
 
 def test_embeddings_are_the_bundled_models_vectors(client):

@@ -127,6 +127,24 @@ def test_a_1600_turn_history_builds_in_seconds_and_keeps_the_newest_turns_that_f
     assert "SYSTEM-MARKER" in text and "the newest question" in text and "question 0 " not in text
 
 
+@pytest.mark.parametrize("roles", [("user", "assistant"), ("user",)])
+def test_5000_short_messages_are_trimmed_in_well_under_a_second(demo_model, roles):
+    """What a hostile API request once sent (it then held the engine for minutes: the time went to the prefill
+    of a whole context, not here). Every trim is checked against the context: the newest turns that fit."""
+    import time
+
+    tok = demo_model.tokenizer
+    history = [{"role": roles[i % len(roles)], "content": f"m{i}"} for i in range(4999)]
+    history.append({"role": "user", "content": "the newest question"})
+    started = time.perf_counter()
+    prompt = build_prompt(tok, conversation("SYSTEM-MARKER", history), 1024, 8192)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2, f"{elapsed:.2f} s"
+    one_more = conversation("SYSTEM-MARKER", history[prompt.dropped_messages - len(roles) :])  # a turn less dropped
+    assert len(prompt.input_ids) <= 8192 - 1024 < len(encode(tok, one_more))
+    assert "the newest question" in tok.decode(prompt.input_ids)
+
+
 CONTROL_TEXT = [
     "<|im_start|>",
     "<|im_end|>",

@@ -1,4 +1,4 @@
-"""HTTP in, backend calls out: `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`, `/health`.
+"""HTTP in, backend calls out: `/v1/models`, `/v1/models/{id}`, `/v1/chat/completions`, `/v1/embeddings`, `/health`.
 
 The event loop here also carries every browser's websocket, so anything that blocks (the model, the
 tokenizer, the embedding model) runs in a worker thread, and streams are async generators that fetch
@@ -9,23 +9,23 @@ takes its row out of the batch at the next step.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from core.errors import StudioError
 from core.settings import get_settings
-from server.api.schemas import MAX_BODY_BYTES, ChatRequest, EmbeddingRequest
+from server.api.access import check_access
+from server.api.body import read_json
+from server.api.schemas import ChatRequest, EmbeddingRequest
 from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 
 log = logging.getLogger(__name__)
@@ -36,22 +36,36 @@ DISCONNECT_CHECK_S = 0.5  # how often a non-streamed answer checks that its clie
 
 
 def error_response(exc: ApiError) -> JSONResponse:
+    """The one mapping from a refusal to HTTP: OpenAI's error shape, never a stack trace."""
     body = {"error": {"message": str(exc), "type": exc.kind, "param": exc.param, "code": exc.code}}
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
-def guarded(handler: Callable) -> Callable:
-    """Access check, then the handler; every refusal in OpenAI's error shape, never a stack trace."""
+Handler = Callable[[Request], Awaitable[Response]]
 
-    async def endpoint(request: Request) -> Response:
+
+class V1:
+    """Every request under /v1, whatever its path or method: the access checks, then the handler for its path
+    and method, or 404/405 in OpenAI's error shape (the openai client raises NotFoundError). Routed as a plain
+    ASGI app, which Starlette's router matches fully for every method: a route with `methods` matches a wrong
+    method only partly, and Streamlit's catch-all page, a full match, would then answer it with 200 and HTML."""
+
+    def __init__(self, routes: list[tuple[str, str, Handler]]):
+        self.paths: dict[str, dict[str, Handler]] = {}
+        for method, path, handler in routes:
+            self.paths.setdefault(path, {})[method] = handler
+        self.routes = [(Route(path, _unused), methods) for path, methods in self.paths.items()]
+
+    async def __call__(self, scope, receive, send) -> None:
+        request = Request(scope, receive)
         try:
             check_access(request)
-            return await handler(request)
+            response = await self.find(request)(request)
         except ApiError as exc:
-            return error_response(exc)
+            response = error_response(exc)
         except Exception:  # a bug: logged with its traceback, the client gets the shape and no trace
             log.exception("API request failed")
-            return error_response(
+            response = error_response(
                 ApiError(
                     500,
                     "The server failed on this request; its log says why.",
@@ -59,54 +73,33 @@ def guarded(handler: Callable) -> Callable:
                     kind="server_error",
                 )
             )
+        await response(scope, receive, send)
 
-    return endpoint
-
-
-def check_access(request: Request) -> None:
-    """API_KEY as a bearer token (constant-time); with only APP_PASSWORD set the API stays shut,
-    so the page's password cannot be bypassed through it."""
-    settings = get_settings()
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    password = settings.app_password.get_secret_value() if settings.app_password else ""
-    if not key:
-        if password:
-            raise ApiError(
-                403,
-                "The API is off because APP_PASSWORD is set and API_KEY is not. Set API_KEY to a "
-                "secret and send it as 'Authorization: Bearer <key>'.",
-                code="api_disabled",
-                kind="permission_error",
-            )
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+    def find(self, request: Request) -> Handler:
+        method = request.method
+        for route, methods in self.routes:
+            match, child = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.FULL:
+                continue
+            request.scope["path_params"] = child["path_params"]
+            handler = methods.get("GET" if method == "HEAD" else method)
+            if handler is None:
+                allowed = ", ".join([*methods, "HEAD"] if "GET" in methods else methods)
+                raise ApiError(
+                    405,
+                    f"{method} is not allowed on {request.url.path}; use {allowed}.",
+                    code="method_not_allowed",
+                    headers={"Allow": allowed},
+                )
+            return handler
+        names = ", ".join(route.path_format for route, _ in self.routes)
         raise ApiError(
-            401,
-            "Missing or wrong API key. Send 'Authorization: Bearer <API_KEY>'.",
-            code="invalid_api_key",
-            kind="authentication_error",
+            404, f"Unknown API route {method} {request.url.path}. This server has {names}.", code="unknown_url"
         )
 
 
-async def read_json(request: Request, model: type[BaseModel]):
-    """The body, size-capped, parsed and validated; a 400 naming the field otherwise."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"The request body is over {MAX_BODY_BYTES // 2**20} MB.", code="request_too_large")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-    try:
-        return model.model_validate(data)
-    except (ValidationError, RecursionError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": "nested too deeply"}
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(400, f"{param or 'body'}: {first['msg']}.", param=param, code="invalid_value") from None
+async def _unused(request: Request) -> Response:  # a Route only to match paths; V1 calls the handlers
+    raise NotImplementedError
 
 
 async def in_thread(function, *args):
@@ -114,6 +107,12 @@ async def in_thread(function, *args):
 
 
 def _next(run: ChatRun):
+    """The next piece, or _END (blocking: runs in a worker thread). A team run writes no text while it plans and
+    consults: meanwhile this gives "" every DISCONNECT_CHECK_S, so the route gets to notice a client that left
+    (a stream's cancellation lands, `collect` asks) and close the run."""
+    wait = getattr(run.pieces, "wait", None)
+    if wait is not None and not wait(DISCONNECT_CHECK_S):
+        return ""
     try:
         return next(run.stops)
     except StopIteration:
@@ -141,6 +140,24 @@ async def health(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": await model_objects()})
+
+
+async def get_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
+    found = [m for m in await model_objects() if m["id"] == model_id]
+    if not found:
+        raise ApiError(
+            404,
+            f"The model {model_id[:200]!r} does not exist. GET /v1/models lists the models and personas.",
+            param="model",
+            code="model_not_found",
+        )
+    return JSONResponse(found[0])
+
+
+async def model_objects() -> list[dict]:
+    """The base model, every available persona and team, and the embedding model, in OpenAI's model shape."""
     targets = await in_thread(ENGINE.targets)
     created = int(time.time())
     data = [
@@ -166,7 +183,7 @@ async def list_models(request: Request) -> Response:
             "persona": False,
         }
     )
-    return JSONResponse({"object": "list", "data": data})
+    return data
 
 
 async def chat_completions(request: Request) -> Response:
@@ -264,10 +281,7 @@ async def embeddings(request: Request) -> Response:
             param="model",
             code="model_not_found",
         )
-    texts = body.texts()
-    if not texts or len(texts) > 2048 or any(not text for text in texts):
-        raise ApiError(400, "input must be a non-empty string or a list of 1 to 2048 non-empty strings.", param="input")
-    vectors, tokens = await in_thread(embed, texts)
+    vectors, tokens = await in_thread(embed, body.texts())
     data = [
         {"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
         for i, v in enumerate(vectors)
@@ -301,12 +315,16 @@ def encode_vector(vector, encoding: str):
 
 
 def api_routes() -> list[Route]:
-    return [
-        Route("/health", health, methods=["GET"]),
-        Route("/v1/models", guarded(list_models), methods=["GET"]),
-        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
-        Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
-    ]
+    """/health as it was; everything under /v1 (any path, any method) to `V1`."""
+    v1 = V1(
+        [
+            ("GET", "/v1/models", list_models),
+            ("GET", "/v1/models/{model_id:path}", get_model),  # ids may hold a slash (org/name)
+            ("POST", "/v1/chat/completions", chat_completions),
+            ("POST", "/v1/embeddings", embeddings),
+        ]
+    )
+    return [Route("/health", health, methods=["GET"]), Route("/v1", v1), Route("/v1/{rest:path}", v1)]
 
 
 @asynccontextmanager

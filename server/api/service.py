@@ -28,9 +28,11 @@ class ApiError(StudioError):
         param: str | None = None,
         code: str | None = None,
         kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status, self.param, self.code, self.kind = status, param, code, kind
+        self.headers = headers or {}  # e.g. `Allow` on a 405
 
 
 class Engine:
@@ -145,7 +147,13 @@ class TeamAnswer:
     """A team run as text pieces: the coordinator's synthesis as it streams. The task is the last user
     message; the request's sampling options apply to every step. A request with max_tokens is a quick
     run: that bound on each expert and the synthesis, no follow-up round (the page has the full controls).
-    Closing it stops every row of the run (plan, experts, synthesis)."""
+
+    The run goes on in a thread of its own, started by the first read. Closing it, from any thread and also
+    while another thread waits for a piece, sets the run's cancel event: every row of the run (plan, experts,
+    synthesis) stops at its next step, and the waiting reader gets the end. No text comes while the team plans
+    and consults, which can take minutes: `wait` lets a reader look up meanwhile (is its client still there?)."""
+
+    _END = object()
 
     def __init__(
         self,
@@ -172,29 +180,78 @@ class TeamAnswer:
         )
         self.run, self.stats, self.cancel = new_run(team, task, limits), stats, threading.Event()
         self._events = run_team(ENGINE.backend, team, self.run, options, self.cancel)
+        self._ready = threading.Condition()
+        self._pieces: list = []  # synthesis text not read yet, then _END or the run's error
+        self._thread: threading.Thread | None = None
 
     def __iter__(self):
         return self
 
+    def wait(self, timeout: float) -> bool:
+        """True once a piece (or the end) is ready to read; False when none came within `timeout` seconds."""
+        self._start()
+        with self._ready:
+            return bool(self._ready.wait_for(lambda: self._pieces, timeout))
+
     def __next__(self) -> str:
-        for event in self._events:
-            if event.kind == "synthesis_piece" and event.text:
-                return event.text
+        self._start()
+        with self._ready:
+            self._ready.wait_for(lambda: self._pieces)
+            item = self._pieces[0]
+            if isinstance(item, str):
+                return self._pieces.pop(0)
+            self._pieces[0] = self._END  # a failure is raised once; later reads just end
+        if item is not self._END:
+            raise item
         self._settle()
         raise StopIteration
+
+    def _start(self) -> None:
+        with self._ready:
+            if self._thread is None and not self.cancel.is_set():
+                self._thread = threading.Thread(target=self._produce, name="team-answer", daemon=True)
+                self._thread.start()
+
+    def _produce(self) -> None:
+        """The run, in its own thread: the synthesis' text to the reader, then the end (or the run's error)."""
+        end = self._END
+        try:
+            for event in self._events:
+                if event.kind == "synthesis_piece" and event.text:
+                    self._put(event.text)
+        except Exception as exc:  # raised to the reader where the pieces end; the route logs what is a bug
+            end = exc
+        finally:
+            self._put(end)
+
+    def _put(self, item) -> None:
+        with self._ready:
+            self._pieces.append(item)
+            self._ready.notify_all()
 
     def _settle(self) -> None:
         from team.run import TeamError
 
+        self._tally()
+        if self.run.synthesis_status == "failed":
+            raise TeamError(f"The team's final answer failed: {self.run.synthesis_error}")
+
+    def _tally(self) -> None:
         run = self.run
         self.stats.completion_tokens = run.tokens_used + run.synthesis_tokens  # every token the team generated
         self.stats.finish_reason = "length" if run.synthesis_status == "length" else "stop"
-        if run.synthesis_status == "failed":
-            raise TeamError(f"The team's final answer failed: {run.synthesis_error}")
 
     def close(self) -> None:
-        self.cancel.set()
-        self._events.close()
+        """Stops every row of the run at its next step, and returns once the run let go of them."""
+        with self._ready:
+            self.cancel.set()
+            thread = self._thread
+            if thread is None:  # closed before it was read: nothing ran, and nothing will
+                self._pieces.append(self._END)
+                self._ready.notify_all()
+        if thread is not None:
+            thread.join(timeout=30)
+        self._tally()  # also when a stop string ended the answer: usage counts what the team generated
 
 
 def _refusal(exc: StudioError) -> ApiError:
@@ -264,10 +321,17 @@ def to_options(request: ChatRequest) -> GenerationOptions:
 class StopStrings:
     """Text pieces up to the first stop string (which is left out). A tail that could begin a stop
     string is held back until the next piece settles it. Ending early closes the source, so the
-    computation stops with the text."""
+    computation stops with the text.
+
+    Linear in the text: each piece is searched together with the held tail only (for each stop, its length
+    minus one), so the work per piece is bounded by the piece and the stops (`schemas.MAX_STOPS` of
+    `MAX_STOP_CHARS`), never by what was generated before."""
 
     def __init__(self, pieces: Iterator[str], stops: list[str]):
-        self.source, self.stops, self.hit = pieces, stops, False
+        self.source, self.stops, self.hit = pieces, [s for s in dict.fromkeys(stops) if s], False
+        self._ending: dict[str, list[str]] = {}  # the stops by their last character: the only ones to try there
+        for stop in self.stops:
+            self._ending.setdefault(stop[-1], []).append(stop)
         self._iter = self._run()
 
     def __iter__(self):
@@ -280,21 +344,31 @@ class StopStrings:
         if not self.stops:
             yield from self.source
             return
-        hold, buffer = max(map(len, self.stops)) - 1, ""
+        hold = max(map(len, self.stops)) - 1
+        window, sent = "", 0  # window[sent:] is not given out yet; its last `hold` characters are held back
         for piece in self.source:
-            buffer += piece
-            found = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
+            window += piece
+            # Earlier text held no stop, so one found now ends in the new piece: only those ends are tried (a
+            # comparison each, no search through the window).
+            found = [
+                end + 1 - len(stop)
+                for end in range(len(window) - len(piece), len(window))
+                for stop in self._ending.get(window[end], ())
+                if end + 1 >= len(stop) and window.startswith(stop, end + 1 - len(stop))
+            ]
             if found:
                 self.hit = True
-                if min(found):
-                    yield buffer[: min(found)]
+                if min(found) > sent:
+                    yield window[sent : min(found)]
                 self.close()
                 return
-            if len(buffer) > hold:
-                yield buffer[: len(buffer) - hold]
-                buffer = buffer[len(buffer) - hold :]
-        if buffer:
-            yield buffer
+            if len(window) - hold > sent:
+                yield window[sent : len(window) - hold]
+                sent = len(window) - hold
+            if sent > 4 * hold + 4096:  # forget what was given out, now and then (not on each piece: no copying)
+                window, sent = window[sent:], 0
+        if len(window) > sent:
+            yield window[sent:]
 
     def close(self) -> None:
         close = getattr(self.source, "close", None)
