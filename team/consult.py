@@ -97,6 +97,8 @@ def _ask(
     stats = GenerationStats()
     stream = None
     try:
+        if cancel.is_set():  # stopped before this expert began: no request goes out
+            return
         stream = backend.stream(messages, options, cancel=cancel, model=expert.model)
         stats = stream.stats
         for piece in stream:

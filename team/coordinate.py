@@ -131,6 +131,8 @@ def _coordinate(
         for piece in stream:
             step.text += piece
             yield Event("plan_piece", index, piece)
+            if cancel.is_set():  # set from another thread (a stop, a client gone): the row leaves at once
+                break
     except StudioError as exc:
         problem = f"the model could not write it: {exc}"
     finally:

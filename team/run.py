@@ -2,8 +2,10 @@
 
 `run_team` is a generator of `Event`s that fills a `TeamRun` record (`team.record`) as it goes. The steps
 live beside it: the coordinator's plan and follow-ups in `team.coordinate`, the experts' answers (one
-batch in-process) in `team.consult`, the final answer in `team.synthesis`. Setting `cancel`, or closing
-the generator (as Streamlit's stop does), stops every row's computation.
+batch in-process) in `team.consult`, the final answer in `team.synthesis`. Setting `cancel`, from any
+thread (the API's TeamAnswer when its client leaves), or closing the generator (as Streamlit's stop does)
+stops every row's computation: the engines drop a row whose event is set at their next step, and every step
+checks the event after each piece and closes its stream.
 
 Budgets: the coordinator's plans and the experts' answers share `Limits.token_budget`; the synthesis has
 its own `synthesis_tokens`, so a run whose rounds or budget are spent still ends with an answer.

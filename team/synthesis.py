@@ -36,6 +36,8 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
             run.synthesis += piece
             run.synthesis_tokens, run.synthesis_seconds = stats.completion_tokens, stats.total_s
             yield Event("synthesis_piece", text=piece)
+            if cancel.is_set():  # set from another thread (a stop, a client gone): the row leaves at once
+                break
     except StudioError as exc:
         run.synthesis_status, run.synthesis_error = "failed", str(exc)
     finally:

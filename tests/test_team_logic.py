@@ -100,6 +100,62 @@ def test_a_broken_teams_file_says_so(tmp_path, content, words):
     assert teams == [] and words in problem
 
 
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON (recursion limit exceeded"),
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, "not valid JSON (recursion limit exceeded"),
+        ('{"\\ud800": {}}', "not valid JSON (unexpected end of hex escape"),  # a lone surrogate: JSON refuses it
+        ('{"a": "' + "x" * (1 << 20) + '"}', "larger than 1024 KB"),
+        (json.dumps({f"t{n}": {} for n in range(201)}), "holds 201 teams, more than 200"),
+    ],
+)
+def test_a_hostile_teams_file_is_refused_with_the_reason(tmp_path, content, words):
+    teams, problem = load_teams(write(tmp_path, content), personas())
+    assert teams == [] and words in problem, problem
+
+
+def test_bad_entries_under_bad_names_are_listed_escaped_and_the_rest_resolve(tmp_path):
+    good = {"display_name": "Good", "coordinator": "standards-coordinator", "experts": ["legal-expert"]}
+    path = write(
+        tmp_path,
+        {
+            "good": good,
+            "bell\x07\u202e": good,
+            "x" * 10_000: 5,
+            "rtl": {**good, "display_name": "Board \u202eevil", "avatar": "\u202e"},
+            "odd-key": {**good, "\u202e\x1b": 1},
+        },
+    )
+    teams, problem = load_teams(path, personas())
+    assert problem is None
+    by_name = {t.name: t for t in teams}
+    assert by_name["good"].available
+    assert "letters, digits" in by_name["bell\\x07\\u202e"].problem
+    long = by_name["x" * 63 + "…"]
+    assert "malformed entry" in long.problem and long.card.display_name == "x" * 79 + "…"
+    assert by_name["rtl"].available and by_name["rtl"].label == "\ufffd Board \ufffdevil"
+    assert by_name["odd-key"].problem.startswith("malformed entry (\\u202e\\x1b: Extra inputs")
+    for team in teams:  # what Streamlit's protobuf and the API's JSON must carry
+        (team.name + team.label + (team.problem or "")).encode("utf-8")
+
+
+def test_nothing_in_one_entry_or_the_file_makes_load_teams_raise(tmp_path, monkeypatch):
+    from team import teams as teams_module
+
+    real = teams_module._check
+    monkeypatch.setattr(
+        teams_module, "_check", lambda name, entry, found: 1 / 0 if name == "odd" else real(name, entry, found)
+    )
+    good = {"display_name": "Good", "coordinator": "standards-coordinator", "experts": ["legal-expert"]}
+    path = write(tmp_path, {"odd": good, "good": good})
+    teams, problem = load_teams(path, personas())
+    assert problem is None and teams[1].available
+    assert teams[0].problem == "it could not be read (ZeroDivisionError); the server log has the details"
+    monkeypatch.setattr(teams_module, "read_json", lambda path, limit: [][0])
+    assert load_teams(path, personas()) == ([], "The teams file cannot be read (IndexError). " + teams_module.FIX)
+
+
 def test_a_missing_teams_file_names_the_setting(tmp_path):
     teams, problem = load_teams(tmp_path / "nope.json", personas())
     assert teams == [] and "TEAMS_FILE" in problem
@@ -217,3 +273,151 @@ def test_a_run_saved_part_way_reads_back_as_stopped_keeping_its_text():
     assert settled.ended_by == "stopped"
     assert [(t.status, t.answer) for t in settled.turns] == [("stopped", "Half an answ"), ("done", "Done.")]
     assert settled.steps[0].outcome == "planned"
+
+
+# --- cancelling a run from another thread (the API's client left, the page's stop) -----------------------------
+
+PLAN = '{"asks": [{"expert": "computer-scientist", "question": "Is it safe?"}, '
+PLAN += '{"expert": "legal-expert", "question": "Is it legal?"}]}'
+
+
+class EndlessSteps:
+    """A backend whose chosen steps ("plan", "expert", "synthesis") stream forever, a piece every 2 ms, and never
+    look at the cancel event: only the run itself can stop them, by closing their streams."""
+
+    name, notes, base_name = "endless", [], None
+
+    def __init__(self, coordinator_prompt: str, endless: str):
+        import threading
+
+        self.coordinator_prompt, self.endless = coordinator_prompt, endless
+        self.lock = threading.Lock()
+        self.opened: list[str] = []
+        self.closed: list[str] = []
+        self.streaming = threading.Semaphore(0)  # released once by each endless stream, at its tenth piece
+
+    def stream(self, messages, options, *, model=None, session=None, cancel=None):
+        from llm.interface import AnswerStream, GenerationStats
+
+        if options.json_schema:
+            kind = "plan"
+        elif messages[0]["content"].startswith(self.coordinator_prompt):
+            kind = "synthesis"
+        else:
+            kind = "expert"
+        with self.lock:
+            self.opened.append(kind)
+        stats = GenerationStats()
+        return AnswerStream(self._pieces(kind, stats), stats)
+
+    def _pieces(self, kind: str, stats):
+        import itertools
+        import time
+
+        try:
+            if kind != self.endless:
+                finite = [PLAN] if kind == "plan" else ["An", " answer."]
+                stats.completion_tokens, stats.finish_reason = len(finite), "stop"
+                yield from finite
+                return
+            for n in itertools.count():
+                time.sleep(0.002)
+                stats.completion_tokens = n + 1
+                if n == 10:
+                    self.streaming.release()
+                yield "x"
+        finally:
+            with self.lock:
+                self.closed.append(kind)
+
+
+def _standards_team():
+    teams, _ = load_teams(ROOT / "teams.json", personas())
+    return next(t for t in teams if t.name == "ai-standards")
+
+
+@pytest.mark.parametrize("endless, streams", [("plan", 1), ("expert", 2), ("synthesis", 1)])
+def test_a_run_cancelled_from_another_thread_closes_every_open_stream_at_once(endless, streams):
+    import threading
+    import time
+
+    from team.run import new_run, run_team
+
+    team = _standards_team()
+    backend = EndlessSteps(team.coordinator.card.system_prompt, endless)
+    run = new_run(team, TASK, Limits(follow_up_rounds=0, expert_tokens=16, synthesis_tokens=16))
+    cancel = threading.Event()
+    events = []
+    reader = threading.Thread(target=lambda: events.extend(run_team(backend, team, run, cancel=cancel)), daemon=True)
+    reader.start()
+    for _ in range(streams):
+        assert backend.streaming.acquire(timeout=10)  # every endless stream of that step is streaming
+    asked = time.perf_counter()
+    cancel.set()  # from this thread, while the run's own thread (and the experts' threads) read their streams
+    reader.join(timeout=5)
+    assert not reader.is_alive() and time.perf_counter() - asked < 2.0
+    assert sorted(backend.closed) == sorted(backend.opened)  # every stream the run opened was closed
+    assert backend.opened.count(endless) == streams
+    assert "synthesis" not in backend.opened or endless == "synthesis"  # nothing new starts once cancelled
+    assert run.ended_by == "stopped" and events[-1].kind == "done"
+    if endless == "plan":
+        assert run.steps[0].outcome == "stopped" and run.turns == []
+    elif endless == "expert":
+        assert [t.status for t in run.turns] == ["stopped", "stopped"] and all(t.answer for t in run.turns)
+    else:
+        assert run.synthesis_status == "stopped" and run.synthesis.startswith("x")
+
+
+def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(monkeypatch):
+    import threading
+    import time
+
+    from llm.interface import GenerationStats
+    from server.api import service
+    from server.api.routes import _END, _next
+    from server.api.schemas import ChatRequest
+
+    team = _standards_team()
+    backend = EndlessSteps(team.coordinator.card.system_prompt, "plan")
+    monkeypatch.setattr(service.ENGINE, "backend", backend)
+    monkeypatch.setattr("core.runtime.get_registry", lambda backend: None)
+    monkeypatch.setattr("team.run.find_team", lambda registry, name: team)
+    request = ChatRequest.model_validate(
+        {
+            "model": "team:ai-standards",
+            "max_tokens": 16,
+            "stop": ["zz"],
+            "messages": [{"role": "user", "content": TASK}],
+        }
+    )
+
+    def answer() -> service.ChatRun:
+        pieces = service.TeamAnswer(
+            "ai-standards", [{"role": "user", "content": TASK}], service.to_options(request), request, GenerationStats()
+        )
+        return service.ChatRun(pieces, pieces.stats, service.StopStrings(pieces, request.stop_strings()))
+
+    chat = answer()
+    outcome = []
+
+    def read() -> None:
+        try:
+            outcome.append(list(chat.stops))
+        except Exception as exc:  # a ValueError ("generator already executing") would land here
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert backend.streaming.acquire(timeout=10)  # the coordinator plans; no text has come
+    assert _next(chat) == ""  # the route's wait gives way every DISCONNECT_CHECK_S, stop strings or not
+    asked = time.perf_counter()
+    chat.close()  # from this thread, while the reader waits in next()
+    assert time.perf_counter() - asked < 2.0
+    reader.join(timeout=5)
+    assert outcome == [[]] and _next(chat) is _END
+    assert backend.closed == backend.opened == ["plan"] and chat.pieces.run.ended_by == "stopped"
+    assert chat.usage()["completion_tokens"] > 10  # what the plan wrote before the stop is counted
+
+    early = answer()
+    early.close()  # closed before anything read it: nothing runs
+    assert list(early.stops) == [] and backend.opened == ["plan"]
