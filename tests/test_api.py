@@ -371,13 +371,13 @@ def test_an_api_request_and_a_browser_session_are_decoded_in_one_batch(api, clie
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_chat, send
 
     url = api[0]
-    with long_story(url, timeout=120, seed=1) as r:
-        lines = (line for line in r.iter_lines(decode_unicode=True) if line)
-        assert any('"content"' in next(lines) for _ in range(6))  # the API's row is decoding now
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = open_chat(browser, url, max_new=12)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = open_chat(browser, url, max_new=12)  # the page is ready before the API's row starts (a slow
+        with long_story(url, timeout=120, seed=1) as r:  # machine must not let the story end first)
+            lines = (line for line in r.iter_lines(decode_unicode=True) if line)
+            assert any('"content"' in next(lines) for _ in range(6))  # the API's row is decoding now
             send(page, "Hello!", 1)
             footer = page.get_by_text("tokens used").first.inner_text()
-            browser.close()
+        browser.close()
     assert "decoded together with" in footer
