@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from llm.interface import GenerationStats
+from llm.interface import GenerationStats, Piece
+from llm.logprobs import TokenTexts
 from llm.requests import TokenStream
 from llm.stream_stats import StreamTally
 
@@ -34,17 +35,28 @@ class IncrementalDecoder:
 
 
 def stream_text(tokens: TokenStream, tokenizer, prompt_tokens: int, stats: GenerationStats) -> Iterator[str]:
-    """Turn a request's new token ids into text pieces, filling in `stats` as they are read (in this thread)."""
+    """Turn a request's new token ids into text pieces, filling in `stats` as they are read (in this thread).
+
+    For a request that asked for log probabilities, each piece is a `Piece` carrying those of the tokens that
+    arrived since the previous piece (tokens left without text at the end come in a last, empty piece)."""
     stats.prompt_tokens = prompt_tokens
     decoder = IncrementalDecoder(tokenizer)
+    texts, pending = None, []  # TokenTexts once a token came with its log probabilities; their entries
     with StreamTally(stats) as tally:
         try:
             for token in tokens:
                 tally.arrived()
                 stats.cached_tokens, stats.batched_with = tokens.cached_tokens, tokens.batched_with
                 piece = decoder.push(token)
+                if tokens.scored is not None:
+                    texts = texts or TokenTexts.of(tokenizer)
+                    pending.append(texts.entry(tokens.scored))
+                    if piece:
+                        piece, pending = Piece.with_logprobs(piece, pending), []
                 if piece:
                     yield piece
+            if pending:
+                yield Piece.with_logprobs("", pending)
             tally.ended(tokens.finish_reason)
         finally:
             tokens.close()  # stops the computation when the reader stops

@@ -1,7 +1,8 @@
 """What pages, the API and the team runner need from an engine, without importing torch or transformers.
 
 `ChatBackend.stream(messages, options, ...)` returns an `AnswerStream`: iterate it for the answer's text
-pieces; its `stats` say how the answer went (tokens, times, why it ended). Closing the stream (or stopping
+pieces (each a `Piece` carrying its tokens' log probabilities when `options.logprobs` asks and the backend
+`can_logprobs`); its `stats` say how the answer went (tokens, times, why it ended). Closing the stream (or stopping
 iterating and dropping it) stops the computation. The in-process engine is `llm.transformers_backend`, a
 server is `llm.openai_backend`; both are chosen and loaded once per process by `core.runtime`.
 """
@@ -13,12 +14,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Required, TypedDict
 
 from core.errors import StudioError
 from llm.options import GenerationOptions
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+class Message(TypedDict, total=False):
+    """One conversation message. A tool-using turn also carries the assistant's calls, or the call a result
+    answers (OpenAI's shapes), so a call and its results travel and are trimmed together."""
+
+    role: Required[str]  # "system" | "user" | "assistant" | "tool"
+    content: Required[str]
+    tool_calls: list[dict]  # assistant: [{"id", "type": "function", "function": {"name", "arguments": JSON text}}]
+    tool_call_id: str  # tool: the id of the call this is the result of
 
 
 class ModelLoadError(StudioError):
@@ -31,6 +40,15 @@ class PromptTooLongError(StudioError):
 
 class BackendError(StudioError):
     """The generation backend (in-process or a server) failed while answering."""
+
+
+class OptionError(StudioError):
+    """A sampling option this model cannot use as given (e.g. a logit_bias token id outside its vocabulary);
+    `field` names the option."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -68,6 +86,35 @@ class GenerationStats:
         }
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One answer token's log probability (after the sampling options), with its likeliest alternatives."""
+
+    token: str  # its text; bytes of a character split across tokens are shown escaped (`\\xe2`)
+    logprob: float  # <= 0; -9999.0 for a token the sampling options ruled out, as OpenAI reports it
+    bytes: tuple[int, ...]  # its exact UTF-8 bytes
+    top: tuple[TokenLogprob, ...] = ()  # likeliest first (their own `top` is empty)
+
+    def as_dict(self) -> dict:
+        """OpenAI's shape (`choices[].logprobs.content[]`)."""
+        entry = {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes)}
+        entry["top_logprobs"] = [{"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)} for t in self.top]
+        return entry
+
+
+class Piece(str):
+    """A text piece that also carries its tokens' log probabilities (only when the request asked for them; other
+    answers stream plain `str`). Several tokens may make one piece, and a token may finish in a later piece."""
+
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+    @classmethod
+    def with_logprobs(cls, text: str, logprobs: list[TokenLogprob]) -> Piece:
+        piece = cls(text)
+        piece.logprobs = tuple(logprobs)
+        return piece
+
+
 class AnswerStream:
     """One answer's text pieces; `stats` is complete once iteration ends (or the stream is closed)."""
 
@@ -96,6 +143,7 @@ class ChatBackend(Protocol):
     name: str  # what the page shows as "model"
     notes: list[str]  # facts the page shows once (e.g. "this is the demo model")
     base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
+    can_logprobs: bool  # its pieces carry log probabilities when options.logprobs asks (read with a False default)
 
     def stream(
         self,
@@ -105,6 +153,7 @@ class ChatBackend(Protocol):
         model: str | None = None,  # a persona's model: an adapter here, a served model name on a server
         session: str | None = None,  # a stable id for one conversation: lets a backend keep its cache
         cancel: threading.Event | None = None,  # set by the team page's stop, which stops several answers
+        tools: list[dict] | None = None,  # OpenAI's tool definitions the model may call (`llm.tools`)
     ) -> AnswerStream: ...
 
     def list_models(self) -> list[str]: ...

@@ -12,6 +12,7 @@ from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message, without_control_tokens
 from llm.stream_stats import StreamTally
+from llm.tools import call_text
 
 
 class OpenAIBackend:
@@ -74,20 +75,21 @@ class OpenAIBackend:
         model: str | None = None,
         session: str | None = None,  # servers keep their own prefix caches (vLLM: --enable-prefix-caching)
         cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
     ) -> AnswerStream:
         model = self.resolve_model(model)
         try:
-            response = self._create(model, messages, options)
+            response = self._create(model, messages, options, tools)
         except Exception as exc:
             raise self._explain(exc, model) from None
         stats = GenerationStats()
         return AnswerStream(self._read(response, stats, cancel), stats)
 
-    def _create(self, model: str, messages: list[Message], options: GenerationOptions):
+    def _create(self, model: str, messages: list[Message], options: GenerationOptions, tools=None):
         import openai
 
         try:
-            return self.client.chat.completions.create(**self._request(model, messages, options))
+            return self.client.chat.completions.create(**self._request(model, messages, options, tools))
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             rejected = any(word in f"{exc} {exc.body}" for word in ("top_k", "repetition_penalty"))
             if not (self.extra_sampling and rejected):
@@ -95,9 +97,9 @@ class OpenAIBackend:
         # This server is strict about unknown fields (e.g. `transformers serve`): stop sending them.
         self.extra_sampling = False
         self.notes.append("This server does not accept top-k or repetition penalty; those two settings are not sent.")
-        return self.client.chat.completions.create(**self._request(model, messages, options))
+        return self.client.chat.completions.create(**self._request(model, messages, options, tools))
 
-    def _request(self, model: str, messages: list[Message], options: GenerationOptions) -> dict:
+    def _request(self, model: str, messages: list[Message], options: GenerationOptions, tools=None) -> dict:
         request = dict(
             model=model,
             messages=without_control_tokens(messages),  # only the server's template may add control tokens
@@ -109,20 +111,36 @@ class OpenAIBackend:
         )
         if options.seed is not None:
             request["seed"] = options.seed
+        if options.presence_penalty:
+            request["presence_penalty"] = options.presence_penalty
+        if options.frequency_penalty:
+            request["frequency_penalty"] = options.frequency_penalty
+        if options.logit_bias:  # the server checks the ids against its own vocabulary
+            request["logit_bias"] = {str(token): bias for token, bias in options.logit_bias}
         if options.json_schema is not None:  # vLLM holds its answer to the schema; others may ignore it: check it
             request["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": json.loads(options.json_schema), "strict": True},
             }
+        if tools:  # the server renders them with its own template; its calls come back as text (`_read`)
+            request["tools"] = tools
         if self.extra_sampling:  # vLLM and transformers serve accept these; strict servers may not
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
         return request
 
     def _read(self, response, stats: GenerationStats, cancel) -> Iterator[str]:
-        finish = None
+        finish, calls = None, {}
         with StreamTally(stats) as tally:
             try:
                 for chunk in response:
+                    for choice in chunk.choices:
+                        for call in (choice.delta.tool_calls if choice.delta else None) or []:
+                            name, arguments = calls.get(call.index, ("", ""))
+                            function = call.function
+                            calls[call.index] = (
+                                name + ((function.name or "") if function else ""),
+                                arguments + ((function.arguments or "") if function else ""),
+                            )
                     if chunk.usage:
                         stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
                         stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
@@ -141,6 +159,8 @@ class OpenAIBackend:
                 ) from None
             finally:
                 response.close()  # on stop this drops the connection, and vLLM aborts the request
+            if calls:  # the server's calls as the model writes them, read back like any in-process answer
+                yield "; ".join(call_text(name, arguments) for name, arguments in calls.values())
             if finish is None:
                 raise BackendError(
                     "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."

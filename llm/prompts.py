@@ -6,6 +6,7 @@ import re
 import weakref
 from dataclasses import dataclass
 
+from llm import tools as tool_calling
 from llm.interface import Message, PromptTooLongError
 
 # Control-token text that any chat template may give meaning to. Message text written by a user, a web
@@ -82,14 +83,34 @@ def neutralise(text: str, pattern: re.Pattern = _GENERIC) -> str:
 
 
 def without_control_tokens(messages: list[Message], pattern: re.Pattern = _GENERIC) -> list[Message]:
-    """The messages with control-token text neutralised in every content (the template adds the real ones)."""
-    return [{**m, "content": neutralise(m["content"], pattern)} for m in messages]
+    """The messages with control-token text neutralised in every content and every string of a tool call (the
+    template adds the real ones)."""
+    return [{**m, **neutralised({k: m[k] for k in ("content", "tool_calls") if k in m}, pattern)} for m in messages]
 
 
-def encode(tokenizer, messages: list[Message]) -> list[int]:
-    """Token ids of `messages` through the chat template; special tokens come only from the template."""
-    messages = without_control_tokens(messages, _tokenizer_pattern(tokenizer))
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+def neutralised(value, pattern: re.Pattern = _GENERIC):
+    """`value` (text, or JSON-like lists and dicts of it, such as tool definitions) with every string neutralised."""
+    if isinstance(value, str):
+        return neutralise(value, pattern)
+    if isinstance(value, list):
+        return [neutralised(v, pattern) for v in value]
+    if isinstance(value, dict):
+        return {neutralised(k, pattern): neutralised(v, pattern) for k, v in value.items()}
+    return value
+
+
+def encode(tokenizer, messages: list[Message], tools: list[dict] | None = None) -> list[int]:
+    """Token ids of `messages` through the chat template; special tokens come only from the template. `tools`
+    (OpenAI's definitions) go to a template that renders them, or into the system prompt (`llm.tools`)."""
+    pattern = _tokenizer_pattern(tokenizer)
+    messages, extra = without_control_tokens(messages, pattern), {}
+    if tool_calling.uses_tools(messages, tools):
+        tools = neutralised(tools, pattern) if tools else None
+        if tool_calling.template_has_tools(tokenizer):
+            messages, extra = tool_calling.for_template(messages, tools), ({"tools": tools} if tools else {})
+        else:
+            messages = tool_calling.as_text(messages, tools)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False, **extra)
     if hasattr(ids, "input_ids"):  # some tokenizers return a BatchEncoding regardless
         ids = ids["input_ids"]
     return list(ids)
@@ -97,16 +118,26 @@ def encode(tokenizer, messages: list[Message]) -> list[int]:
 
 def turn_starts(history: list[Message]) -> list[int]:
     """Where the kept history may start, fewest dropped first: whole turns (user + its answer) are
-    dropped, so the kept history still starts with a user message. The last leaves one message or none."""
+    dropped, so the kept history still starts with a user message. The last leaves one message or none.
+    Tool results, and the answers written after them, belong to the turn whose call they answer: the kept
+    history never starts with a result whose call was dropped."""
     starts, i = [0], 0
     while len(history) - i > 1:
         i += 2 if len(history) - i > 2 and history[i + 1]["role"] == "assistant" else 1
-        starts.append(i)
+        while i < len(history) and (
+            history[i]["role"] == "tool" or (history[i]["role"] == "assistant" and history[i - 1]["role"] == "tool")
+        ):
+            i += 1
+        if i < len(history):
+            starts.append(i)
     return starts
 
 
-def build_prompt(tokenizer, messages: list[Message], max_new_tokens: int, context_length: int) -> Prompt:
-    """Encode `messages`, dropping the oldest turns (never the system prompt) until the answer fits.
+def build_prompt(
+    tokenizer, messages: list[Message], max_new_tokens: int, context_length: int, tools: list[dict] | None = None
+) -> Prompt:
+    """Encode `messages` (and the `tools` the model may call), dropping the oldest turns (never the system
+    prompt or the tools) until the answer fits.
 
     The budget is prompt tokens + `max_new_tokens` <= `context_length`. The fewest turns that must go are
     found by searching from the newest end (dropping a turn never makes the prompt longer): about
@@ -126,7 +157,7 @@ def build_prompt(tokenizer, messages: list[Message], max_new_tokens: int, contex
 
     def fits(k: int) -> bool:  # k: how many of `starts` to move past (k turns dropped)
         if k not in encoded:
-            encoded[k] = encode(tokenizer, system + history[starts[k] :])
+            encoded[k] = encode(tokenizer, system + history[starts[k] :], tools)
         return len(encoded[k]) <= budget
 
     last = len(starts) - 1

@@ -19,6 +19,7 @@ import torch
 
 from llm.interface import BackendError
 from llm.kvcache import CacheEntry
+from llm.logprobs import Scored
 from llm.options import GenerationOptions
 from llm.sampling import make_processors
 
@@ -88,7 +89,7 @@ class Row:
 
     request: Request
     state: DecodeState
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # ints, Figures, then one Ended
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # ints (Scored), Figures, then one Ended
     abandoned: threading.Event = field(default_factory=threading.Event)  # the reader went away
     done: threading.Event = field(default_factory=threading.Event)  # the worker let go of it
 
@@ -111,8 +112,9 @@ class Row:
 class TokenStream:
     """One request's new token ids, read from its row's queue in the caller's thread.
 
-    The figures the worker sent along land here, in the reading thread: `cached_tokens`, `batched_with`, and
-    once the stream ends, `finish_reason` (None while it runs). The row's error is raised where the tokens end.
+    The figures the worker sent along land here, in the reading thread: `cached_tokens`, `batched_with`, the last
+    token's log probabilities in `scored` (for a request that asked for them), and once the stream ends,
+    `finish_reason` (None while it runs). The row's error is raised where the tokens end.
     `close()` takes the row out of the batch (at the worker's next step)."""
 
     def __init__(self, messages: Iterator):
@@ -120,6 +122,7 @@ class TokenStream:
         self.cached_tokens = 0
         self.batched_with = 0
         self.finish_reason: str | None = None
+        self.scored: Scored | None = None
 
     def __iter__(self) -> TokenStream:
         return self
@@ -128,6 +131,9 @@ class TokenStream:
         for message in self._messages:
             if isinstance(message, int):
                 return message
+            if isinstance(message, Scored):
+                self.scored = message
+                return message.token
             if isinstance(message, Figures):
                 self.cached_tokens, self.batched_with = message.cached_tokens, message.batched_with
                 continue

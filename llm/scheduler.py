@@ -33,9 +33,10 @@ from transformers import DynamicCache
 from core.errors import StudioError
 from llm.groups import Group, GroupPlanner
 from llm.kvcache import CacheEntry, SessionCaches, kv_bytes_per_token, reuse
+from llm.logprobs import scored
 from llm.options import GenerationOptions
 from llm.requests import DecodeState, Ended, Request, Row, TokenStream, invalid_numbers, sampling_failed
-from llm.sampling import sample
+from llm.sampling import check_token_ids, sample
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class BatchScheduler:
         """New token ids for one request (stop ids are not yielded), decoded in the shared batch.
 
         Nothing is queued, no adapter held and no kept cache taken until the first `next()`: a stream that is
-        never read takes nothing. Closing the stream takes the row out of the batch."""
+        never read takes nothing. Closing the stream takes the row out of the batch. Raises OptionError for
+        options this model cannot take (a logit_bias id outside its vocabulary)."""
+        check_token_ids(options, self.runner.base.config.vocab_size)
         return TokenStream(self._submit(list(prompt_ids), stop_ids, options, cancel, adapter, session))
 
     def _submit(self, prompt_ids, stop_ids, options, cancel, adapter, session) -> Iterator:
@@ -318,10 +321,11 @@ class BatchScheduler:
         if not finite:
             log.warning("non-finite logits in a row (adapter %s); that answer is stopped", request.adapter)
             raise invalid_numbers(row)
-        token = sample(logits, state.seen, state.processors, request.options.greedy, state.rng)
+        token, scores = sample(logits, state.seen, state.processors, request.options.greedy, state.rng)
         if token in request.stop_ids:
             return False
-        row.out.put(token)
+        top = request.options.logprobs  # only rows that asked pay for their log probabilities
+        row.out.put(token if top is None else scored(token, scores, top))
         state.produced += 1
         state.next_token = token
         return state.produced < request.options.max_new_tokens and not row.stopped

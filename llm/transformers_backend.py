@@ -26,6 +26,8 @@ class TransformersBackend:
     """The in-process model. Thread-safe: each call has its own cache and RNG; the model is only read.
     Concurrent calls are decoded together, one batched forward pass per token (`llm.scheduler`)."""
 
+    can_logprobs = True  # pieces carry their tokens' log probabilities when options.logprobs asks
+
     def __init__(
         self,
         loaded: LoadedModel,
@@ -55,13 +57,13 @@ class TransformersBackend:
         """New answers can no longer use it (its folder went away or broke); answers streaming with it finish."""
         self.runner.remove_adapter(name)
 
-    def stream(self, messages, options, *, model=None, session=None, cancel=None) -> AnswerStream:
+    def stream(self, messages, options, *, model=None, session=None, cancel=None, tools=None) -> AnswerStream:
         if model not in (None, self.name) and model not in self.runner.adapters:
             raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
         options = constrained.bind(options, lm.tokenizer, lm.stop_ids)  # a json_schema, compiled for this tokenizer
-        prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length)
+        prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length, tools)
         stats = GenerationStats(dropped_messages=prompt.dropped_messages)
         tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, session)
         return AnswerStream(_explain_failures(stream_text(tokens, lm.tokenizer, len(prompt.input_ids), stats)), stats)

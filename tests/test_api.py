@@ -154,8 +154,8 @@ def test_seeded_sampling_repeats(client):
     "extra, status, param",
     [
         ({"n": 2}, 400, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, 400, "tools"),
-        ({"logprobs": True}, 400, "logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]}, 400, "tools"),
+        ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
         ({"temperature": 7}, 400, "temperature"),
         ({"max_tokens": 100_000}, 400, "max_tokens"),
         ({"model": "no-such-model"}, 404, "model"),

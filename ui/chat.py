@@ -35,6 +35,8 @@ SAMPLING = {
     "top_p": ("Top-p", "slider", 0.05, "top_p"),
     "top_k": ("Top-k (0 = off)", "number", 1, "top_k"),
     "repetition_penalty": ("Repetition penalty", "slider", 0.05, "rep"),
+    "presence_penalty": ("Presence penalty (OpenAI's)", "slider", 0.1, "presence"),
+    "frequency_penalty": ("Frequency penalty (OpenAI's)", "slider", 0.1, "frequency"),
     "seed": ("Seed (empty = random)", "number", 1, "seed"),
 }
 
@@ -234,7 +236,7 @@ def stream_to_history(
             "time": time.time(),
             "id": new_message_id(),
             "model": model or backend.name,
-            "settings": options.model_dump(),
+            "settings": options.model_dump(exclude={"logit_bias"}),  # figures only: nothing nested
             **(extra or {}),
         }
     )

@@ -205,15 +205,17 @@ async def chat_completions(request: Request) -> Response:
     text = await collect(run, request)
     if text is None:
         return Response(status_code=499)  # the client went away; nobody reads this
+    message = run.shape.message(text, complete(run))  # tool calls or a checked JSON answer read from the text
+    choice = {"index": 0, "message": message, "finish_reason": run.shape.finish_reason(run.finish_reason)}
+    if (logprobs := run.logprobs_content(len(text.encode("utf-8", errors="replace")), final=True)) is not None:
+        choice["logprobs"] = {"content": logprobs}
     return JSONResponse(
         {
             "id": answer_id,
             "object": "chat.completion",
             "created": created,
             "model": chat.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": run.finish_reason}
-            ],
+            "choices": [choice],
             "usage": run.usage(),
         }
     )
@@ -237,8 +239,10 @@ async def collect(run: ChatRun, request: Request) -> str | None:
 
 
 async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
-    def event(delta: dict | None, finish: str | None = None, **extra) -> str:
+    def event(delta: dict | None, finish: str | None = None, logprobs: list | None = None, **extra) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        if logprobs:
+            choices[0]["logprobs"] = {"content": logprobs}
         chunk = {
             "id": answer_id,
             "object": "chat.completion.chunk",
@@ -251,9 +255,15 @@ async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_us
 
     try:
         yield event({"role": "assistant", "content": ""})
+        sent = 0  # bytes of answer text sent: the log probabilities of the tokens they hold go with them
         while (piece := await in_thread(_next, run)) is not _END:
-            yield event({"content": piece})
-        yield event({}, run.finish_reason)
+            for delta in run.shape.feed(piece):  # content as it comes; a tool call is held until it is whole
+                sent += len(delta["content"].encode("utf-8", errors="replace"))
+                yield event(delta, logprobs=run.logprobs_content(sent))
+        for delta in run.shape.finish(complete(run)):
+            yield event(delta)
+        finish = run.shape.finish_reason(run.finish_reason)
+        yield event({}, finish, logprobs=run.logprobs_content(sent, final=True))
         if include_usage:
             yield event(None, usage=run.usage())
     except Exception as exc:  # mid-stream: the status line is sent already, so the error goes in the stream
@@ -265,6 +275,11 @@ async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_us
     finally:
         await close_quietly(run)
     yield "data: [DONE]\n\n"
+
+
+def complete(run: ChatRun) -> bool:
+    """The answer ended on its own: not cut by max_tokens or a stop string."""
+    return run.finish_reason == "stop" and not run.stops.hit
 
 
 def embedding_id() -> str:

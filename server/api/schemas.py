@@ -52,7 +52,8 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | Annotated[list[TextPart], Field(max_length=MAX_ITEMS)] | None = None
-    tool_calls: Items | None = None
+    tool_calls: Items | None = None  # an assistant's calls (checked by server.api.tools.tool_turn)
+    tool_call_id: str | None = Field(None, max_length=200)  # a tool message: the call it answers
 
     def characters(self) -> int:
         if isinstance(self.content, str):
@@ -90,10 +91,11 @@ class ChatRequest(BaseModel):
     tools: Items | None = None
     functions: Items | None = None
     tool_choice: Any = None
-    logprobs: StrictBool | None = None
+    parallel_tool_calls: StrictBool | None = None  # accepted; a forced call is one call (server.api.tools)
+    logprobs: StrictBool | None = None  # with top_logprobs: see GenerationOptions.logprobs
     top_logprobs: StrictInt | None = None
     response_format: dict | None = None
-    presence_penalty: StrictFloat | None = None
+    presence_penalty: StrictFloat | None = None  # the penalties and logit_bias: ranges checked by GenerationOptions
     frequency_penalty: StrictFloat | None = None
     logit_bias: dict | None = None
 
@@ -111,27 +113,7 @@ class ChatRequest(BaseModel):
         """(field, why) for the first field set to something this server does not do."""
         checks = [
             ("n", self.n not in (None, 1), "only n=1 is supported; send separate requests for more answers"),
-            ("tools", bool(self.tools), "tool calling is not supported"),
-            ("functions", bool(self.functions), "function calling is not supported"),
-            ("tool_choice", self.tool_choice not in (None, "none"), "tool calling is not supported"),
-            ("logprobs", bool(self.logprobs), "logprobs are not supported"),
-            ("top_logprobs", bool(self.top_logprobs), "logprobs are not supported"),
-            (
-                "response_format",
-                (self.response_format or {}).get("type", "text") != "text",
-                "only response_format type 'text' is supported",
-            ),
-            (
-                "presence_penalty",
-                bool(self.presence_penalty),
-                "presence_penalty is not supported; use repetition_penalty",
-            ),
-            (
-                "frequency_penalty",
-                bool(self.frequency_penalty),
-                "frequency_penalty is not supported; use repetition_penalty",
-            ),
-            ("logit_bias", bool(self.logit_bias), "logit_bias is not supported"),
+            ("functions", bool(self.functions), "function calling is not supported; use tools"),
         ]
         return next(((name, why) for name, bad, why in checks if bad), None)
 

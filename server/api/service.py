@@ -6,33 +6,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import StudioError
 from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
 from server.api.catalog import Target, targets
-from server.api.schemas import DEFAULT_MAX_TOKENS, ChatMessage, ChatRequest
+from server.api.errors import ApiError
+from server.api.logprobs import Logprobs
+from server.api.messages import to_messages
+from server.api.schemas import DEFAULT_MAX_TOKENS, ChatRequest
+from server.api.tools import AnswerShape, ToolPlan, plan
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(StudioError):
-    """A request the API refuses; `status`, `param` and `code` go into OpenAI's error shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.param, self.code, self.kind = status, param, code, kind
-        self.headers = headers or {}  # e.g. `Allow` on a 405
 
 
 class Engine:
@@ -103,6 +90,8 @@ class ChatRun:
     pieces: Iterator[str]
     stats: GenerationStats
     stops: StopStrings
+    logprobs: Logprobs | None = None  # when the request asked for them
+    shape: AnswerShape = field(default_factory=lambda: AnswerShape(ToolPlan()))  # tool calls, JSON answers
 
     @property
     def finish_reason(self) -> str:
@@ -111,6 +100,14 @@ class ChatRun:
     def usage(self) -> dict:
         prompt, completion = self.stats.prompt_tokens, self.stats.completion_tokens
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def logprobs_content(self, sent_bytes: int, final: bool = False) -> list[dict] | None:
+        """OpenAI's `logprobs.content` for the tokens within the first `sent_bytes` bytes of text sent, not given
+        out before; `final`: the answer is over, so every token left unless a stop string cut the text there.
+        None when the request did not ask."""
+        if self.logprobs is None:
+            return None
+        return self.logprobs.upto(None if final and not self.stops.hit else sent_bytes)
 
     def close(self) -> None:
         """Stops the computation too: closing the pieces drops this row from the batch."""
@@ -131,16 +128,35 @@ def start_chat(request: ChatRequest) -> ChatRun:
         )
     messages = to_messages(request.messages, target.system_prompt)
     options = to_options(request)
+    shape = answer_shape(request, target.kind)
+    options = options.model_copy(update={"json_schema": shape.plan.json_schema})  # checked by `tools.plan`
+    if options.logprobs is not None and (target.kind == "team" or not getattr(ENGINE.backend, "can_logprobs", False)):
+        raise ApiError(
+            400,
+            "logprobs are not available for this model (a team, or a model served elsewhere).",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
     stats = GenerationStats()
     try:
         if target.kind == "team":
             pieces = TeamAnswer(target.backend_model, messages, options, request, stats)
         else:
-            pieces = ENGINE.backend.stream(messages, options, model=target.backend_model)
+            tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
+            pieces = ENGINE.backend.stream(messages, options, model=target.backend_model, **tools)
             stats = pieces.stats
     except StudioError as exc:
         raise _refusal(exc) from None
-    return ChatRun(pieces, stats, StopStrings(pieces, request.stop_strings()))
+    logprobs = Logprobs(pieces) if options.logprobs is not None else None
+    return ChatRun(pieces, stats, StopStrings(logprobs or pieces, request.stop_strings()), logprobs, shape)
+
+
+def answer_shape(request: ChatRequest, kind: str) -> AnswerShape:
+    """The request's tools and response_format, checked (`server.api.tools`); a team answers in text only."""
+    if kind == "team" and (request.tools or (request.response_format or {}).get("type", "text") != "text"):
+        name = "tools" if request.tools else "response_format"
+        raise ApiError(400, f"{name}: a team answers in text only.", param=name, code="unsupported_parameter")
+    return AnswerShape(plan(request))
 
 
 class TeamAnswer:
@@ -255,47 +271,15 @@ class TeamAnswer:
 
 
 def _refusal(exc: StudioError) -> ApiError:
-    from llm.interface import PromptTooLongError
+    from llm.interface import OptionError, PromptTooLongError
 
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, PromptTooLongError):
         return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, OptionError):  # e.g. a logit_bias token id outside this model's vocabulary
+        return ApiError(400, str(exc), param=exc.field, code="invalid_value")
     return ApiError(502, str(exc), code="backend_error", kind="server_error")
-
-
-def to_messages(messages: list[ChatMessage], persona_prompt: str | None) -> list[Message]:
-    """System (and developer) messages joined into one leading system prompt; the persona's own prompt
-    when the request has none (a LoRA persona then answers as it does on its page)."""
-    system, chat = [], []
-    for index, message in enumerate(messages):
-        if message.role in ("tool", "function") or message.tool_calls:
-            raise ApiError(
-                400, "Tool messages are not supported.", param=f"messages.{index}.role", code="unsupported_parameter"
-            )
-        text = _text(message, index)
-        if message.role in ("system", "developer"):
-            system.append(text)
-        else:
-            chat.append({"role": message.role, "content": text})
-    if not chat:
-        raise ApiError(400, "messages needs at least one user message.", param="messages")
-    prompt = "\n\n".join(system) if system else persona_prompt
-    return ([{"role": "system", "content": prompt}] if prompt else []) + chat
-
-
-def _text(message: ChatMessage, index: int) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    parts = message.content or []
-    if any(part.type != "text" or part.text is None for part in parts):
-        raise ApiError(
-            400,
-            "Only text content parts are supported.",
-            param=f"messages.{index}.content",
-            code="unsupported_parameter",
-        )
-    return "".join(part.text for part in parts)
 
 
 def to_options(request: ChatRequest) -> GenerationOptions:
@@ -309,13 +293,22 @@ def to_options(request: ChatRequest) -> GenerationOptions:
         "top_k": max(0, request.top_k or 0),  # vLLM's -1 means off, as our 0 does
         "repetition_penalty": 1.0 if request.repetition_penalty is None else request.repetition_penalty,
         "seed": request.seed,
+        "presence_penalty": request.presence_penalty or 0.0,
+        "frequency_penalty": request.frequency_penalty or 0.0,
+        "logit_bias": request.logit_bias,
+        "logprobs": (request.top_logprobs or 0) if request.logprobs else None,
     }
+    if request.top_logprobs is not None and not request.logprobs:
+        raise ApiError(400, "top_logprobs: needs logprobs set to true.", param="top_logprobs", code="invalid_value")
     try:
         return GenerationOptions(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = {"max_new_tokens": "max_tokens"}.get(str(first["loc"][0]), str(first["loc"][0]))
-        raise ApiError(400, f"{field}: {first['msg']}.", param=field, code="invalid_value") from None
+        field = {"max_new_tokens": "max_tokens", "logprobs": "top_logprobs"}.get(
+            str(first["loc"][0]), str(first["loc"][0])
+        )
+        message = first["msg"].removeprefix("Value error, ")
+        raise ApiError(400, f"{field}: {message}.", param=field, code="invalid_value") from None
 
 
 class StopStrings:
