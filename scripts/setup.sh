@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PY=.venv/bin/python
 
-stamp=".venv/.setup-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)"
+stamp=".venv/.setup-$(cat requirements.txt requirements-dev.txt scripts/setup.sh | sha1sum | cut -c1-12)"
 $want_test && stamp="$stamp-test"
 if [ ! -f "$stamp" ]; then
   if ! $PY -c "import torch" 2>/dev/null; then
