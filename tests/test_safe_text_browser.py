@@ -114,6 +114,7 @@ def test_hostile_search_results_never_load_anything(browser, hostile_app):
     page.goto(f"{url}/Search_answers")
     send(page, "trigger-hostile How tall is the Eiffel Tower?", 1)
     page.get_by_text("Sources (3").wait_for()
+    page.get_by_text(f"Eiffel Tower facts ![logo]({leak}/title.png)").first.wait_for()  # the sources are drawn
     body = page.locator("body").inner_text()
     assert f"Eiffel Tower facts ![logo]({leak}/title.png)" in body  # a title is shown as written
     assert f"The Eiffel Tower ![chart]({leak}/snippet?secret)" in body
