@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # Bearer token for the OpenAI-compatible API on the same port (/v1). With APP_PASSWORD set and this
     # not set, the API answers 403, so the password cannot be bypassed through it.
     api_key: Annotated[SecretStr | None, PER_USE] = None
+    # The most answers one API request may ask for (`n`). They share the prompt's prefill, but each is a row
+    # of the batch with its own KV cache, so this is at most MAX_BATCH_SIZE in effect.
+    max_choices: Annotated[int, PER_USE] = Field(default=8, ge=1, le=128)
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: Annotated[str, SERVER] = "http://127.0.0.1:8000/v1"

@@ -8,16 +8,20 @@ rows may grow to, padding and spare room included, until they leave.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import torch
 from transformers import DynamicCache
 
 from llm.batch_cache import BatchCache, padding_ok, spare_room
 from llm.interface import BackendError
 from llm.kvcache import SessionCaches
 from llm.requests import Request, Row
+
+log = logging.getLogger(__name__)
 
 # Each group is a forward pass of the whole model per step, so beyond this many a row joins the group it pads
 # least, if the KV budget holds the padding (else a group of its own).
@@ -125,3 +129,29 @@ class GroupPlanner:
     def release(self, nbytes: int) -> None:
         if self.caches is not None and nbytes:
             self.caches.release(nbytes)
+
+
+def rows_alone(runner, group: Group, tokens: torch.Tensor, width: int, exc: Exception) -> list:
+    """After a failed forward pass of a group: each row alone (through views of the group's buffers), so a
+    row that fails alone (too long for the memory left, a broken adapter) fails alone."""
+    if len(group.rows) == 1:
+        return [exc]
+    log.warning(
+        "a batched step of %d rows failed (%s); retrying them one at a time", len(group.rows), type(exc).__name__
+    )
+    if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        group.cache.reserve(1)
+    except Exception as grow_failed:
+        return [grow_failed] * len(group.rows)
+    outcomes: list[torch.Tensor | BaseException] = []
+    device = runner.device
+    for index, row in enumerate(group.rows):
+        try:
+            view, inputs = group.cache.row_view(index), group.cache.step_inputs(device, index)
+            outcomes.append(runner.forward(tokens[index : index + 1], view, row.request.adapter, **inputs))
+        except Exception as row_failed:
+            outcomes.append(row_failed)
+    group.cache.set_width(width + 1)
+    return outcomes

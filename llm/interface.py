@@ -156,6 +156,17 @@ class ChatBackend(Protocol):
         tools: list[dict] | None = None,  # OpenAI's tool definitions the model may call (`llm.tools`)
     ) -> AnswerStream: ...
 
+    def stream_choices(
+        self,
+        messages: list[Message],
+        choices: list[GenerationOptions],  # one answer per options (OpenAI's `n`; each with its own seed)
+        *,
+        model: str | None = None,
+        tools: list[dict] | None = None,
+    ) -> list[AnswerStream]:
+        """Several answers to the same messages, sharing the prompt's prefill where the backend can."""
+        ...
+
     def list_models(self) -> list[str]: ...
 
     def attach_adapter(self, name: str, folder: Path, card) -> str:

@@ -85,6 +85,11 @@ class OpenAIBackend:
         stats = GenerationStats()
         return AnswerStream(self._read(response, stats, cancel), stats)
 
+    def stream_choices(self, messages, choices, *, model=None, tools=None) -> list[AnswerStream]:
+        """One request per answer: the server shares their prompt through its own prefix cache (vLLM's
+        --enable-prefix-caching)."""
+        return [self.stream(messages, options, model=model, tools=tools) for options in choices]
+
     def _create(self, model: str, messages: list[Message], options: GenerationOptions, tools=None):
         import openai
 

@@ -59,6 +59,11 @@ class DecodeState:
     held: int = 0  # bytes of the KV budget counted for it (until it joins a group, which holds them)
     refused: BaseException | None = None  # why it was not admitted
 
+    def take_prompt(self, other: DecodeState) -> None:
+        """Start where `other` is after its prompt (`n` answers to one prompt; its cache is copied by the caller)."""
+        self.seen, self.fed = other.seen.clone(), list(other.fed)
+        self.position, self.cached_tokens = other.position, other.cached_tokens
+
     @classmethod
     def start(cls, options: GenerationOptions) -> DecodeState:
         """Seeding and processor set-up, the one place they happen. Raises ValueError for options that cannot
@@ -92,6 +97,9 @@ class Row:
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # ints (Scored), Figures, then one Ended
     abandoned: threading.Event = field(default_factory=threading.Event)  # the reader went away
     done: threading.Event = field(default_factory=threading.Event)  # the worker let go of it
+    # Other answers to the same prompt (`n` > 1): they wait, outside the queue, for this row's prefill, then each
+    # decodes from a copy of its cache. Emptied once they are on their own.
+    copies: list[Row] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
@@ -117,8 +125,9 @@ class TokenStream:
     `finish_reason` (None while it runs). The row's error is raised where the tokens end.
     `close()` takes the row out of the batch (at the worker's next step)."""
 
-    def __init__(self, messages: Iterator):
+    def __init__(self, messages: Iterator, on_close=None):
         self._messages = messages
+        self._on_close = on_close  # also called for a stream closed before it was read
         self.cached_tokens = 0
         self.batched_with = 0
         self.finish_reason: str | None = None
@@ -145,6 +154,8 @@ class TokenStream:
 
     def close(self) -> None:
         self._messages.close()
+        if self._on_close is not None:
+            self._on_close()
 
 
 def invalid_numbers(row: Row) -> BackendError:

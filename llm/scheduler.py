@@ -26,12 +26,14 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
+from copy import deepcopy
 
 import torch
 from transformers import DynamicCache
 
 from core.errors import StudioError
-from llm.groups import Group, GroupPlanner
+from llm.groups import Group, GroupPlanner, rows_alone
+from llm.interface import BackendError
 from llm.kvcache import CacheEntry, SessionCaches, kv_bytes_per_token, reuse
 from llm.logprobs import scored
 from llm.options import GenerationOptions
@@ -68,6 +70,8 @@ class BatchScheduler:
         self._worker: threading.Thread | None = None
         self._groups: list[Group] = []
         self.steps = 0  # batched decode steps run (for tests, the benchmark and the API's figures)
+        self.prefills = 0  # prompts fed to their end (`n` answers to one prompt: one)
+        self.prefill_tokens = 0  # prompt tokens fed (kept-cache tokens are not fed again)
         self.max_rows_seen = 0
         self._closing = False
         _SCHEDULERS.add(self)
@@ -106,19 +110,56 @@ class BatchScheduler:
         Nothing is queued, no adapter held and no kept cache taken until the first `next()`: a stream that is
         never read takes nothing. Closing the stream takes the row out of the batch. Raises OptionError for
         options this model cannot take (a logit_bias id outside its vocabulary)."""
-        check_token_ids(options, self.runner.base.config.vocab_size)
-        return TokenStream(self._submit(list(prompt_ids), stop_ids, options, cancel, adapter, session))
+        return self.generate_copies(prompt_ids, stop_ids, [options], cancel, adapter, session)[0]
 
-    def _submit(self, prompt_ids, stop_ids, options, cancel, adapter, session) -> Iterator:
-        """Queue the request and hand its row's messages to the reader until the last one."""
+    def generate_copies(
+        self, prompt_ids, stop_ids, choices: list[GenerationOptions], cancel=None, adapter=None, session=None
+    ) -> list[TokenStream]:
+        """Several answers to one prompt (OpenAI's `n`), one per options (each its own seed), as `generate` makes
+        one: the prompt is prefilled once, then every answer decodes from a copy of that cache, as rows of the
+        batch. They are admitted together (rows and KV budget for all), queued by the first `next()` on any of
+        them. Only a single answer keeps a `session`'s cache."""
+        for options in choices:
+            check_token_ids(options, self.runner.base.config.vocab_size)
+        rows: list[Row] = []
+        lock = threading.Lock()
+
+        def read(index: int) -> Iterator:
+            with lock:
+                if not rows:
+                    kept = session if len(choices) == 1 else None
+                    rows.extend(self._row(prompt_ids, stop_ids, options, cancel, adapter, kept) for options in choices)
+                    rows[0].copies = rows[1:]
+                    self._queue(rows[0])
+            row = rows[index]
+            try:
+                while not isinstance(message := row.out.get(), Ended):
+                    yield message
+                yield message
+            finally:
+                row.abandoned.set()
+                # Wait for the worker to hand the cache back (one step at most), so a next turn reuses it.
+                row.done.wait(timeout=30)
+
+        def abandon(index: int) -> None:  # also for a stream closed before it was read
+            with lock:
+                if rows:
+                    rows[index].abandoned.set()
+
+        return [TokenStream(read(i), on_close=lambda i=i: abandon(i)) for i in range(len(choices))]
+
+    def _row(self, prompt_ids, stop_ids, options, cancel, adapter, session) -> Row:
+        """A request's row, holding its adapter and (taken now) its session's kept cache."""
         state = DecodeState.start(options)
         request = Request(tuple(prompt_ids), stop_ids, options, self.runner.acquire(adapter), session, cancel)
-        row = Row(request, state)
         if session is not None and self.caches is not None:
             state.kept = self.caches.take(session)
             if state.kept is not None:
                 state.held = state.kept.nbytes
                 self.caches.hold(state.held, force=True)  # it is in memory already, out of the pool
+        return Row(request, state)
+
+    def _queue(self, row: Row) -> None:
         with self._lock:
             self._waiting.append(row)
             if self._worker is None:
@@ -127,14 +168,6 @@ class BatchScheduler:
                 self._worker = threading.Thread(target=self._run, name="llm-batch", daemon=True)
                 self._worker.start()
             self._lock.notify()
-        try:
-            while not isinstance(message := row.out.get(), Ended):
-                yield message
-            yield message
-        finally:
-            row.abandoned.set()
-            # Wait for the worker to hand the cache back (one step at most), so a next turn reuses it.
-            row.done.wait(timeout=30)
 
     # --- the worker thread ---------------------------------------------------------------------
 
@@ -175,19 +208,29 @@ class BatchScheduler:
         while self._waiting and room > 0:
             row = self._waiting[0]
             busy = bool(admitted or self._groups or self._prefilling)
-            if not row.stopped and not self.planner.reserve(row, busy, self._waiting):
-                break  # not enough KV budget until answers in flight end
+            together = [row, *row.copies]  # the answers to one prompt start together
+            if len(together) > room and busy:
+                break
+            held = [member for member in together if member.stopped or self.planner.reserve(member, busy, together)]
+            if len(held) < len(together):  # not enough KV budget until answers in flight end
+                for member in held:
+                    self.planner.release(member.state.held)
+                    member.state.held = 0
+                break
             admitted.append(self._waiting.popleft())
-            room -= 1
+            room -= len(together)
         return admitted
 
     def _begin(self, row: Row) -> None:
         """Take up the session's kept cache (cropped to what the prompt shares with it) and queue the rest."""
         request, state = row.request, row.state
-        if state.refused is not None:
-            self._end(row, state.refused)
+        refused = next((m.state.refused for m in (row, *row.copies) if m.state.refused is not None), None)
+        if refused is None and len(row.copies) >= self.max_batch:
+            refused = BackendError(f"{len(row.copies) + 1} answers at once need more rows than MAX_BATCH_SIZE allows.")
+        if refused is not None:
+            self._end(row, refused)
             return
-        if row.stopped:
+        if row.stopped and all(copy.stopped for copy in row.copies):
             self._end(row, entry=state.kept)  # untouched: give the session its cache back
             return
         try:
@@ -211,7 +254,7 @@ class BatchScheduler:
         while self._prefilling and budget > 0:
             row = self._prefilling[0]
             request, state = row.request, row.state
-            if row.stopped:  # stopped while waiting: keep what is fed so far, consistently
+            if row.stopped and all(copy.stopped for copy in row.copies):  # keep what is fed so far, consistently
                 self._prefilling.pop(0)
                 state.fed = list(request.prompt_ids[: state.position])
                 self._end(row, entry=self._entry(row, state.cache) if state.fed else None)
@@ -226,24 +269,50 @@ class BatchScheduler:
                 continue
             state.position += count
             budget -= count
+            self.prefill_tokens += count
             if state.position < len(request.prompt_ids):
                 continue
             self._prefilling.pop(0)
             state.fed = list(request.prompt_ids)
-            try:
-                going = self._advance(row, logits, bool(torch.isfinite(logits).all()))
-            except Exception as exc:
-                self._end(row, exc if isinstance(exc, StudioError) else sampling_failed(exc))
+            self.prefills += 1
+            finite = bool(torch.isfinite(logits).all())
+            for member in self._fork(row):
+                self._decode_from(member, logits.clone() if member is not row else logits, finite)
+
+    def _fork(self, row: Row) -> list[Row]:
+        """The row and its copies, each with a cache of its prompt (copied from the row's, fed once)."""
+        state, members = row.state, []
+        for copy in row.copies:
+            if copy.stopped:
+                self._end(copy)
                 continue
-            if not going:
-                self._end(row, entry=self._entry(row, state.cache))
-            else:
-                try:
-                    self.planner.join(self._groups, row, state.cache)
-                    self.max_rows_seen = max(self.max_rows_seen, len(self._active))
-                except Exception as exc:  # e.g. out of memory for the bigger buffers: this row only
-                    self._end(row, exc)
-            state.cache = None  # a group holds it now (or the session does)
+            try:
+                copy.state.cache = deepcopy(state.cache)
+            except Exception as exc:  # e.g. out of memory for the copy: this answer only
+                self._end(copy, exc)
+                continue
+            copy.state.take_prompt(state)
+            members.append(copy)
+        row.copies = []
+        return [*members, row]
+
+    def _decode_from(self, row: Row, logits: torch.Tensor, finite: bool) -> None:
+        """A prefilled row's first token, then its place in a group (or its end)."""
+        state = row.state
+        try:
+            going = self._advance(row, logits, finite)
+        except Exception as exc:
+            self._end(row, exc if isinstance(exc, StudioError) else sampling_failed(exc))
+            return
+        if not going:
+            self._end(row, entry=self._entry(row, state.cache))
+        else:
+            try:
+                self.planner.join(self._groups, row, state.cache)
+                self.max_rows_seen = max(self.max_rows_seen, len(self._active))
+            except Exception as exc:  # e.g. out of memory for the bigger buffers: this row only
+                self._end(row, exc)
+        state.cache = None  # a group holds it now (or the session does)
 
     def _step(self) -> None:
         """Feed every row its last token, one forward pass per group, then pick each row's next token."""
@@ -268,7 +337,7 @@ class BatchScheduler:
             finite = torch.isfinite(logits).all(dim=-1).tolist()  # one check for the group, not one per row
         except Exception as exc:
             group.cache.set_width(width)  # the layers that ran before the failure wrote one position: undo it
-            outcomes = self._rows_alone(group, tokens, width, exc)
+            outcomes = rows_alone(self.runner, group, tokens, width, exc)
             finite = [isinstance(o, torch.Tensor) and bool(torch.isfinite(o).all()) for o in outcomes]
         ended: dict[int, BaseException | None] = {}
         for index, (row, outcome) in enumerate(zip(rows, outcomes)):
@@ -288,31 +357,6 @@ class BatchScheduler:
                 ended[index] = exc if isinstance(exc, StudioError) else sampling_failed(exc)
         for index in sorted(ended, reverse=True):
             self._finish(group, index, ended[index])
-
-    def _rows_alone(self, group: Group, tokens: torch.Tensor, width: int, exc: Exception) -> list:
-        """After a failed forward pass of a group: each row alone (through views of the group's buffers), so a
-        row that fails alone (too long for the memory left, a broken adapter) fails alone."""
-        if len(group.rows) == 1:
-            return [exc]
-        log.warning(
-            "a batched step of %d rows failed (%s); retrying them one at a time", len(group.rows), type(exc).__name__
-        )
-        if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        try:
-            group.cache.reserve(1)
-        except Exception as grow_failed:
-            return [grow_failed] * len(group.rows)
-        outcomes: list[torch.Tensor | BaseException] = []
-        device = self.runner.device
-        for index, row in enumerate(group.rows):
-            try:
-                view, inputs = group.cache.row_view(index), group.cache.step_inputs(device, index)
-                outcomes.append(self.runner.forward(tokens[index : index + 1], view, row.request.adapter, **inputs))
-            except Exception as row_failed:
-                outcomes.append(row_failed)
-        group.cache.set_width(width + 1)
-        return outcomes
 
     def _advance(self, row: Row, logits: torch.Tensor, finite: bool) -> bool:
         """Pick the next token, check it against the stop ids and the length limit, and hand it to the reader.
@@ -347,6 +391,9 @@ class BatchScheduler:
         reader why it ended."""
         if row.done.is_set():
             return
+        for copy in row.copies:  # they never started: they end with the prompt they share
+            self._end(copy, error)
+        row.copies = []
         self.planner.release(row.state.held)
         row.state.held = 0
         if entry is not None and error is None and row.request.session is not None and self.caches is not None:

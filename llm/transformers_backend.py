@@ -58,15 +58,26 @@ class TransformersBackend:
         self.runner.remove_adapter(name)
 
     def stream(self, messages, options, *, model=None, session=None, cancel=None, tools=None) -> AnswerStream:
+        return self._answers(messages, [options], model, session, cancel, tools)[0]
+
+    def stream_choices(self, messages, choices, *, model=None, tools=None) -> list[AnswerStream]:
+        """One answer per options to the same messages, from one prefill of the prompt (OpenAI's `n`)."""
+        return self._answers(messages, choices, model, None, None, tools)
+
+    def _answers(self, messages, choices, model, session, cancel, tools) -> list[AnswerStream]:
         if model not in (None, self.name) and model not in self.runner.adapters:
             raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
-        options = constrained.bind(options, lm.tokenizer, lm.stop_ids)  # a json_schema, compiled for this tokenizer
-        prompt = build_prompt(lm.tokenizer, messages, options.max_new_tokens, lm.context_length, tools)
-        stats = GenerationStats(dropped_messages=prompt.dropped_messages)
-        tokens = self.scheduler.generate(prompt.input_ids, lm.stop_ids, options, cancel, adapter, session)
-        return AnswerStream(_explain_failures(stream_text(tokens, lm.tokenizer, len(prompt.input_ids), stats)), stats)
+        choices = [constrained.bind(o, lm.tokenizer, lm.stop_ids) for o in choices]  # json_schema, compiled here
+        prompt = build_prompt(lm.tokenizer, messages, max(o.max_new_tokens for o in choices), lm.context_length, tools)
+        streams = self.scheduler.generate_copies(prompt.input_ids, lm.stop_ids, choices, cancel, adapter, session)
+        answers = []
+        for tokens in streams:
+            stats = GenerationStats(dropped_messages=prompt.dropped_messages)
+            text = stream_text(tokens, lm.tokenizer, len(prompt.input_ids), stats)
+            answers.append(AnswerStream(_explain_failures(text), stats))
+        return answers
 
     def list_models(self) -> list[str]:
         return [self.name]

@@ -1,8 +1,10 @@
-"""OpenAI's presence/frequency penalties, logit_bias and logprobs on /v1/chat/completions, through the official
+"""OpenAI's presence/frequency penalties, logit_bias, logprobs and `n` on /v1/chat/completions, through the official
 `openai` client against a real `streamlit run app.py` with the demo model; hostile values get a 400 naming the
 field while the server keeps serving."""
 
 from __future__ import annotations
+
+import json
 
 import openai
 import pytest
@@ -137,6 +139,14 @@ def test_logprobs_stop_with_the_text_a_stop_string_cuts(client):
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logprobs": "yes"}, "logprobs"),
         ({"logprobs": True, "top_logprobs": True}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 1000}, "top_logprobs"),
+        ({"n": 10**6}, "n"),
+        ({"n": 9}, "n"),  # one past MAX_CHOICES' default
+        ({"n": 0}, "n"),
+        ({"n": -3}, "n"),
+        ({"n": "2"}, "n"),
+        ({"n": 2.0}, "n"),
+        ({"n": True}, "n"),
     ],
 )
 def test_hostile_values_are_a_400_naming_the_field(api, extra, param):
@@ -151,3 +161,75 @@ def test_hostile_values_are_a_400_naming_the_field(api, extra, param):
 def test_the_server_still_serves_after_hostile_values(client):
     answer = ask(client, max_tokens=4, logit_bias={"5": -100}, presence_penalty=1.0, logprobs=True, top_logprobs=20)
     assert answer.choices[0].message.content and len(answer.choices[0].logprobs.content[0].top_logprobs) == 20
+
+
+def health(api) -> dict:
+    return requests.get(f"{api}/health", timeout=10).json()
+
+
+def test_n_answers_share_one_prefill_and_are_seeded_one_after_another(api, client):
+    before = health(api)
+    answer = ask(client, "Tell me a story about a cat.", n=3, temperature=1.0, seed=21, max_tokens=12, logprobs=True)
+    after = health(api)
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    texts = [c.message.content for c in answer.choices]
+    assert all(texts) and len(set(texts)) == 3  # three different samples
+    assert after["prompts_prefilled"] - before["prompts_prefilled"] == 1  # one prefill, not three
+    assert after["prefill_tokens"] - before["prefill_tokens"] == answer.usage.prompt_tokens
+    counts = [len(c.logprobs.content) for c in answer.choices]
+    assert answer.usage.completion_tokens == sum(counts) and all(0 < count <= 12 for count in counts)
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    # choice i is the request's answer with seed + i
+    for index, text in enumerate(texts):
+        alone = ask(client, "Tell me a story about a cat.", temperature=1.0, seed=21 + index, max_tokens=12)
+        assert alone.choices[0].message.content == text
+
+
+def test_n_answers_streamed_each_under_its_index(client):
+    stream = ask(
+        client,
+        FRUITS,
+        n=2,
+        temperature=1.0,
+        seed=5,
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+        logprobs=True,
+        top_logprobs=2,
+    )
+    texts, finish, tokens, usage = ["", ""], [None, None], [0, 0], None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            finish[choice.index] = choice.finish_reason or finish[choice.index]
+            if choice.logprobs is not None:
+                tokens[choice.index] += len(choice.logprobs.content or [])
+    whole = ask(client, FRUITS, n=2, temperature=1.0, seed=5, max_tokens=10)
+    assert texts == [c.message.content for c in whole.choices]
+    assert finish == [c.finish_reason for c in whole.choices]
+    assert sum(tokens) == usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_n_forced_tool_calls_are_each_valid(client):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "pick_fruit",
+            "parameters": {
+                "type": "object",
+                "properties": {"fruit": {"type": "string", "enum": ["apple", "pear", "plum"]}},
+                "required": ["fruit"],
+            },
+        },
+    }
+    answer = ask(
+        client, "Pick a fruit.", n=3, temperature=1.0, seed=2, max_tokens=30, tools=[tool], tool_choice="required"
+    )
+    assert len(answer.choices) == 3
+    for choice in answer.choices:
+        assert choice.finish_reason == "tool_calls"
+        call = choice.message.tool_calls[0]
+        assert call.function.name == "pick_fruit"
+        assert json.loads(call.function.arguments)["fruit"] in ("apple", "pear", "plum")

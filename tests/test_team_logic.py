@@ -374,7 +374,7 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
 
     from llm.interface import GenerationStats
     from server.api import service
-    from server.api.routes import _END, _next
+    from server.api.routes import _END, _next, usage
     from server.api.schemas import ChatRequest
 
     team = _standards_team()
@@ -416,7 +416,7 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     reader.join(timeout=5)
     assert outcome == [[]] and _next(chat) is _END
     assert backend.closed == backend.opened == ["plan"] and chat.pieces.run.ended_by == "stopped"
-    assert chat.usage()["completion_tokens"] > 10  # what the plan wrote before the stop is counted
+    assert usage([chat])["completion_tokens"] > 10  # what the plan wrote before the stop is counted
 
     early = answer()
     early.close()  # closed before anything read it: nothing runs

@@ -135,7 +135,12 @@ async def health(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=503)
     figures = {"status": "ok"}
     if scheduler := getattr(backend, "scheduler", None):  # the in-process engine
-        figures.update(decode_steps=scheduler.steps, most_rows_together=scheduler.max_rows_seen)
+        figures.update(
+            decode_steps=scheduler.steps,
+            most_rows_together=scheduler.max_rows_seen,
+            prompts_prefilled=scheduler.prefills,
+            prefill_tokens=scheduler.prefill_tokens,
+        )
     return JSONResponse(figures)
 
 
@@ -189,7 +194,7 @@ async def model_objects() -> list[dict]:
 async def chat_completions(request: Request) -> Response:
     chat = await read_json(request, ChatRequest)
     try:
-        run = await in_thread(start_chat, chat)
+        runs = await in_thread(start_chat, chat)
     except ApiError:
         raise
     except StudioError as exc:
@@ -198,27 +203,42 @@ async def chat_completions(request: Request) -> Response:
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         return StreamingResponse(
-            sse(run, answer_id, created, chat.model, include_usage),
+            sse(runs, answer_id, created, chat.model, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    text = await collect(run, request)
-    if text is None:
-        return Response(status_code=499)  # the client went away; nobody reads this
-    message = run.shape.message(text, complete(run))  # tool calls or a checked JSON answer read from the text
-    choice = {"index": 0, "message": message, "finish_reason": run.shape.finish_reason(run.finish_reason)}
-    if (logprobs := run.logprobs_content(len(text.encode("utf-8", errors="replace")), final=True)) is not None:
-        choice["logprobs"] = {"content": logprobs}
+    texts = []
+    try:
+        for run in runs:  # they decode together; read one after another
+            if (text := await collect(run, request)) is None:
+                return Response(status_code=499)  # the client went away; nobody reads this
+            texts.append(text)
+    finally:
+        for run in runs:
+            await close_quietly(run)
+    choices = []
+    for index, (run, text) in enumerate(zip(runs, texts)):
+        message = run.shape.message(text, complete(run))  # tool calls or a checked JSON answer read from the text
+        choice = {"index": index, "message": message, "finish_reason": run.shape.finish_reason(run.finish_reason)}
+        if (logprobs := run.logprobs_content(len(text.encode("utf-8", errors="replace")), final=True)) is not None:
+            choice["logprobs"] = {"content": logprobs}
+        choices.append(choice)
     return JSONResponse(
         {
             "id": answer_id,
             "object": "chat.completion",
             "created": created,
             "model": chat.model,
-            "choices": [choice],
-            "usage": run.usage(),
+            "choices": choices,
+            "usage": usage(runs),
         }
     )
+
+
+def usage(runs: list[ChatRun]) -> dict:
+    """The prompt once (the answers share it), the tokens of every answer."""
+    prompt, completion = runs[0].stats.prompt_tokens, sum(run.stats.completion_tokens for run in runs)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 async def collect(run: ChatRun, request: Request) -> str | None:
@@ -238,9 +258,12 @@ async def collect(run: ChatRun, request: Request) -> str | None:
     return "".join(pieces)
 
 
-async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
-    def event(delta: dict | None, finish: str | None = None, logprobs: list | None = None, **extra) -> str:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+async def sse(runs: list[ChatRun], answer_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI's chunks; with `n` answers, each chunk carries one choice's delta (its `index`), taken in turn
+    from the answers still going (they decode in the same steps, so none waits long for another)."""
+
+    def event(index: int, delta: dict | None, finish: str | None = None, logprobs: list | None = None, **extra):
+        choices = [] if delta is None else [{"index": index, "delta": delta, "finish_reason": finish}]
         if logprobs:
             choices[0]["logprobs"] = {"content": logprobs}
         chunk = {
@@ -254,18 +277,25 @@ async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_us
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     try:
-        yield event({"role": "assistant", "content": ""})
-        sent = 0  # bytes of answer text sent: the log probabilities of the tokens they hold go with them
-        while (piece := await in_thread(_next, run)) is not _END:
-            for delta in run.shape.feed(piece):  # content as it comes; a tool call is held until it is whole
-                sent += len(delta["content"].encode("utf-8", errors="replace"))
-                yield event(delta, logprobs=run.logprobs_content(sent))
-        for delta in run.shape.finish(complete(run)):
-            yield event(delta)
-        finish = run.shape.finish_reason(run.finish_reason)
-        yield event({}, finish, logprobs=run.logprobs_content(sent, final=True))
+        for index in range(len(runs)):
+            yield event(index, {"role": "assistant", "content": ""})
+        sent = [0] * len(runs)  # bytes of each answer's text sent: the log probabilities of their tokens go with them
+        going = list(range(len(runs)))
+        while going:
+            for index in list(going):
+                run = runs[index]
+                if (piece := await in_thread(_next, run)) is _END:
+                    going.remove(index)
+                    for delta in run.shape.finish(complete(run)):
+                        yield event(index, delta)
+                    finish = run.shape.finish_reason(run.finish_reason)
+                    yield event(index, {}, finish, logprobs=run.logprobs_content(sent[index], final=True))
+                    continue
+                for delta in run.shape.feed(piece):  # content as it comes; a tool call is held until it is whole
+                    sent[index] += len(delta["content"].encode("utf-8", errors="replace"))
+                    yield event(index, delta, logprobs=run.logprobs_content(sent[index]))
         if include_usage:
-            yield event(None, usage=run.usage())
+            yield event(0, None, usage=usage(runs))
     except Exception as exc:  # mid-stream: the status line is sent already, so the error goes in the stream
         if not isinstance(exc, StudioError):
             log.exception("API stream failed")
@@ -273,7 +303,8 @@ async def sse(run: ChatRun, answer_id: str, created: int, model: str, include_us
         error = {"message": message, "type": "server_error", "param": None, "code": "backend_error"}
         yield f"data: {json.dumps({'error': error})}\n\n"
     finally:
-        await close_quietly(run)
+        for run in runs:
+            await close_quietly(run)
     yield "data: [DONE]\n\n"
 
 

@@ -86,8 +86,8 @@ class ChatRequest(BaseModel):
     # vLLM's extra sampling fields
     top_k: StrictInt | None = None
     repetition_penalty: StrictFloat | None = None
-    # Known OpenAI fields this server does not implement; refused when set to something that matters.
-    n: StrictInt | None = None
+    # OpenAI's other fields (`functions`: refused by `unsupported`).
+    n: StrictInt | None = None  # answers wanted: checked against MAX_CHOICES (`service.choice_count`)
     tools: Items | None = None
     functions: Items | None = None
     tool_choice: Any = None
@@ -112,7 +112,6 @@ class ChatRequest(BaseModel):
     def unsupported(self) -> tuple[str, str] | None:
         """(field, why) for the first field set to something this server does not do."""
         checks = [
-            ("n", self.n not in (None, 1), "only n=1 is supported; send separate requests for more answers"),
             ("functions", bool(self.functions), "function calling is not supported; use tools"),
         ]
         return next(((name, why) for name, bad, why in checks if bad), None)

@@ -97,10 +97,6 @@ class ChatRun:
     def finish_reason(self) -> str:
         return "stop" if self.stops.hit else ("length" if self.stats.finish_reason == "length" else "stop")
 
-    def usage(self) -> dict:
-        prompt, completion = self.stats.prompt_tokens, self.stats.completion_tokens
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
     def logprobs_content(self, sent_bytes: int, final: bool = False) -> list[dict] | None:
         """OpenAI's `logprobs.content` for the tokens within the first `sent_bytes` bytes of text sent, not given
         out before; `final`: the answer is over, so every token left unless a stop string cut the text there.
@@ -114,8 +110,9 @@ class ChatRun:
         self.stops.close()
 
 
-def start_chat(request: ChatRequest) -> ChatRun:
-    """Check the request against the model it names and start its answer (blocking: call in a thread)."""
+def start_chat(request: ChatRequest) -> list[ChatRun]:
+    """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
+    thread)."""
     if problem := request.unsupported():
         raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
     target = ENGINE.targets().get(request.model)
@@ -126,6 +123,7 @@ def start_chat(request: ChatRequest) -> ChatRun:
             param="model",
             code="model_not_found",
         )
+    count = choice_count(request, target.kind)
     messages = to_messages(request.messages, target.system_prompt)
     options = to_options(request)
     shape = answer_shape(request, target.kind)
@@ -137,18 +135,45 @@ def start_chat(request: ChatRequest) -> ChatRun:
             param="logprobs",
             code="unsupported_parameter",
         )
-    stats = GenerationStats()
+    tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
     try:
         if target.kind == "team":
-            pieces = TeamAnswer(target.backend_model, messages, options, request, stats)
-        else:
-            tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
-            pieces = ENGINE.backend.stream(messages, options, model=target.backend_model, **tools)
-            stats = pieces.stats
+            answers = [TeamAnswer(target.backend_model, messages, options, request, GenerationStats())]
+        elif count == 1:
+            answers = [ENGINE.backend.stream(messages, options, model=target.backend_model, **tools)]
+        else:  # one prefill of the prompt for all of them; choice i is seeded seed + i
+            choices = [options.model_copy(update={"seed": seeded(options.seed, i)}) for i in range(count)]
+            answers = ENGINE.backend.stream_choices(messages, choices, model=target.backend_model, **tools)
     except StudioError as exc:
         raise _refusal(exc) from None
-    logprobs = Logprobs(pieces) if options.logprobs is not None else None
-    return ChatRun(pieces, stats, StopStrings(logprobs or pieces, request.stop_strings()), logprobs, shape)
+    runs = []
+    for pieces in answers:
+        logprobs = Logprobs(pieces) if options.logprobs is not None else None
+        stops = StopStrings(logprobs or pieces, request.stop_strings())
+        runs.append(ChatRun(pieces, pieces.stats, stops, logprobs, AnswerShape(shape.plan)))
+    return runs
+
+
+def choice_count(request: ChatRequest, kind: str) -> int:
+    """`n`, checked against MAX_CHOICES (a team gives one answer)."""
+    from core.settings import get_settings
+
+    count, cap = 1 if request.n is None else request.n, get_settings().max_choices
+    if not 1 <= count <= cap:
+        raise ApiError(
+            400,
+            f"n: between 1 and {cap} answers per request (MAX_CHOICES); send several requests for more.",
+            param="n",
+            code="invalid_value",
+        )
+    if count > 1 and kind == "team":
+        raise ApiError(400, "n: a team gives one answer per request.", param="n", code="unsupported_parameter")
+    return count
+
+
+def seeded(seed: int | None, index: int) -> int | None:
+    """Choice `index`'s seed: the request's for the first, the next ones (wrapping in the seed range) after it."""
+    return None if seed is None else (seed + index) % 2**32
 
 
 def answer_shape(request: ChatRequest, kind: str) -> AnswerShape:
