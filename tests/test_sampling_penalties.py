@@ -303,3 +303,30 @@ def test_logprobs_are_refused_where_no_one_computes_them(monkeypatch, kind, back
     with pytest.raises(ApiError) as caught:
         service.start_chat(chat(logprobs=True, top_logprobs=2))
     assert (caught.value.status, caught.value.param) == (400, "logprobs")
+
+
+def test_n_for_a_team_or_past_max_choices_is_refused_before_any_answer_starts(monkeypatch):
+    from server.api import service
+    from server.api.catalog import Target
+
+    class Backend:
+        def stream_choices(self, *args, **kwargs):
+            raise AssertionError("no answer may start")
+
+    monkeypatch.setattr(service.ENGINE, "backend", Backend())
+    monkeypatch.setattr(
+        service.ENGINE, "targets", lambda: {"t": Target("t", "team", "t"), "m": Target("m", "base", "m")}
+    )
+    monkeypatch.setenv("MAX_CHOICES", "3")
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    for model, n, words in [
+        ("t", 2, "a team gives one answer"),
+        ("m", 4, "between 1 and 3 answers"),
+        ("m", 0, "MAX_CHOICES"),
+    ]:
+        with pytest.raises(ApiError) as caught:
+            service.start_chat(chat(model=model, n=n))
+        assert (caught.value.status, caught.value.param) == (400, "n") and words in str(caught.value)
+    assert [service.seeded(None, 2), service.seeded(5, 2), service.seeded(2**32 - 1, 1)] == [None, 7, 0]
