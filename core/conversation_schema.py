@@ -80,9 +80,25 @@ class Stats(_Part):
     finish_reason: Annotated[str, Field(max_length=32)] | None = None
 
 
+class CalledFunction(_Part):
+    name: Annotated[str, Field(max_length=200)]
+    arguments: LongText  # JSON text, as the model wrote it
+
+
+class ToolCall(_Part):
+    """A function call an assistant message made (OpenAI's shape); its result is a `tool` message."""
+
+    id: Annotated[str, Field(max_length=200)]
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class Message(_Part):
-    role: Literal["user", "assistant"]
+    # system and tool messages, and assistant messages holding tool_calls, come from the API (core/api_store.py)
+    role: Literal["user", "assistant", "system", "tool"]
     content: str
+    tool_calls: Annotated[list[ToolCall], Field(max_length=128)] | None = None
+    tool_call_id: Annotated[str, Field(max_length=200)] | None = None  # a tool message: the call it answers
     id: Annotated[str, Field(max_length=64)] | None = None
     replaces: Annotated[str, Field(max_length=64)] | None = None  # the answer a regenerated one took the place of
     time: Annotated[float, Field(ge=0, le=10**11)] | None = None  # seconds since 1970

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # The most answers one API request may ask for (`n`). They share the prompt's prefill, but each is a row
     # of the batch with its own KV cache, so this is at most MAX_BATCH_SIZE in effect.
     max_choices: Annotated[int, PER_USE] = Field(default=8, ge=1, le=128)
+    # Stored API responses (`store: true`, OpenAI's default) are pruned past this age (OpenAI keeps them 30 days)...
+    responses_retention_days: Annotated[float, PER_USE] = Field(default=30.0, gt=0)
+    # ...or past this many, oldest first, so a script looping over /v1/responses cannot fill the disk.
+    responses_max_stored: Annotated[int, PER_USE] = Field(default=10_000, ge=1)
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: Annotated[str, SERVER] = "http://127.0.0.1:8000/v1"

@@ -26,7 +26,7 @@ from pathlib import Path
 from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
 from core.errors import StudioError
 
-SCHEMA_VERSION = 2  # 1: rows keyed by (conversation, position), rewritten and deleted by every save
+SCHEMA_VERSION = 3  # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS conversations (
         id TEXT PRIMARY KEY,
@@ -34,7 +34,8 @@ SCHEMA = [
         page TEXT NOT NULL,             -- chat, persona:<name>, search
         created REAL NOT NULL,
         updated REAL NOT NULL,
-        version INTEGER NOT NULL DEFAULT 0  -- bumped by every write of its messages
+        version INTEGER NOT NULL DEFAULT 0,  -- bumped by every write of its messages
+        metadata TEXT NOT NULL DEFAULT '{}'  -- JSON: the API's metadata (string keys and values)
     )""",
     """CREATE TABLE IF NOT EXISTS messages (
         conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
@@ -47,6 +48,15 @@ SCHEMA = [
         hidden INTEGER NOT NULL DEFAULT 0,  -- replaced by a regenerated answer, or taken back
         PRIMARY KEY (conversation_id, id)
     )""",
+    """CREATE TABLE IF NOT EXISTS api_objects (
+        id TEXT PRIMARY KEY,            -- resp_/asst_/run_ and 128 random bits
+        kind TEXT NOT NULL,             -- response, assistant, run
+        parent TEXT,                    -- a response: the one it continues (previous_response_id)
+        conversation_id TEXT REFERENCES conversations(id) ON DELETE CASCADE,  -- its conversation or thread
+        created REAL NOT NULL,
+        body TEXT NOT NULL              -- JSON: the object as the API returns it, and what it needs besides
+    )""",
+    "CREATE INDEX IF NOT EXISTS api_objects_kind ON api_objects(kind, created)",
     "CREATE INDEX IF NOT EXISTS messages_order ON messages(conversation_id, seq)",
     "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC)",
 ]
@@ -304,6 +314,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE messages RENAME TO messages_v1")
         if _columns(db, "conversations") and "version" not in _columns(db, "conversations"):
             db.execute("ALTER TABLE conversations ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        if _columns(db, "conversations") and "metadata" not in _columns(db, "conversations"):
+            db.execute("ALTER TABLE conversations ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
         for statement in SCHEMA:
             db.execute(statement)
         if moved:

@@ -36,9 +36,18 @@ class Prompt:
 
 
 def turns(history: list[dict]) -> list[Message]:
-    """The role/content pairs of stored or displayed messages, nothing else (ids, stats and sources stay out of
-    the model's input). The one place history is stripped before it reaches a chat template."""
-    return [{"role": m["role"], "content": m["content"]} for m in history]
+    """The role/content pairs of stored or displayed messages, and the tool calls and results of tool-using turns,
+    nothing else (ids, stats and sources stay out of the model's input). The one place history is stripped before
+    it reaches a chat template."""
+    kept = []
+    for m in history:
+        turn: Message = {"role": m["role"], "content": m["content"]}
+        if m.get("tool_calls"):
+            turn["tool_calls"] = m["tool_calls"]
+        if m.get("tool_call_id"):
+            turn["tool_call_id"] = m["tool_call_id"]
+        kept.append(turn)
+    return kept
 
 
 def conversation(system_prompt: str, history: list[dict]) -> list[Message]:

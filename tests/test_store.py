@@ -158,7 +158,7 @@ def test_a_database_of_the_first_schema_opens_and_keeps_its_messages(tmp_path):
     version = store.write("c1", [(4, {"role": "user", "content": "new turn", "id": "n"})], version=store.version("c1"))
     assert version == 1 and contents(Store(path).messages("c1"))[-1] == "new turn"  # and it opens again
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (3,)
 
 
 def test_a_database_from_a_newer_app_is_refused_with_the_reason(tmp_path):

@@ -143,10 +143,19 @@ def stats_caption(stats: dict) -> str:
     return " · ".join(parts)
 
 
+AVATARS = {"tool": "🔧", "system": "⚙️"}  # turns an API conversation can hold besides user and assistant
+
+
 def render_message(message: dict, extra: Callable[[dict], None] | None = None) -> None:
-    with st.chat_message(message["role"]):
-        # Remote images become placeholders, links http(s) only, HTML stays text (see ui/safe_text).
-        st.markdown(safe_markdown(message["content"]) or "*(empty answer)*")
+    with st.chat_message(message["role"], avatar=AVATARS.get(message["role"])):
+        for call in message.get("tool_calls") or []:  # an API client's function call: shown as plain text
+            function = call["function"]
+            st.code(f"{function['name']}({function['arguments']})", language=None)
+        if message["role"] == "tool":
+            st.code(message["content"], language=None)
+        elif message["content"] or not message.get("tool_calls"):
+            # Remote images become placeholders, links http(s) only, HTML stays text (see ui/safe_text).
+            st.markdown(safe_markdown(message["content"]) or "*(empty answer)*")
         render_footer(message)
         if extra:
             extra(message)

@@ -54,7 +54,7 @@ async def read_json(request: Request, model: type[Body]) -> Body:
     except RecursionError:
         raise ApiError(400, "body: nested too deeply.", code="invalid_value") from None
     except ValidationError as exc:
-        param, message = first_problem(exc)
+        param, message = first_problem(exc, FIELD_NAMES | getattr(model, "PARAMS", frozenset()))
         raise ApiError(400, f"{param or 'body'}: {message}.", param=param, code="invalid_value") from None
 
 
@@ -99,10 +99,11 @@ def _no_constant(name: str):
     raise NotJson(f"{name} is not a JSON number")
 
 
-def first_problem(exc: ValidationError) -> tuple[str | None, str]:
+def first_problem(exc: ValidationError, names: frozenset[str] = FIELD_NAMES) -> tuple[str | None, str]:
     """(param, message) of the most telling error: the one that reached deepest into the value, and among
-    those a bound or a value over a mere type mismatch (a union reports each member it tried)."""
+    those a bound or a value over a mere type mismatch (a union reports each member it tried). `names`: the
+    field names a location may hold (the rest are union members' names)."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     best = min(errors, key=lambda e: (-len(e["loc"]), e["type"].endswith("_type")))
-    param = ".".join(str(p) for p in best["loc"] if isinstance(p, int) or p in FIELD_NAMES) or None
+    param = ".".join(str(p) for p in best["loc"] if isinstance(p, int) or p in names) or None
     return param, best["msg"].removeprefix("Value error, ").replace(" after validation", "")

@@ -16,23 +16,20 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from core.errors import StudioError
 from core.settings import get_settings
+from server.api import conversations, responses
 from server.api.access import check_access
 from server.api.body import read_json
 from server.api.schemas import ChatRequest, EmbeddingRequest
 from server.api.service import ENGINE, ApiError, ChatRun, start_chat
+from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
 log = logging.getLogger(__name__)
-# Our own pool for model work, so API streams never take the threads Streamlit serves files with.
-_THREADS = anyio.CapacityLimiter(64)
-_END = object()
-DISCONNECT_CHECK_S = 0.5  # how often a non-streamed answer checks that its client is still there
 
 
 def error_response(exc: ApiError) -> JSONResponse:
@@ -100,28 +97,6 @@ class V1:
 
 async def _unused(request: Request) -> Response:  # a Route only to match paths; V1 calls the handlers
     raise NotImplementedError
-
-
-async def in_thread(function, *args):
-    return await anyio.to_thread.run_sync(function, *args, limiter=_THREADS)
-
-
-def _next(run: ChatRun):
-    """The next piece, or _END (blocking: runs in a worker thread). A team run writes no text while it plans and
-    consults: meanwhile this gives "" every DISCONNECT_CHECK_S, so the route gets to notice a client that left
-    (a stream's cancellation lands, `collect` asks) and close the run."""
-    wait = getattr(run.pieces, "wait", None)
-    if wait is not None and not wait(DISCONNECT_CHECK_S):
-        return ""
-    try:
-        return next(run.stops)
-    except StopIteration:
-        return _END
-
-
-async def close_quietly(run: ChatRun) -> None:
-    with anyio.CancelScope(shield=True):  # also when the client's disconnect cancelled us
-        await in_thread(run.close)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -241,23 +216,6 @@ def usage(runs: list[ChatRun]) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def collect(run: ChatRun, request: Request) -> str | None:
-    """The whole answer; None when the client disconnected first (its computation is then stopped)."""
-    pieces, checked = [], time.monotonic()
-    try:
-        while (piece := await in_thread(_next, run)) is not _END:
-            pieces.append(piece)
-            if time.monotonic() - checked > DISCONNECT_CHECK_S:
-                checked = time.monotonic()
-                if await request.is_disconnected():
-                    return None
-    except StudioError as exc:
-        raise ApiError(502, str(exc), code="backend_error", kind="server_error") from None
-    finally:
-        await close_quietly(run)
-    return "".join(pieces)
-
-
 async def sse(runs: list[ChatRun], answer_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
     """OpenAI's chunks; with `n` answers, each chunk carries one choice's delta (its `index`), taken in turn
     from the answers still going (they decode in the same steps, so none waits long for another)."""
@@ -306,11 +264,6 @@ async def sse(runs: list[ChatRun], answer_id: str, created: int, model: str, inc
         for run in runs:
             await close_quietly(run)
     yield "data: [DONE]\n\n"
-
-
-def complete(run: ChatRun) -> bool:
-    """The answer ended on its own: not cut by max_tokens or a stop string."""
-    return run.finish_reason == "stop" and not run.stops.hit
 
 
 def embedding_id() -> str:
@@ -368,6 +321,8 @@ def api_routes() -> list[Route]:
             ("GET", "/v1/models/{model_id:path}", get_model),  # ids may hold a slash (org/name)
             ("POST", "/v1/chat/completions", chat_completions),
             ("POST", "/v1/embeddings", embeddings),
+            *responses.ROUTES,
+            *conversations.ROUTES,
         ]
     )
     return [Route("/health", health, methods=["GET"]), Route("/v1", v1), Route("/v1/{rest:path}", v1)]

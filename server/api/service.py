@@ -110,9 +110,9 @@ class ChatRun:
         self.stops.close()
 
 
-def start_chat(request: ChatRequest) -> list[ChatRun]:
+def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> list[ChatRun]:
     """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
-    thread)."""
+    thread). Setting `cancel` stops a single answer's row at its next step, from any thread."""
     if problem := request.unsupported():
         raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
     target = ENGINE.targets().get(request.model)
@@ -140,7 +140,7 @@ def start_chat(request: ChatRequest) -> list[ChatRun]:
         if target.kind == "team":
             answers = [TeamAnswer(target.backend_model, messages, options, request, GenerationStats())]
         elif count == 1:
-            answers = [ENGINE.backend.stream(messages, options, model=target.backend_model, **tools)]
+            answers = [ENGINE.backend.stream(messages, options, model=target.backend_model, cancel=cancel, **tools)]
         else:  # one prefill of the prompt for all of them; choice i is seeded seed + i
             choices = [options.model_copy(update={"seed": seeded(options.seed, i)}) for i in range(count)]
             answers = ENGINE.backend.stream_choices(messages, choices, model=target.backend_model, **tools)
