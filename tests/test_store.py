@@ -209,8 +209,8 @@ def with_message(**fields) -> bytes:
         (b'{"messages": []}', 'expected "format"'),
         (b"[1, 2]", 'expected "format"'),
         (
-            json.dumps({**GOOD, "messages": [{"role": "system", "content": "x"}]}).encode(),
-            "messages[0].role: Input should be 'user' or 'assistant'",
+            json.dumps({**GOOD, "messages": [{"role": "robot", "content": "x"}]}).encode(),
+            "messages[0].role: Input should be 'user', 'assistant', 'system' or 'tool'",
         ),
         (json.dumps({**GOOD, "messages": [{"role": "user"}]}).encode(), "messages[0].content: Field required"),
         (with_message(stats="fast"), "messages[1].stats: Input should be a valid dictionary"),
