@@ -189,6 +189,7 @@ def finish(turn: Turn, text: str, complete: bool) -> None:
     run = turn.run
     message = run.shape.message(text, complete)
     stored = {"id": turn.answer_id, "time": time.time(), "role": "assistant", "content": message["content"] or ""}
+    stored.update(model=turn.body.model, stats=run.stats.as_dict())  # the chat page shows its figures as its own
     if message.get("tool_calls"):
         stored["tool_calls"] = message["tool_calls"]
     turn.output = [stored] if stored["content"] or stored.get("tool_calls") else []
