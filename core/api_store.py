@@ -6,9 +6,10 @@ Items are messages: a message item is a user, assistant or system message; a fun
 holding `tool_calls`; a function call's output is a `tool` message naming its `tool_call_id`. So the chat page shows
 and continues an API conversation, and the API reads back what the page wrote.
 
-Bounded: a stored response older than the retention, or past the newest `max_responses`, is pruned when a response
-is stored; a response with `store: false` is never written. Appends are one transaction each (positions are taken
-inside it), so two clients adding items to one conversation at once lose nothing.
+Bounded: a stored response older than the retention, or past the newest `max_responses`, is pruned as
+responses are stored (the count every PRUNE_EVERY stores); a response with `store: false` is never written.
+Appends are one transaction each (positions are taken inside it), so two clients adding items to one conversation at
+once lose nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.store import Store, _put, _title
 
 API_PAGE = "chat"  # conversations made through the API show in the chat page's sidebar and continue there
 MAX_CHAIN = 1000  # responses followed back through previous_response_id (each one is a turn of history)
+PRUNE_EVERY = 64  # stored responses between two prunes to RESPONSES_MAX_STORED
 
 
 def new_api_id(prefix: str) -> str:
@@ -48,8 +50,10 @@ class ApiObject:
 
 
 class ApiStore:
-    def __init__(self, store: Store, retention_s: float, max_responses: int):
+    def __init__(self, store: Store, retention_s: float, max_responses: int, prune_every: int = PRUNE_EVERY):
         self.store, self.retention_s, self.max_responses = store, retention_s, max_responses
+        self.prune_every = prune_every
+        self._stored = 0  # responses stored since the last prune to the cap, modulo prune_every
 
     # --- conversations -----------------------------------------------------------------------
 
@@ -75,20 +79,8 @@ class ApiStore:
 
     def append(self, cid: str, messages: list[dict]) -> bool:
         """Add messages (each with its "id") after the last one, in one transaction; False: no such conversation."""
-        now = time.time()
         with self.store._connect(write=True) as db:
-            if db.execute("SELECT 1 FROM conversations WHERE id = ?", (cid,)).fetchone() is None:
-                return False
-            last = db.execute("SELECT COALESCE(MAX(seq), -1) FROM messages WHERE conversation_id = ?", (cid,)).fetchone()
-            _put(db, cid, enumerate(messages, start=last[0] + 1), (), now)
-            if messages and db.execute("SELECT title FROM conversations WHERE id = ?", (cid,)).fetchone()[0] in (
-                "API conversation",
-                "New chat",
-            ):
-                if first := next((m["content"] for m in messages if m["role"] == "user" and m["content"]), ""):
-                    db.execute("UPDATE conversations SET title = ? WHERE id = ?", (_title(first), cid))
-            db.execute("UPDATE conversations SET version = version + 1, updated = ? WHERE id = ?", (now, cid))
-        return True
+            return _append(db, cid, messages)
 
     def hide(self, cid: str, mid: str) -> bool:
         """Take one message out of the conversation (the API's item delete); False: no such item."""
@@ -103,33 +95,40 @@ class ApiStore:
 
     # --- responses, assistants, runs ---------------------------------------------------------
 
-    def put(self, obj: ApiObject) -> None:
-        """Write (or replace) an object; storing a response prunes those past the retention."""
+    def put(self, obj: ApiObject, items: list[dict] | None = None) -> None:
+        """Write (or replace) an object, and with `items`, append them to its conversation in the same transaction
+        (a stored turn is its response and its items, or nothing; one commit, not two). Storing a response prunes
+        those past the retention (an indexed range, at every store) and, every `prune_every` stores, those past the
+        newest `max_responses`: the count never runs more than `prune_every` over, and a store does not walk the
+        whole table each time."""
+        body = json.dumps(obj.body, ensure_ascii=False)
         with self.store._connect(write=True) as db:
             db.execute(
                 "INSERT OR REPLACE INTO api_objects (id, kind, parent, conversation_id, created, body)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (obj.id, obj.kind, obj.parent, obj.conversation_id, obj.created, json.dumps(obj.body, ensure_ascii=False)),
+                (obj.id, obj.kind, obj.parent, obj.conversation_id, obj.created, body),
             )
+            if items and obj.conversation_id:
+                _append(db, obj.conversation_id, items)
             if obj.kind == "response":
                 db.execute(
                     "DELETE FROM api_objects WHERE kind = 'response' AND created < ?", (time.time() - self.retention_s,)
                 )
-                db.execute(
-                    "DELETE FROM api_objects WHERE kind = 'response' AND id NOT IN"
-                    " (SELECT id FROM api_objects WHERE kind = 'response' ORDER BY created DESC LIMIT ?)",
-                    (self.max_responses,),
-                )
+                self._stored = (self._stored + 1) % self.prune_every
+                if self._stored == 0:
+                    self._prune_to_cap(db)
+
+    def _prune_to_cap(self, db) -> None:
+        oldest_kept = db.execute(
+            "SELECT created FROM api_objects WHERE kind = 'response' ORDER BY created DESC LIMIT 1 OFFSET ?",
+            (self.max_responses - 1,),
+        ).fetchone()
+        if oldest_kept is not None:
+            db.execute("DELETE FROM api_objects WHERE kind = 'response' AND created < ?", oldest_kept)
 
     def get(self, kind: str, oid: str) -> ApiObject | None:
         with self.store._connect() as db:
-            row = db.execute(
-                "SELECT id, kind, parent, conversation_id, created, body FROM api_objects WHERE id = ? AND kind = ?",
-                (oid, kind),
-            ).fetchone()
-        if row is None:
-            return None
-        return ApiObject(*row[:5], _object(row[5]))
+            return _read(db, kind, oid)
 
     def delete(self, kind: str, oid: str) -> bool:
         with self.store._connect(write=True) as db:
@@ -148,20 +147,43 @@ class ApiStore:
 
     def chain(self, rid: str) -> list[ApiObject] | None:
         """The response and every one it continues, oldest first (at most MAX_CHAIN; a loop, which only a damaged
-        file can hold, ends the walk). None when `rid` is not stored."""
+        file can hold, ends the walk). None when `rid` is not stored. One connection for the whole walk."""
         found: list[ApiObject] = []
         seen: set[str] = set()
         current: str | None = rid
-        while current is not None and current not in seen and len(found) < MAX_CHAIN:
-            seen.add(current)
-            obj = self.get("response", current)
-            if obj is None:
-                if not found:
-                    return None
-                break  # an older turn was pruned: the chain starts after it
-            found.append(obj)
-            current = obj.parent
+        with self.store._connect() as db:
+            while current is not None and current not in seen and len(found) < MAX_CHAIN:
+                seen.add(current)
+                obj = _read(db, "response", current)
+                if obj is None:
+                    if not found:
+                        return None
+                    break  # an older turn was pruned: the chain starts after it
+                found.append(obj)
+                current = obj.parent
         return found[::-1]
+
+
+def _append(db, cid: str, messages: list[dict]) -> bool:
+    now = time.time()
+    if db.execute("SELECT 1 FROM conversations WHERE id = ?", (cid,)).fetchone() is None:
+        return False
+    last = db.execute("SELECT COALESCE(MAX(seq), -1) FROM messages WHERE conversation_id = ?", (cid,)).fetchone()
+    _put(db, cid, enumerate(messages, start=last[0] + 1), (), now)
+    title = db.execute("SELECT title FROM conversations WHERE id = ?", (cid,)).fetchone()[0]
+    if messages and title in ("API conversation", "New chat"):
+        if first := next((m["content"] for m in messages if m["role"] == "user" and m["content"]), ""):
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", (_title(first), cid))
+    db.execute("UPDATE conversations SET version = version + 1, updated = ? WHERE id = ?", (now, cid))
+    return True
+
+
+def _read(db, kind: str, oid: str) -> ApiObject | None:
+    row = db.execute(
+        "SELECT id, kind, parent, conversation_id, created, body FROM api_objects WHERE id = ? AND kind = ?",
+        (oid, kind),
+    ).fetchone()
+    return None if row is None else ApiObject(*row[:5], _object(row[5]))
 
 
 def _object(text: str) -> dict:

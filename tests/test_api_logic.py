@@ -96,7 +96,7 @@ def test_options_take_openais_defaults_and_vllms_extras():
 
 
 def test_unsupported_fields_are_named():
-    assert request(n=2).unsupported()[0] == "n"
+    assert request(n=2).unsupported() is None  # n is served (as rows of one batch), up to MAX_CHOICES
     assert request(functions=[{"name": "f"}]).unsupported()[0] == "functions"  # tools are supported; this is not
     assert request(n=1, tools=[], logprobs=False, response_format={"type": "text"}).unsupported() is None
 
@@ -301,7 +301,7 @@ def test_a_wrong_method_or_an_unknown_v1_route_is_refused_in_openais_shape(v1):
     wrong = v1.get("/v1/chat/completions")
     assert refusal(wrong, 405)["code"] == "method_not_allowed" and wrong.headers["allow"] == "POST"
     assert v1.delete("/v1/models").headers["allow"] == "GET, HEAD"
-    for method, path in (("GET", "/v1/assistants"), ("POST", "/v1/responses"), ("PUT", "/v1"), ("GET", "/v1/")):
+    for method, path in (("GET", "/v1/batches"), ("POST", "/v1/images/generations"), ("PUT", "/v1"), ("GET", "/v1/")):
         assert refusal(v1.request(method, path), 404)["code"] == "unknown_url"
     assert v1.get("/somewhere").text == "<html>the page</html>"  # the page's own routes are untouched
 

@@ -12,8 +12,8 @@ from core.store import Store
 from server.api.items import read_items, to_items
 
 
-def api(tmp_path, retention_s: float = 3600, max_responses: int = 100) -> ApiStore:
-    return ApiStore(Store(tmp_path / "c.sqlite3"), retention_s, max_responses)
+def api(tmp_path, retention_s: float = 3600, max_responses: int = 100, prune_every: int = 1) -> ApiStore:
+    return ApiStore(Store(tmp_path / "c.sqlite3"), retention_s, max_responses, prune_every)
 
 
 def response(rid: str, parent: str | None = None, created: float | None = None) -> ApiObject:
@@ -66,6 +66,16 @@ def test_stored_responses_are_pruned_by_age_and_by_count(tmp_path):
     store.put(other)
     store.put(response("r5", created=time.time() + 5))
     assert store.get("assistant", "asst_x").body == {"name": "kept"}  # only responses are pruned
+
+
+def test_the_count_is_pruned_every_few_stores_and_never_runs_further_over(tmp_path):
+    store = api(tmp_path, max_responses=5, prune_every=4)
+    counts = []
+    for n in range(20):
+        store.put(response(f"r{n}", created=time.time() + n))
+        counts.append(len(store.list("response")))
+    assert max(counts) <= 5 + 4 - 1 and counts[-1] < 5 + 4  # over by at most prune_every - 1 between prunes
+    assert [o.id for o in store.list("response")][-5:] == [f"r{n}" for n in range(15, 20)]  # the newest are kept
 
 
 def test_appends_from_many_threads_lose_nothing_and_keep_order_per_writer(tmp_path):

@@ -207,9 +207,8 @@ def save(turn: Turn) -> None:
         return
     store = api_store()
     record = {"response": turn.shape(), "input": turn.input, "output": turn.output}
-    store.put(ApiObject(turn.id, "response", turn.body.previous_response_id, turn.conversation, turn.created, record))
-    if turn.conversation:
-        store.append(turn.conversation, turn.input + turn.output)
+    stored = ApiObject(turn.id, "response", turn.body.previous_response_id, turn.conversation, turn.created, record)
+    store.put(stored, turn.input + turn.output)  # appended to its conversation, if it has one, in one commit
 
 
 # --- routes ------------------------------------------------------------------------------------
