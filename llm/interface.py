@@ -177,3 +177,9 @@ class ChatBackend(Protocol):
     def detach_adapter(self, name: str) -> None:
         """The persona went away or broke: new answers can no longer use it."""
         ...
+
+    def complete(self, prompt: str, options: GenerationOptions, *, model: str | None = None) -> AnswerStream:
+        """Raw text continued as it is (OpenAI's legacy completions): no chat template and no system prompt, so
+        the caller writes any template it wants. Raises PromptTooLongError when the prompt and
+        `options.max_new_tokens` do not fit in the context, BackendError for an unknown `model`."""
+        ...

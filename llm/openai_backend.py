@@ -219,6 +219,46 @@ class OpenAIBackend:
             return BackendError(f"the connection to {where} broke: {type(exc).__name__}")
         return BackendError(f"Talking to {where} failed ({type(exc).__name__}).")
 
+    def complete(self, prompt: str, options: GenerationOptions, *, model: str | None = None) -> AnswerStream:
+        """Raw text to the server's own /v1/completions (vLLM's, llama.cpp's), which tokenizes and continues it
+        with no chat template; the sampling options are sent as a chat's are."""
+        model = self.resolve_model(model)
+        request = {**self._request(model, [], options), "prompt": prompt}
+        del request["messages"]
+        try:
+            response = self.client.completions.create(**request)
+        except Exception as exc:
+            raise self._explain(exc, model) from None
+        stats = GenerationStats()
+        return AnswerStream(self._read_text(response, stats), stats)
+
+    def _read_text(self, response, stats: GenerationStats) -> Iterator[str]:
+        """A streamed text completion's pieces; its usage and how it ended go into `stats`."""
+        finish = None
+        with StreamTally(stats) as tally:
+            try:
+                for chunk in response:
+                    if chunk.usage:
+                        stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
+                        stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        if choice.text:
+                            tally.arrived()  # one piece counted as a token until the server's usage says
+                            yield choice.text
+            except Exception as exc:
+                raise BackendError(
+                    f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
+                    "marked as cut."
+                ) from None
+            finally:
+                response.close()  # on stop this drops the connection, and vLLM aborts the request
+            if finish is None:
+                raise BackendError(
+                    "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
+                )
+            tally.ended("length" if finish == "length" else "stop")
+
 
 def _secrets_in(url: str, api_key: str) -> list[str]:
     """Text that must never be shown: the key, and the URL's user name, password and query (raw and decoded)."""

@@ -11,7 +11,7 @@ import torch
 from core.errors import StudioError
 from llm import constrained
 from llm.generation import stream_text
-from llm.interface import AnswerStream, BackendError, GenerationStats
+from llm.interface import AnswerStream, BackendError, GenerationStats, OptionError, PromptTooLongError
 from llm.kvcache import SessionCaches
 from llm.loading import LoadedModel
 from llm.lora import AdapterError
@@ -81,6 +81,27 @@ class TransformersBackend:
 
     def list_models(self) -> list[str]:
         return [self.name]
+
+    def complete(self, prompt: str, options, *, model=None) -> AnswerStream:
+        """Raw text continued as it is, decoded in the shared batch like any answer: no chat template and no
+        system prompt. The tokenizer reads the text as it reads any (a BOS token added where it adds one, a
+        special token's text taken as that token, as vLLM reads a completion prompt); the answer ends at the
+        model's stop ids or max_new_tokens."""
+        if model not in (None, self.name) and model not in self.runner.adapters:
+            raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
+        lm = self.loaded
+        ids = list(lm.tokenizer(prompt)["input_ids"])
+        if not ids:
+            raise OptionError("prompt", "The prompt holds no tokens; send some text to continue.")
+        if len(ids) + options.max_new_tokens > lm.context_length:
+            raise PromptTooLongError(
+                f"The prompt is {len(ids):,} tokens and {options.max_new_tokens:,} more are asked for, past the "
+                f"{lm.context_length:,}-token context. Shorten the prompt or ask for fewer tokens (max_tokens)."
+            )
+        stats = GenerationStats()
+        adapter = None if model in (None, self.name) else model
+        tokens = self.scheduler.generate(ids, lm.stop_ids, options, None, adapter, None)
+        return AnswerStream(_explain_failures(stream_text(tokens, lm.tokenizer, len(ids), stats)), stats)
 
 
 def _explain_failures(chunks: Iterator[str]) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""HTTP in, backend calls out: `/v1/models`, `/v1/models/{id}`, `/v1/chat/completions`, `/v1/embeddings`, `/health`.
+"""HTTP in, backend calls out: `/v1/models`, `/v1/models/{id}`, `/v1/chat/completions`, `/health`; the other
+routes live in their own modules (`embeddings`, `completions`, `responses`, `conversations`).
 
 The event loop here also carries every browser's websocket, so anything that blocks (the model, the
 tokenizer, the embedding model) runs in a worker thread, and streams are async generators that fetch
@@ -8,7 +9,6 @@ takes its row out of the batch at the next step.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -21,11 +21,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from core.errors import StudioError
-from core.settings import get_settings
-from server.api import conversations, responses
+from server.api import completions, conversations, responses
 from server.api.access import check_access
 from server.api.body import read_json
-from server.api.schemas import ChatRequest, EmbeddingRequest
+from server.api.embeddings import embedding_id, embeddings
+from server.api.schemas import ChatRequest
 from server.api.service import ENGINE, ApiError, ChatRun, start_chat
 from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
@@ -266,53 +266,6 @@ async def sse(runs: list[ChatRun], answer_id: str, created: int, model: str, inc
     yield "data: [DONE]\n\n"
 
 
-def embedding_id() -> str:
-    name = get_settings().rerank_model
-    return "all-MiniLM-L6-v2" if name == "bundled" else name
-
-
-async def embeddings(request: Request) -> Response:
-    body = await read_json(request, EmbeddingRequest)
-    if body.model != embedding_id():
-        raise ApiError(
-            404,
-            f"The embedding model {body.model!r} does not exist; use {embedding_id()!r}.",
-            param="model",
-            code="model_not_found",
-        )
-    vectors, tokens = await in_thread(embed, body.texts())
-    data = [
-        {"object": "embedding", "index": i, "embedding": encode_vector(v, body.encoding_format)}
-        for i, v in enumerate(vectors)
-    ]
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": data,
-            "model": body.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
-
-
-def embed(texts: list[str]):
-    from core.runtime import get_reranker
-
-    try:
-        encoder = get_reranker(get_settings().rerank_model)
-    except StudioError as exc:
-        raise ApiError(503, str(exc), code="model_unavailable", kind="server_error") from None
-    return encoder.embed(texts)
-
-
-def encode_vector(vector, encoding: str):
-    if encoding == "base64":  # little-endian float32, as OpenAI sends it
-        import numpy as np
-
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    return [float(x) for x in vector]
-
-
 def api_routes() -> list[Route]:
     """/health as it was; everything under /v1 (any path, any method) to `V1`."""
     v1 = V1(
@@ -321,6 +274,7 @@ def api_routes() -> list[Route]:
             ("GET", "/v1/models/{model_id:path}", get_model),  # ids may hold a slash (org/name)
             ("POST", "/v1/chat/completions", chat_completions),
             ("POST", "/v1/embeddings", embeddings),
+            *completions.ROUTES,
             *responses.ROUTES,
             *conversations.ROUTES,
         ]

@@ -8,7 +8,7 @@ Numbers and switches are strict: `true` is not 1, `"1"` is not a number (an int 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
@@ -148,3 +148,125 @@ class EmbeddingRequest(BaseModel):
 FIELD_NAMES = frozenset().union(
     *(model.model_fields for model in (ChatRequest, ChatMessage, TextPart, StreamOptions, EmbeddingRequest))
 )
+
+
+# --- /v1/completions and the checks /v1/embeddings adds (server.api.completions, server.api.embeddings) ----------
+
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default for a legacy completion (vLLM's too): clients that want more say so
+
+
+def _is_token_ids(value: Any) -> bool:
+    """A list of token ids, or of lists of them (OpenAI's pre-tokenized inputs)."""
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return True
+    return all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in value)
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy text completion: raw text in, its continuation out (no chat template). Sampling is checked
+    by `service.to_options` through `sampling()`, as a chat's is."""
+
+    model_config = ConfigDict(extra="ignore")
+    PARAMS: ClassVar[frozenset[str]] = frozenset({"prompt", "suffix", "echo", "best_of"})
+
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str
+    suffix: str | None = None  # refused unless empty: `unsupported`
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: StrictFloat | None = None
+    top_p: StrictFloat | None = None
+    seed: StrictInt | None = None
+    stop: Annotated[
+        Annotated[list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]], Field(max_length=MAX_STOPS)] | None,
+        BeforeValidator(_stop_list),
+    ] = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    echo: StrictBool = False  # the prompt comes back in front of the completion
+    n: StrictInt | None = None  # one completion per request here: `unsupported`
+    best_of: StrictInt | None = None
+    logprobs: StrictInt | None = None  # refused: /v1/chat/completions gives them
+    presence_penalty: StrictFloat | None = None
+    frequency_penalty: StrictFloat | None = None
+    logit_bias: dict | None = None
+    top_k: StrictInt | None = None  # vLLM's extra sampling fields, as on chats
+    repetition_penalty: StrictFloat | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_text(cls, value: Any) -> Any:
+        """One prompt of text: a string, or a list holding one string (as some clients send it)."""
+        if _is_token_ids(value):
+            raise PydanticCustomError(
+                "token_ids",
+                "token-id prompts are not accepted (ids from another tokenizer would be read as other words); send "
+                "the prompt as text",
+            )
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise PydanticCustomError(
+                    "one_prompt",
+                    "one prompt per request (a string, or a list of one string), not {count}; send one request "
+                    "per prompt",
+                    {"count": len(value)},
+                )
+            value = value[0]
+        if isinstance(value, str) and not value:
+            raise PydanticCustomError("string_too_short", "the prompt is empty; send the text to continue")
+        if isinstance(value, str) and len(value) > MAX_CHARS:
+            raise PydanticCustomError(
+                "too_long", f"the prompt holds {len(value):,} characters; at most {MAX_CHARS:,} are accepted"
+            )
+        return value
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(field, why) for the first field set to something this server does not do."""
+        checks = [
+            ("suffix", bool(self.suffix), "text after the insertion point (fill-in-the-middle) is not supported"),
+            ("n", self.n not in (None, 1), "one completion per request here; send n requests"),
+            ("best_of", self.best_of not in (None, 1), "one completion per request here; leave best_of out"),
+            (
+                "logprobs",
+                self.logprobs is not None,
+                "not given on /v1/completions; /v1/chat/completions gives them (logprobs: true, top_logprobs)",
+            ),
+        ]
+        return next(((name, why) for name, bad, why in checks if bad), None)
+
+    def sampling(self) -> ChatRequest:
+        """The sampling fields as a ChatRequest (not validated again) for `service.to_options`, the one place
+        for their defaults and ranges; max_tokens defaults to OpenAI's 16 here."""
+        fields = ("temperature", "top_p", "seed", "top_k", "repetition_penalty")
+        fields += ("presence_penalty", "frequency_penalty", "logit_bias")
+        return ChatRequest.model_construct(
+            model=self.model,
+            messages=[],
+            max_tokens=self.max_tokens or COMPLETION_MAX_TOKENS,
+            **{name: getattr(self, name) for name in fields},
+        )
+
+    def stop_strings(self) -> list[str]:
+        return [s for s in self.stop or [] if s]
+
+
+class EmbeddingBody(EmbeddingRequest):
+    """What /v1/embeddings reads: `EmbeddingRequest`, plus `dimensions` (checked against the model's own size by
+    the route) and a refusal of token arrays that says what to send instead."""
+
+    PARAMS: ClassVar[frozenset[str]] = frozenset({"dimensions"})
+
+    dimensions: StrictInt | None = Field(None, ge=1)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: Any) -> Any:
+        if _is_token_ids(value):
+            raise PydanticCustomError(
+                "token_ids",
+                "token arrays are not accepted: their ids come from another model's tokenizer (tiktoken's), not "
+                "this embedding model's. Send the text; with LangChain use OpenAIEmbeddings(..., "
+                "check_embedding_ctx_length=False)",
+            )
+        return value
