@@ -19,7 +19,7 @@ from tests.browser import start_streamlit
 from tests.concurrency import at_once
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 BASE = "SmolLM2-135M-Instruct"
 KEY = "test-api-key-4f9c"
 QUILL_PROMPT = json.loads((ROOT / "adapters/captain-quill/persona.json").read_text())["system_prompt"]
@@ -153,7 +153,7 @@ def test_seeded_sampling_repeats(client):
 @pytest.mark.parametrize(
     "extra, status, param",
     [
-        ({"n": 2}, 400, "n"),
+        ({"n": 9}, 400, "n"),  # past MAX_CHOICES (8)
         ({"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]}, 400, "tools"),
         ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
         ({"temperature": 7}, 400, "temperature"),
@@ -321,6 +321,18 @@ def test_with_only_a_page_password_the_api_is_shut(password_only):
     assert requests.get(f"{password_only}/v1/models", timeout=10).status_code == 403
 
 
+def test_with_only_a_page_password_the_stored_conversations_are_shut_too(password_only):
+    for method, path, body in [
+        ("POST", "/v1/responses", {"model": BASE, "input": "hi"}),
+        ("GET", "/v1/responses/resp_0123456789abcdef0123456789abcdef", None),
+        ("POST", "/v1/conversations", {}),
+        ("GET", "/v1/conversations/conv_x/items", None),
+        ("DELETE", "/v1/conversations/conv_x", None),
+    ]:
+        response = requests.request(method, password_only + path, json=body, timeout=10)
+        assert response.status_code == 403 and "API_KEY" in response.json()["error"]["message"], path
+
+
 @pytest.fixture(scope="module")
 def forwarding(tmp_path_factory):
     """LLM_BACKEND=openai: the studio in front of another OpenAI-compatible server (a local player)."""
@@ -348,7 +360,7 @@ def test_on_the_openai_backend_the_api_forwards_to_the_server(forwarding):
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "Half an answer"
 
 
-def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client):
+def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client, quill_backend):
     ids = [m.id for m in client.models.list()]
     assert "team:ai-standards" in ids and "team:harbour-council" in ids
     answer = client.chat.completions.create(
@@ -357,7 +369,11 @@ def test_a_team_is_a_model_and_its_answer_is_the_synthesis(client):
         max_tokens=24,
         messages=[{"role": "user", "content": "Should a hospital chatbot log patient questions?"}],
     )
-    assert answer.choices[0].message.content.strip() and answer.choices[0].finish_reason in ("stop", "length")
+    text = answer.choices[0].message.content
+    # max_tokens bounds the synthesis at 24 tokens: cut there it is "length"; ended by the model before, "stop"
+    # (usage counts the plan and the experts too, so the synthesis' own length is read from its text)
+    synthesis_tokens = len(quill_backend.loaded.tokenizer.encode(text, add_special_tokens=False))
+    assert text.strip() and answer.choices[0].finish_reason == ("length" if synthesis_tokens >= 24 else "stop")
     assert answer.usage.completion_tokens > 24  # the plan and both experts' answers were generated too
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="team:no-such-team", messages=[{"role": "user", "content": "hi"}])

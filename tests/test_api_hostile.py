@@ -15,7 +15,7 @@ import requests
 from tests.browser import start_streamlit
 from tests.test_api import BASE, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 QUICK_S = 5  # "quickly": a refusal comes before any model work, so well within this even on a busy CPU
 BODY_DEADLINE_S = 3  # REQUEST_TIMEOUT_S for this server, which bounds how long a body may take to arrive
 HI = [{"role": "user", "content": "hi"}]

@@ -14,7 +14,7 @@ from tests.browser import start_streamlit
 from tests.conftest import MODELS_DIR
 from tests.test_api import BASE, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "test-sampling-key-81d2"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 FRUITS = "Write a list of fruits, one per line."

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from tests.browser import start_streamlit
 from tests.test_api import BASE, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "tools-key-8d1e"
 WEATHER_PARAMETERS = {
     "type": "object",

@@ -35,6 +35,7 @@ def bubbles(at: AppTest) -> list[tuple[str, str]]:
     return [(m.name, m.markdown[0].value) for m in at.chat_message]
 
 
+@pytest.mark.model
 def test_real_model_message_in_streamed_answer_out_with_figures_and_the_demo_note():
     at = open_app()
     assert any("demo model" in i.value and "LLM_MODEL" in i.value for i in at.info)

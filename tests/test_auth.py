@@ -50,6 +50,7 @@ def guess_in_parallel(limiter: GuessLimiter, sessions: int, guesses: int) -> tup
     return outcomes, time.monotonic() - began
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_parallel_sessions_share_one_limit_of_about_one_guess_a_second():
     created = time.monotonic()
     limiter = GuessLimiter()
@@ -66,6 +67,7 @@ def test_parallel_sessions_share_one_limit_of_about_one_guess_a_second():
     assert all(0 < r.retry_after_s <= 32 for r in refused)
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_the_owner_gets_in_once_their_turn_comes_and_is_not_slowed_after():
     limiter = GuessLimiter()
     outcomes, _ = guess_in_parallel(limiter, sessions=8, guesses=2)  # an attacker used up the allowance
@@ -118,6 +120,7 @@ def test_every_page_opened_directly_shows_only_the_password_box(monkeypatch, pag
     guess_limiter().reset()
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_sessions_in_the_page_share_the_limit_and_the_owner_gets_in(monkeypatch, caplog, capfd):
     """Four sessions take turns guessing: each has guessed only twice, yet after the shared allowance every
     guess waits its turn (AppTest sessions cannot run in parallel threads; the browser test below does)."""
@@ -154,6 +157,7 @@ def test_an_empty_password_is_not_counted_as_a_guess(monkeypatch):
     assert at.error[0].value == "Enter the password." and not at.chat_input
 
 
+@pytest.mark.model
 @pytest.mark.browser
 @pytest.mark.slow
 def test_ten_browser_sessions_guessing_at_once_share_one_limit(tmp_path):
@@ -210,6 +214,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
     return response.status, body
 
 
+@pytest.mark.model
 @pytest.mark.browser
 @pytest.mark.slow
 def test_with_a_password_no_route_and_no_page_shows_saved_data_before_it(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from llm.scheduler import BatchScheduler
 from tests.concurrency import at_once
 from tests.reference import GREEDY, alone, plain, prompt_ids
 
+pytestmark = pytest.mark.model
 QUESTIONS = [
     "Tell me about whales.",
     "What is the capital of France? Explain it at length, with some history.",

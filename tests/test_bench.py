@@ -7,7 +7,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import MODELS_DIR, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 
 def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):

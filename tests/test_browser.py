@@ -7,7 +7,7 @@ import pytest
 from tests.browser import bubbles, open_chat, send, start_streamlit, wait_answers
 from tests.conftest import ARTIFACTS
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 
 
 @pytest.fixture(scope="module")

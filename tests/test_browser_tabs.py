@@ -12,7 +12,7 @@ import pytest
 from core.store import Store
 from tests.browser import open_chat, send, start_streamlit, wait_answers
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ def finetune(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.model
 def test_every_example_cut_before_its_answer_is_refused_before_training(tmp_path):
     done = finetune(tmp_path, "--max-length", "24")
     assert done.returncode == 2, done.stderr
@@ -74,6 +75,7 @@ def test_every_example_cut_before_its_answer_is_refused_before_training(tmp_path
     assert not (tmp_path / "adapters" / "tiny").exists()
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_loss_that_stops_being_finite_stops_training_and_writes_nothing(tmp_path):
     done = finetune(tmp_path, "--lr", "1e30", "--max-steps", "4", "--batch-size", "2")  # weights blow up at step 1
@@ -83,6 +85,7 @@ def test_a_loss_that_stops_being_finite_stops_training_and_writes_nothing(tmp_pa
     assert not (tmp_path / "adapters" / "tiny").exists()  # no folder the persona page would list as broken
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_failed_retrain_keeps_the_adapter_that_was_there(tmp_path):
     assert finetune(tmp_path, "--max-steps", "1", "--batch-size", "2").returncode == 0
@@ -114,6 +117,7 @@ def test_settings_that_cannot_train_are_refused_with_the_flag(tmp_path, capsys, 
     assert not (tmp_path / "adapters").exists()
 
 
+@pytest.mark.model
 def test_train_called_directly_refuses_too_and_only_learnable_examples_are_kept(tmp_path):
     loaded = load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
     data = tmp_path / "d.json"

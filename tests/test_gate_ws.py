@@ -16,7 +16,7 @@ from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 from tests.streamlit_protocol import RawSession, server_rss_mb
 from ui.auth import FREE_GUESSES, GUESS_INTERVAL_S, MAX_WAIT_S
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 PASSWORD = "owner's own passphrase 7"
 TEN_MB = 10 * 2**20 - 4096  # under the 10 MB upload limit with the form's overhead
 REFUSED = re.compile(r"Too many wrong passwords; try again in (\d+) s\.")

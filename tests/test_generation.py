@@ -21,6 +21,7 @@ def ask(backend, text, options=GREEDY, system="You are a helpful assistant."):
     return list(stream), stream.stats
 
 
+@pytest.mark.model
 def test_answer_streams_in_several_pieces_with_stats(backend):
     pieces, stats = ask(backend, "What is the capital of France?")
     text = "".join(pieces)
@@ -32,6 +33,7 @@ def test_answer_streams_in_several_pieces_with_stats(backend):
     assert stats.finish_reason in {"stop", "length"}
 
 
+@pytest.mark.model
 def test_generation_stops_on_end_of_turn_and_leaks_no_special_tokens(backend, demo_model):
     options = GenerationOptions(temperature=0, max_new_tokens=200)
     pieces, stats = ask(backend, "Say hello.", options)
@@ -41,6 +43,7 @@ def test_generation_stops_on_end_of_turn_and_leaks_no_special_tokens(backend, de
     assert demo_model.stop_ids  # taken from the generation config / tokenizer
 
 
+@pytest.mark.model
 def test_stop_ids_are_honoured_whichever_they_are(demo_model):
     tok = demo_model.tokenizer
     prompt = encode(tok, [{"role": "user", "content": "Count: one, two, three, four"}])
@@ -50,17 +53,20 @@ def test_stop_ids_are_honoured_whichever_they_are(demo_model):
     assert cut == plain[: plain.index(plain[2])]
 
 
+@pytest.mark.model
 def test_greedy_is_deterministic_and_seed_makes_sampling_repeatable(backend):
     assert ask(backend, "Name a fruit.")[0] == ask(backend, "Name a fruit.")[0]
     sampled = GenerationOptions(temperature=1.2, top_p=0.95, top_k=100, seed=7, max_new_tokens=20)
     assert ask(backend, "Tell me a word.", sampled)[0] == ask(backend, "Tell me a word.", sampled)[0]
 
 
+@pytest.mark.model
 def test_max_new_tokens_is_a_hard_limit(backend):
     _, stats = ask(backend, "Write a long story about a dragon.", GenerationOptions(temperature=0, max_new_tokens=5))
     assert stats.completion_tokens == 5 and stats.finish_reason == "length"
 
 
+@pytest.mark.model
 def test_closing_the_stream_stops_the_computation(backend, demo_model, monkeypatch):
     calls = []
     model = demo_model.model
@@ -86,6 +92,7 @@ def test_closing_the_stream_stops_the_computation(backend, demo_model, monkeypat
     assert len(calls) == settled <= after_close + 1  # at most the step already under way when it closed
 
 
+@pytest.mark.model
 def test_cancel_event_stops_generation(backend):
     cancel = threading.Event()
     stream = backend.stream(
@@ -100,6 +107,7 @@ def test_cancel_event_stops_generation(backend):
     assert stats.completion_tokens < 5 and stats.finish_reason == "cancelled"
 
 
+@pytest.mark.model
 def test_multibyte_text_is_never_split(demo_model):
     tok = demo_model.tokenizer
     text = "你好，世界 🦙 Привіт! mixed ✨ text"
@@ -115,6 +123,7 @@ def test_options_are_validated_with_readable_errors():
         GenerationOptions(nonsense=1)
 
 
+@pytest.mark.model
 def test_two_sessions_at_once_each_get_their_own_answer(backend):
     """Different prompts and settings at the same moment on the one model: same as alone."""
     jobs = {

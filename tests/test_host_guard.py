@@ -89,6 +89,7 @@ def get(port: int, path: str, host: str | None, headers: dict | None = None) -> 
     return response.status, body
 
 
+@pytest.mark.model
 def test_foreign_host_names_get_403_for_the_page_static_files_and_the_websocket(guarded):
     _, port = guarded
     status, page = get(port, "/", f"127.0.0.1:{port}")
@@ -104,6 +105,7 @@ def test_foreign_host_names_get_403_for_the_page_static_files_and_the_websocket(
     assert get(port, "/", None)[0] == 400  # no Host at all: the HTTP server itself refuses
 
 
+@pytest.mark.model
 def test_local_names_and_allowed_names_are_served(guarded):
     proc, port = guarded
     for host in (
@@ -119,6 +121,7 @@ def test_local_names_and_allowed_names_are_served(guarded):
         assert get(port, "/_stcore/stream", host, WEBSOCKET)[0] == 101, host  # the websocket is accepted
 
 
+@pytest.mark.model
 def test_the_server_log_names_the_refused_host_once(guarded):
     proc, port = guarded
     for _ in range(3):
@@ -128,6 +131,7 @@ def test_the_server_log_names_the_refused_host_once(guarded):
     assert log.count("Refused a request for host 'logged-once.example'") == 1
 
 
+@pytest.mark.model
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_rebinding_name_does_not_load_the_app_in_chromium(tmp_path):

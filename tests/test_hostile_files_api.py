@@ -15,7 +15,7 @@ from tests.browser import start_streamlit
 from tests.conftest import ROOT
 from tests.test_api import BASE, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 SHIPPED_TEAMS = json.loads((ROOT / "teams.json").read_text(encoding="utf-8"))
 
 

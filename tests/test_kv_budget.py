@@ -46,6 +46,7 @@ def watch(backend, monkeypatch) -> list[dict]:
     return seen
 
 
+@pytest.mark.model
 def test_a_request_that_can_never_fit_is_refused_with_the_fix(demo_model):
     backend = budget_backend(demo_model, 2)
     messages = conversation("", [{"role": "user", "content": "Tell me about whales."}])
@@ -56,6 +57,7 @@ def test_a_request_that_can_never_fit_is_refused_with_the_fix(demo_model):
     assert stream.stats.finish_reason == "error" and backend.caches.held == 0
 
 
+@pytest.mark.model
 def test_a_request_that_does_not_fit_beside_another_waits_for_it(demo_model, monkeypatch):
     options = GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0)
     backend = budget_backend(demo_model, 6)  # one answer may need ~4.3 MB: two at once do not fit
@@ -70,6 +72,7 @@ def test_a_request_that_does_not_fit_beside_another_waits_for_it(demo_model, mon
     assert backend.caches.held == 0  # everything given back
 
 
+@pytest.mark.model
 def test_idle_caches_are_evicted_to_make_room_for_an_answer(demo_model, monkeypatch):
     backend = budget_backend(demo_model, 12)
     short = GenerationOptions(temperature=0, max_new_tokens=8, repetition_penalty=1.0)
@@ -88,6 +91,7 @@ def test_idle_caches_are_evicted_to_make_room_for_an_answer(demo_model, monkeypa
     assert backend.caches.take("idle-0") is None  # the least recently used went first
 
 
+@pytest.mark.model
 def test_eight_rows_of_mixed_lengths_pad_within_bounds_and_match_the_plain_path(demo_model, monkeypatch):
     """Prompts of 50 to 480 tokens at once: the short rows are not padded to the longest; the buffers stay within
     what the groups hold; every answer is the plain path's."""

@@ -43,6 +43,7 @@ def answer(backend, system, history, session=None, model=None, options=GREEDY):
     return "".join(backend.stream(conversation(system, history), options, model=model, session=session))
 
 
+@pytest.mark.model
 def test_turns_reuse_the_cache_and_match_the_plain_path(cached_backend, prefill_lengths):
     history: list[dict] = []
     for turn, question in enumerate(QUESTIONS):
@@ -57,6 +58,7 @@ def test_turns_reuse_the_cache_and_match_the_plain_path(cached_backend, prefill_
         history.append({"role": "assistant", "content": cached})
 
 
+@pytest.mark.model
 def test_regenerate_system_prompt_change_and_persona_switch(cached_backend, prefill_lengths):
     history = [{"role": "user", "content": "Tell me about the Moon."}]
     first = answer(cached_backend, "Be brief.", history, session="s2")
@@ -76,6 +78,7 @@ def test_regenerate_system_prompt_change_and_persona_switch(cached_backend, pref
     assert with_adapter != answer(cached_backend, "Answer like a poet.", history)
 
 
+@pytest.mark.model
 def test_a_stopped_answer_keeps_a_consistent_cache(cached_backend):
     history = [{"role": "user", "content": "Write a long poem about the sea."}]
     stream = cached_backend.stream(
@@ -104,6 +107,7 @@ def test_idle_caches_are_evicted_least_recently_used_first():
     assert pool.take("s3") is None and pool.take("s2") is not None and pool.nbytes <= 100 * 2048
 
 
+@pytest.mark.model
 def test_fifty_idle_sessions_do_not_hold_fifty_caches(cached_backend):
     for n in range(50):
         answer(

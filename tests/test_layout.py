@@ -41,10 +41,40 @@ def test_the_engine_imports_nothing_from_the_app():
     assert offending == {}
 
 
+def engine_modules_the_app_imports() -> list[str]:
+    """The engine's modules that the pages, the API and the app core import (core/runtime.py aside: it imports the
+    in-process engine lazily, and the test below holds it): the interface, options, prompts and any other."""
+    names = {"llm.interface", "llm.options", "llm.prompts"}
+    paths = [ROOT / "app.py"]
+    for folder in ("pages", "ui", "server", "core", "rag", "team"):
+        paths.extend(p for p in sorted((ROOT / folder).rglob("*.py")) if p != ROOT / "core" / "runtime.py")
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names if a.name.startswith("llm."))
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "llm":
+                names.update(f"llm.{a.name}" for a in node.names)  # from llm import prompts
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("llm."):
+                names.add(node.module)
+    return sorted(names)
+
+
 def test_the_interface_pages_and_the_api_import_is_torch_free():
     code = "import sys, llm.interface; print('torch' in sys.modules, 'transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+    # Each engine module the pages and the API import, one after another in one fresh process: the first one that
+    # brings torch or transformers in is named.
+    modules = engine_modules_the_app_imports()
+    assert {"llm.interface", "llm.options", "llm.prompts", "llm.tools"} <= set(modules)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    print(name, *[m for m in ('torch', 'transformers') if m in sys.modules] or ['torch-free'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [f"{name} torch-free" for name in modules]
 
 
 def test_the_app_core_and_search_do_not_reach_into_the_engine_internals():

@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 from tests.reference import alone
 from tests.test_personas import fresh_model
 
+pytestmark = pytest.mark.model
 SHIPPED = ROOT / "adapters" / "captain-quill"
 
 

@@ -79,6 +79,7 @@ def chat(backend, messages, options=GREEDY):
     return list(stream), stream.stats
 
 
+@pytest.mark.model
 def test_streamed_multi_turn_chat_through_a_real_server(served):
     backend = backend_for(served["url"], served["model"])
     messages = [
@@ -94,6 +95,7 @@ def test_streamed_multi_turn_chat_through_a_real_server(served):
     assert pieces2 and stats2.prompt_tokens > stats.prompt_tokens  # the whole history went to the server
 
 
+@pytest.mark.model
 def test_chat_page_on_the_openai_backend(served, monkeypatch):
     monkeypatch.setenv("LLM_BACKEND", "openai")
     monkeypatch.setenv("OPENAI_BASE_URL", served["url"])
@@ -140,6 +142,7 @@ def test_refusals_have_their_own_message_and_never_show_the_key(player, mode, wo
     assert fake_servers.OpenAIPlayer.seen_auth[-1] == f"Bearer {SECRET}"  # the key was sent, only to the server
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_a_server_that_stalls_past_the_timeout(player):
     started = time.time()
     with pytest.raises(BackendError, match="did not answer within 1 s"):
@@ -195,6 +198,7 @@ def test_personas_on_the_openai_backend(player, tmp_path):
     assert registry.get("dummy").available and registry.get("dummy").model is None
 
 
+@pytest.mark.model
 def test_persona_page_on_the_openai_backend(served, monkeypatch):
     monkeypatch.setenv("LLM_BACKEND", "openai")
     monkeypatch.setenv("OPENAI_BASE_URL", served["url"])
@@ -211,6 +215,7 @@ def test_persona_page_on_the_openai_backend(served, monkeypatch):
     assert "tokens used" in at.chat_message[-1].caption[-1].value
 
 
+@pytest.mark.model
 def test_search_page_on_the_openai_backend(served, monkeypatch):
     from tests import search_servers
 

@@ -1,6 +1,7 @@
 """The persona page through AppTest: with the real demo model and the shipped adapter (an answer, and hostile
 adapter folders checked by the real loader), and with a scripted backend (tests/fake_backend.py)."""
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_backend import Reply, install
@@ -36,6 +37,7 @@ def send(at: AppTest, text: str) -> AppTest:
     return at
 
 
+@pytest.mark.model
 def test_real_model_persona_greeting_answer_and_one_history_per_persona():
     at = choose(open_page(), "captain-quill")
     assert "Captain Quill" in at.title[0].value
@@ -88,6 +90,7 @@ def test_a_saved_persona_conversation_opens_with_its_persona(monkeypatch):
     assert [m.name for m in fresh.chat_message][1:] == ["user", "assistant"]
 
 
+@pytest.mark.model
 def test_hostile_adapter_folders_never_show_a_traceback(tmp_path, monkeypatch):
     """A config that is a list, a string rank, a regex pattern key, NaN weights, and an avatar that is a file path:
     the page lists each with its reason (the path avatar is replaced, with a note), and never shows a traceback."""

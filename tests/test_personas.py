@@ -83,6 +83,7 @@ def test_malformed_jsonl_names_the_line(tmp_path):
         load_records(write(tmp_path, "e.jsonl", good + "\n{oops\n"), "")
 
 
+@pytest.mark.model
 def test_examples_use_the_chat_template_and_mask_the_prompt(demo_model):
     tok = demo_model.tokenizer
     [messages] = load_records(ROOT / "datasets" / "captain_quill.json", "You are Captain Quill.")[:1]
@@ -98,6 +99,7 @@ def test_examples_use_the_chat_template_and_mask_the_prompt(demo_model):
 # --- fine-tuning ------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_few_training_steps_on_cpu_lower_the_loss_and_the_adapter_loads(tmp_path, persona_backend):
     loaded = fresh_model()
@@ -122,6 +124,7 @@ def test_a_few_training_steps_on_cpu_lower_the_loss_and_the_adapter_loads(tmp_pa
     assert registry.get("quick").available, registry.get("quick").problem
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_the_command_writes_persona_json_and_resumes(tmp_path, monkeypatch, capsys):
     data = tmp_path / "tiny.json"
@@ -155,6 +158,7 @@ def test_the_command_writes_persona_json_and_resumes(tmp_path, monkeypatch, caps
 # --- registry ---------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_shipped_personas_are_listed_and_usable(shipped_registry):
     names = {p.name: p for p in shipped_registry.personas()}
     assert {"base", "dummy", "tutor", "captain-quill"} <= set(names)
@@ -163,6 +167,7 @@ def test_shipped_personas_are_listed_and_usable(shipped_registry):
     assert quill.kind == "lora" and quill.card.system_prompt.startswith("You are Captain Quill")
 
 
+@pytest.mark.model
 def test_the_adapter_changes_answers_and_the_base_stays_the_base(persona_backend, shipped_registry, backend):
     quill = shipped_registry.get("captain-quill")
     base = shipped_registry.get("base")
@@ -176,6 +181,7 @@ def test_the_adapter_changes_answers_and_the_base_stays_the_base(persona_backend
     assert "".join(persona_backend.stream(plain, GREEDY, model=base.model)) == untouched
 
 
+@pytest.mark.model
 def test_switching_persona_does_not_reload_the_base_model(persona_backend, shipped_registry):
     base_before = persona_backend.runner.base
     started = time.perf_counter()
@@ -186,6 +192,7 @@ def test_switching_persona_does_not_reload_the_base_model(persona_backend, shipp
     assert time.perf_counter() - started < 10  # four one-token answers; no model load among them
 
 
+@pytest.mark.model
 def test_two_sessions_two_personas_at_the_same_moment(persona_backend, shipped_registry):
     jobs = [
         ("captain-quill", "Tell me about the Moon."),
@@ -222,6 +229,7 @@ def make_bad_adapters(root: Path) -> None:
     save_file(tensors, str(shapes / "adapter_model.safetensors"))
 
 
+@pytest.mark.model
 def test_bad_adapters_are_listed_unavailable_with_the_reason(tmp_path, persona_backend):
     make_bad_adapters(tmp_path)
     shutil.copytree(SHIPPED, tmp_path / "good")
@@ -238,6 +246,7 @@ def test_bad_adapters_are_listed_unavailable_with_the_reason(tmp_path, persona_b
     assert "fair winds" in ask(persona_backend, registry.get("good"), "Tell me about whales.").lower()
 
 
+@pytest.mark.model
 def test_refresh_picks_up_an_adapter_added_while_running(tmp_path, persona_backend):
     registry = PersonaRegistry(persona_backend, tmp_path, tmp_path / "none.json")
     assert [p.name for p in registry.personas()] == ["base"]
@@ -247,6 +256,7 @@ def test_refresh_picks_up_an_adapter_added_while_running(tmp_path, persona_backe
     assert registry.get("late-arrival").available
 
 
+@pytest.mark.model
 def test_a_broken_personas_file_is_reported_and_the_rest_works(tmp_path, persona_backend):
     (tmp_path / "p.json").write_text("{not json")
     registry = PersonaRegistry(persona_backend, tmp_path / "none", tmp_path / "p.json")
@@ -268,6 +278,7 @@ def with_card(root: Path, name: str, card) -> Path:
 QUILL_CARD = json.loads((SHIPPED / "persona.json").read_text())
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     "card, words",
     [
@@ -287,6 +298,7 @@ def test_malformed_persona_cards_are_listed_with_the_field(tmp_path, persona_bac
     assert problem is not None and words in problem, problem
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     "avatar", ["/etc/passwd", "https://example.com/pixel.png", "../../app.py", "🎭🎭", "x", 7, "", ":material/home:"]
 )
@@ -297,6 +309,7 @@ def test_an_avatar_that_is_not_one_emoji_falls_back_with_a_note(tmp_path, person
     assert persona.card.avatar == "🎭" and "not a single emoji" in persona.notes[0]
 
 
+@pytest.mark.model
 def test_emoji_avatars_are_kept(tmp_path, persona_backend):
     for n, avatar in enumerate(["⚓", "👩‍🚀", "🇺🇦", "👍🏽", "❤️"]):
         with_card(tmp_path, f"a{n}", {**QUILL_CARD, "avatar": avatar})
@@ -305,6 +318,7 @@ def test_emoji_avatars_are_kept(tmp_path, persona_backend):
     assert not any(registry.get(f"a{n}").notes for n in range(5))
 
 
+@pytest.mark.model
 def test_a_prompt_personas_file_with_bad_entries_lists_the_rest(tmp_path, persona_backend):
     (tmp_path / "p.json").write_text(
         json.dumps(
@@ -328,6 +342,7 @@ def test_a_prompt_personas_file_with_bad_entries_lists_the_rest(tmp_path, person
     assert "name must be" in by_name["bad name/.."].problem
 
 
+@pytest.mark.model
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_scan(tmp_path, persona_backend):
     folder = tmp_path / "fifo"
     shutil.copytree(SHIPPED, folder)
@@ -343,6 +358,7 @@ def test_a_fifo_in_place_of_a_file_does_not_hang_the_scan(tmp_path, persona_back
     assert "not a regular file" in registry.get("fifo-card").problem
 
 
+@pytest.mark.model
 def test_any_exception_while_scanning_one_adapter_marks_only_that_one(tmp_path, monkeypatch):
     """Whatever breaks inside one adapter's scan (here the loader itself raises an unexpected error type),
     that adapter is unavailable with the reason and the registry still builds."""
@@ -383,6 +399,7 @@ def make_hostile_adapters(root: Path) -> None:
     (root / "README.md").write_text("notes, not an adapter")
 
 
+@pytest.mark.model
 def test_hostile_adapter_folders_are_listed_escaped_and_the_rest_works(tmp_path, persona_backend):
     make_hostile_adapters(tmp_path)
     shutil.copytree(SHIPPED, tmp_path / "good")
@@ -408,6 +425,7 @@ def test_hostile_adapter_folders_are_listed_escaped_and_the_rest_works(tmp_path,
     assert [p.name for p in registry.refresh()] == [p.name for p in registry.personas()]
 
 
+@pytest.mark.model
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder anyway")
 def test_a_folder_that_cannot_be_read_is_listed_with_the_reason(tmp_path, persona_backend):
     shutil.copytree(SHIPPED, tmp_path / "locked")
@@ -419,6 +437,7 @@ def test_a_folder_that_cannot_be_read_is_listed_with_the_reason(tmp_path, person
     assert problem == "the folder cannot be read (PermissionError): check its permissions"
 
 
+@pytest.mark.model
 def test_a_failure_listing_the_folder_or_scanning_one_entry_never_raises(tmp_path, persona_backend, monkeypatch):
     from personas import registry as registry_module
 
@@ -437,6 +456,7 @@ def test_a_failure_listing_the_folder_or_scanning_one_entry_never_raises(tmp_pat
     assert registry.file_problem == "the adapters folder cannot be read (ZeroDivisionError)"
 
 
+@pytest.mark.model
 def test_prompt_persona_names_and_display_names_cannot_break_or_scramble_the_listing(tmp_path, persona_backend):
     (tmp_path / "p.json").write_text(
         json.dumps(
@@ -470,6 +490,7 @@ def retrain(folder: Path, factor: float) -> None:
     )
 
 
+@pytest.mark.model
 def test_refresh_reloads_a_retrained_adapter_and_answers_in_flight_keep_their_version(tmp_path):
     backend = TransformersBackend(fresh_model())
     shutil.copytree(SHIPPED, tmp_path / "quill")
@@ -497,6 +518,7 @@ def test_refresh_reloads_a_retrained_adapter_and_answers_in_flight_keep_their_ve
     assert layers and not any(first_key in m.loras for m in layers)  # the old version is gone once unused
 
 
+@pytest.mark.model
 def test_an_adapter_that_breaks_or_goes_away_is_taken_away(tmp_path):
     from llm.interface import BackendError
 

@@ -14,6 +14,7 @@ def turns(n: int, words: int = 20) -> list[dict]:
     return history
 
 
+@pytest.mark.model
 def test_system_prompt_and_history_go_through_the_chat_template(demo_model):
     tok = demo_model.tokenizer
     messages = conversation("You are Zed.", [{"role": "user", "content": "hi"}])
@@ -32,6 +33,7 @@ def test_extra_keys_in_history_do_not_reach_the_model():
     assert conversation("", history) == [{"role": "user", "content": "x"}]
 
 
+@pytest.mark.model
 def test_fact_from_turn_one_reaches_turn_five(demo_model):
     tok = demo_model.tokenizer
     history = [
@@ -45,6 +47,7 @@ def test_fact_from_turn_one_reaches_turn_five(demo_model):
     assert "Pumpernickel" in tok.decode(prompt.input_ids)
 
 
+@pytest.mark.model
 def test_oldest_turns_are_dropped_and_system_prompt_kept(demo_model):
     tok = demo_model.tokenizer
     history = turns(10, words=40) + [{"role": "user", "content": "last question"}]
@@ -60,11 +63,13 @@ def test_oldest_turns_are_dropped_and_system_prompt_kept(demo_model):
     assert text.split("<|im_end|>\n")[1].startswith("<|im_start|>user")
 
 
+@pytest.mark.model
 def test_a_single_message_too_long_for_the_context_says_so(demo_model):
     with pytest.raises(PromptTooLongError, match="Shorten the message"):
         build_prompt(demo_model.tokenizer, [{"role": "user", "content": "word " * 5000}], 100, 1024)
 
 
+@pytest.mark.model
 def test_max_new_tokens_larger_than_context_says_so(demo_model):
     with pytest.raises(PromptTooLongError, match="Lower it"):
         build_prompt(demo_model.tokenizer, [{"role": "user", "content": "hi"}], 2048, 1024)
@@ -86,6 +91,7 @@ def drop_one_turn_at_a_time(tokenizer, messages, max_new_tokens, context_length)
         dropped += cut
 
 
+@pytest.mark.model
 def test_trimming_agrees_with_dropping_one_turn_at_a_time(demo_model):
     import random
 
@@ -107,6 +113,7 @@ def test_trimming_agrees_with_dropping_one_turn_at_a_time(demo_model):
             assert got == expected
 
 
+@pytest.mark.model
 def test_a_1600_turn_history_builds_in_seconds_and_keeps_the_newest_turns_that_fit(demo_model):
     import time
 
@@ -127,6 +134,7 @@ def test_a_1600_turn_history_builds_in_seconds_and_keeps_the_newest_turns_that_f
     assert "SYSTEM-MARKER" in text and "the newest question" in text and "question 0 " not in text
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("roles", [("user", "assistant"), ("user",)])
 def test_5000_short_messages_are_trimmed_in_well_under_a_second(demo_model, roles):
     """What a hostile API request once sent (it then held the engine for minutes: the time went to the prefill
@@ -160,6 +168,7 @@ CONTROL_TEXT = [
 ]
 
 
+@pytest.mark.model
 def test_control_tokens_written_in_messages_are_never_encoded_as_control_tokens(demo_model):
     tok = demo_model.tokenizer
     specials = {i: t.content for i, t in tok.added_tokens_decoder.items()}
@@ -187,6 +196,7 @@ def test_control_markers_are_broken_for_any_server():
     assert messages[0]["id"] == "1" and "<|" not in messages[0]["content"]
 
 
+@pytest.mark.model
 def test_search_results_cannot_close_the_sources_block_or_add_a_source(demo_model):
     from rag.prompts import answer_messages
     from rag.search import SearchResult

@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 from tests.reference import plain, prompt_ids
 from tests.test_batching import QUESTIONS
 
+pytestmark = pytest.mark.model
 OPTIONS = GenerationOptions(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
 
 

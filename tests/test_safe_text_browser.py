@@ -19,7 +19,7 @@ from tests.browser import bubbles, open_chat, send, start_streamlit
 from tests.conftest import ARTIFACTS
 from tests.hostile_servers import LeakCounter
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 
 
 @pytest.fixture(scope="module")

@@ -188,6 +188,7 @@ def _greedy(**values) -> GenerationOptions:
     return GenerationOptions(temperature=0, repetition_penalty=1.0, max_new_tokens=16, **values)
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_rows_with_different_penalties_in_one_batch_each_answer_as_alone(backend):
     from tests.concurrency import at_once
@@ -209,6 +210,7 @@ def test_rows_with_different_penalties_in_one_batch_each_answer_as_alone(backend
     assert scheduler.max_rows_seen >= 2  # they shared steps
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_large_bias_makes_a_token_appear_and_minus_100_bans_it(backend):
     from tests.reference import plain
@@ -222,12 +224,14 @@ def test_a_large_bias_makes_a_token_appear_and_minus_100_bans_it(backend):
     assert greedy[0] not in banned and banned != greedy
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_bias_on_a_token_outside_the_vocabulary_is_refused_before_anything_runs(backend):
     with pytest.raises(OptionError):
         backend.stream([{"role": "user", "content": "hi"}], _greedy(logit_bias={"10000000": 1}))
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_greedy_logprobs_put_the_chosen_token_first(backend):
     from tests.reference import plain
@@ -247,6 +251,7 @@ def test_greedy_logprobs_put_the_chosen_token_first(backend):
     assert plain(backend, _ids(backend, "hi"), options=options) == plain(backend, _ids(backend, "hi"))
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_sampled_logprobs_hold_the_sampled_token_among_the_top_ones(backend):
     options = GenerationOptions(temperature=0.8, top_k=5, seed=3, max_new_tokens=12, logprobs=5)

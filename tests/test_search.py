@@ -109,6 +109,7 @@ def test_identical_searches_are_cached_and_errors_are_not(player):
     assert len(search_servers.Player.requests_seen) == before + 2
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_bundled_reranker_puts_relevant_snippets_first(reranker):
     results = [SearchResult(i["title"], i["link"], i["snippet"]) for i in search_servers.ITEMS]
     ranked = [r.link for _, r in reranker.rerank("How tall is the Eiffel Tower?", results)]
@@ -118,6 +119,7 @@ def test_bundled_reranker_puts_relevant_snippets_first(reranker):
     assert ranked[0] == "https://example.com/banana"
 
 
+@pytest.mark.model
 def test_pipeline_end_to_end_with_the_demo_model(player, reranker, backend):
     retrieval = retrieve(CachedSearch(google(player), 60), reranker, "Eiffel Tower height", SearchOptions(), keep=3)
     assert retrieval.error is None and retrieval.sources[0].link == "https://example.com/eiffel"
@@ -174,6 +176,7 @@ def test_the_conversation_reaches_the_rewrite_and_its_answer_is_the_query():
     assert standalone_query(ScriptedRewriter(" ok"), WORLD_CUP, "And in 2018?") == "And in 2018?"
 
 
+@pytest.mark.model
 def test_follow_up_is_rewritten_using_the_conversation(backend):
     query = standalone_query(backend, WORLD_CUP, "And in 2018?")
     assert query and len(query) <= 300

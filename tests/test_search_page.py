@@ -50,6 +50,7 @@ def all_text(at: AppTest) -> str:
     )
 
 
+@pytest.mark.model
 def test_real_model_question_sources_and_citations_render(google_env):
     at = ask(open_page(), "How tall is the Eiffel Tower?")
     assert f"Searched for: {plain('How tall is the Eiffel Tower?')}" in [c.value for c in at.caption]
@@ -212,6 +213,7 @@ def test_hostile_results_and_answer_render_without_images_and_reach_the_model_wi
     assert "Obey me." in prompt and "\n[9] Fake source" not in prompt
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_a_follow_up_with_the_model_down_shows_the_same_error_as_the_first_turn(monkeypatch):
     from tests.conftest import free_port
 

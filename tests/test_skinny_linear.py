@@ -1,5 +1,6 @@
 """The CPU kernel choice for small decode batches: same numbers as nn.Linear, and the loaded model uses it."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ def test_only_plain_cpu_float32_linears_switch():
     assert type(model[0]) is SkinnyLinear and type(model[1]) is nn.Linear
 
 
+@pytest.mark.model
 def test_the_loaded_demo_model_uses_it(demo_model):
     model = demo_model.model
     kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}

@@ -89,6 +89,7 @@ def test_two_processes_appending_to_one_conversation_lose_nothing(db):
         assert [r[0] for r in raw.execute("SELECT seq FROM messages ORDER BY seq")] == list(range(120))
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_many_searches_on_a_large_store_never_make_saves_fail(db):
     body = "The quick brown fox jumps over the lazy dog. " * 2300  # ~100 KB: rows spill into overflow pages
     with sqlite3.connect(db.path) as raw:  # ~300 MB in a second or two
@@ -151,6 +152,7 @@ def users(cid: str) -> list[str]:
     return [m["content"] for m in stored(cid) if m["role"] == "user"]
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_a_turn_saved_while_the_database_is_locked_is_written_by_the_next_save(monkeypatch):
     install(monkeypatch)
     at = chat_app()
@@ -185,6 +187,7 @@ def test_a_conversation_deleted_in_another_session_goes_on_as_a_new_one(monkeypa
     assert users(new) == ["One.", "Two.", "Three."]
 
 
+@pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
 def test_a_stale_session_catches_up_and_one_that_raced_forks_without_losing_a_turn(monkeypatch):
     install(monkeypatch)
     a = chat_app()

@@ -20,6 +20,7 @@ from team.run import Limits, TeamError, answer, consult, new_run, plan, run_team
 from team.teams import load_teams
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.model
 GREEDY = GenerationOptions(temperature=0)
 TASKS = [
     "Draft AI compliance standards that keep AI systems from harming people.",

@@ -9,7 +9,7 @@ import pytest
 from tests.browser import start_streamlit
 from tests.conftest import ARTIFACTS
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 TASK = "Draft AI rules for a city library."
 EXPERTS = ("Computer scientist", "Legal expert")
 

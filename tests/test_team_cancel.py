@@ -17,7 +17,7 @@ import requests
 from tests.browser import start_streamlit
 from tests.test_api import decode_steps, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 TEAM = "team:ai-standards"
 TASK = "Should a hospital chatbot log patient questions?"
 

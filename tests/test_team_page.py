@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_backend import install
@@ -30,6 +31,7 @@ def texts(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown] + [c.value for c in at.caption]
 
 
+@pytest.mark.model
 def test_real_model_the_default_team_runs_and_its_saved_run_reloads_from_the_url():
     at = open_page()
     assert at.selectbox(key="team.current").value == "ai-standards"

@@ -297,6 +297,7 @@ HISTORY = [
 ]
 
 
+@pytest.mark.model
 def test_a_template_without_tools_gets_llamas_instructions_in_its_system_prompt(demo_model):
     tok = demo_model.tokenizer
     assert "tools" not in tok.chat_template
@@ -329,6 +330,7 @@ LLAMA31_STYLE = (
 )
 
 
+@pytest.mark.model
 def test_a_template_with_tool_support_renders_the_tools_and_calls_itself(demo_model):
     tok = copy.deepcopy(demo_model.tokenizer)
     tok.chat_template = LLAMA31_STYLE
@@ -340,6 +342,7 @@ def test_a_template_with_tool_support_renders_the_tools_and_calls_itself(demo_mo
     assert '<|start_header_id|>ipython<|end_header_id|>\n\n{"output": "18 C"}' in text
 
 
+@pytest.mark.model
 def test_control_tokens_in_tool_definitions_and_arguments_stay_text(demo_model):
     tok = demo_model.tokenizer
     hostile = copy.deepcopy(WEATHER)
@@ -352,6 +355,7 @@ def test_control_tokens_in_tool_definitions_and_arguments_stay_text(demo_model):
     assert ids.count(end) == 3  # system, user, assistant: the template's own, none from the text
 
 
+@pytest.mark.model
 def test_trimming_never_keeps_a_result_without_its_call(demo_model):
     turn = [
         {"role": "user", "content": "Weather? " + "word " * 40},
