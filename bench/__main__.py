@@ -6,7 +6,9 @@
 
 Scenarios: (1) an 8-turn conversation, ~80-token user turns, 64 new tokens each, greedy;
 (2) 4 sessions sending at the same moment with mixed personas; (3) persona switching;
-(4) a team's consult step: 3 experts (one a LoRA persona) asked at once, against asking them one after another.
+(4) a team's consult step: 3 experts (one a LoRA persona) asked at once, against asking them one after another;
+(5) a JSON-schema-constrained row against a free row, per token (bench/constrained.py); (6) what storing a
+Responses turn costs (bench/store_cost.py); (7) n=4 answers in one request against 4 requests (bench/choices.py).
 Baseline: full history re-encoded each turn, a blocking `generate`, one user at a time, and a
 persona switch that reloads the base model and its adapter (as the tutorial's demo does).
 """
@@ -21,6 +23,9 @@ import time
 
 import torch
 
+from bench.choices import report_choices
+from bench.constrained import report_constrained
+from bench.store_cost import report_store
 from core.settings import PROJECT_ROOT, Settings
 from llm.compute_thread import in_own_thread
 from llm.interface import GenerationStats
@@ -286,13 +291,13 @@ def main() -> None:
         help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)",
     )
     parser.add_argument(
-        "--only", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="scenarios to run"
+        "--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], choices=range(1, 8), help="scenarios to run"
     )
     parser.add_argument(
         "--repeats",
         type=int,
         default=3,
-        help="runs of scenarios 2 and 4, the median shown (this machine's speed drifts between runs)",
+        help="runs of scenarios 2, 4, 5 and 7, the median shown (this machine's speed drifts between runs)",
     )
     args = parser.parse_args()
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
@@ -332,6 +337,14 @@ def main() -> None:
         report_team(backend, args.new_tokens, args.repeats)
     elif 4 in args.only:
         print("4. team consult: not measured with --gpu-shape (the team's LoRA expert fits the demo model only)")
+    if 5 in args.only and not args.gpu_shape:
+        report_constrained(settings, args.new_tokens, args.repeats)  # the demo model, a copy of its own
+    elif 5 in args.only:
+        print("5. JSON-schema row: not measured with --gpu-shape (a random model's answers do not end)")
+    if 6 in args.only:
+        report_store(our_answer(backend, conversation("", [{"role": "user", "content": "Hi!"}]), 16)[1].total_s)
+    if 7 in args.only:
+        report_choices(backend, args.new_tokens, args.repeats)
 
 
 def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:

@@ -321,13 +321,18 @@ def test_with_only_a_page_password_the_api_is_shut(password_only):
     assert requests.get(f"{password_only}/v1/models", timeout=10).status_code == 403
 
 
-def test_with_only_a_page_password_the_stored_conversations_are_shut_too(password_only):
+def test_with_only_a_page_password_the_stored_conversations_and_assistants_are_shut_too(password_only):
     for method, path, body in [
         ("POST", "/v1/responses", {"model": BASE, "input": "hi"}),
         ("GET", "/v1/responses/resp_0123456789abcdef0123456789abcdef", None),
         ("POST", "/v1/conversations", {}),
         ("GET", "/v1/conversations/conv_x/items", None),
         ("DELETE", "/v1/conversations/conv_x", None),
+        ("POST", "/v1/assistants", {"model": BASE}),
+        ("GET", "/v1/assistants", None),
+        ("POST", "/v1/threads", {}),
+        ("POST", "/v1/threads/runs", {"assistant_id": "asst_x"}),
+        ("GET", "/v1/threads/thread_x/runs/run_x", None),
     ]:
         response = requests.request(method, password_only + path, json=body, timeout=10)
         assert response.status_code == 403 and "API_KEY" in response.json()["error"]["message"], path

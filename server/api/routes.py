@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from core.errors import StudioError
-from server.api import completions, conversations, responses
+from server.api import assistants, completions, conversations, responses, runs
 from server.api.access import check_access
 from server.api.body import read_json
 from server.api.embeddings import embedding_id, embeddings
@@ -277,6 +277,8 @@ def api_routes() -> list[Route]:
             *completions.ROUTES,
             *responses.ROUTES,
             *conversations.ROUTES,
+            *runs.ROUTES,  # before the threads' own: POST /v1/threads/runs is not a thread's id
+            *assistants.ROUTES,
         ]
     )
     return [Route("/health", health, methods=["GET"]), Route("/v1", v1), Route("/v1/{rest:path}", v1)]
