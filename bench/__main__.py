@@ -8,7 +8,8 @@ Scenarios: (1) an 8-turn conversation, ~80-token user turns, 64 new tokens each,
 (2) 4 sessions sending at the same moment with mixed personas; (3) persona switching;
 (4) a team's consult step: 3 experts (one a LoRA persona) asked at once, against asking them one after another;
 (5) a JSON-schema-constrained row against a free row, per token (bench/constrained.py); (6) what storing a
-Responses turn costs (bench/store_cost.py); (7) n=4 answers in one request against 4 requests (bench/choices.py).
+Responses turn costs (bench/store_cost.py); (7) n=4 answers in one request against 4 requests (bench/choices.py);
+(8) the decode limit: measured memory bandwidth, the bytes a step reads, the ceiling, and shares of it (bench/limit.py).
 Baseline: full history re-encoded each turn, a blocking `generate`, one user at a time, and a
 persona switch that reloads the base model and its adapter (as the tutorial's demo does).
 """
@@ -25,6 +26,7 @@ import torch
 
 from bench.choices import report_choices
 from bench.constrained import report_constrained
+from bench.limit import report_limit
 from bench.store_cost import report_store
 from core.settings import PROJECT_ROOT, Settings
 from llm.compute_thread import in_own_thread
@@ -291,7 +293,7 @@ def main() -> None:
         help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)",
     )
     parser.add_argument(
-        "--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7], choices=range(1, 8), help="scenarios to run"
+        "--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8], choices=range(1, 9), help="scenarios to run"
     )
     parser.add_argument(
         "--repeats",
@@ -345,6 +347,8 @@ def main() -> None:
         report_store(our_answer(backend, conversation("", [{"role": "user", "content": "Hi!"}]), 16)[1].total_s)
     if 7 in args.only:
         report_choices(backend, args.new_tokens, args.repeats)
+    if 8 in args.only:
+        report_limit(lm, backend, args.new_tokens)
 
 
 def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:

@@ -1,4 +1,5 @@
-"""Scenarios 6 (a stored Responses turn) and 7 (n=4 in one request against 4 requests) of the benchmark, short."""
+"""Scenarios 6 (a stored Responses turn), 7 (n=4 in one request against 4 requests) and 8 (the decode limit) of the
+benchmark, short."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 def test_bench_prints_the_store_cost_and_n_against_separate_requests(tmp_path):
     env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "6", "7", "--new-tokens", "4", "--repeats", "1"],
+        [sys.executable, "-m", "bench", "--only", "6", "7", "8", "--new-tokens", "4", "--repeats", "1"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -36,3 +37,11 @@ def test_bench_prints_the_store_cost_and_n_against_separate_requests(tmp_path):
     assert one and four, text
     assert int(one[1]) == 1 and int(four[1]) == 4 and int(four[2]) == 4 * int(one[2])
     assert re.search(r"n=4 over separate requests, each run: [\d.]+x", text)
+    bandwidth = re.search(r"memory bandwidth \(torch, best of 5\): copy ([\d.]+) GB/s · triad ([\d.]+) GB/s", text)
+    assert bandwidth and float(bandwidth[1]) > 0 and float(bandwidth[2]) > 0, text
+    ceiling = re.search(
+        r"one decode step reads the weights: (\d+) MB \(torch.float32\) → ceiling ([\d.]+) tokens/s", text
+    )
+    assert ceiling and 400 < int(ceiling[1]) < 700, text  # SmolLM2-135M in float32: about 540 MB
+    for name in ("ours", "bare forward", "HF generate"):
+        assert re.search(rf"{name} *: [\d.]+ tokens/s = \d+% of the ceiling", text), name
