@@ -15,6 +15,8 @@ from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
 
 _fetch_lock = threading.Lock()  # two sessions opening the page at once must not download twice
+_status_lock = threading.Lock()
+_loading: list = [None]  # (message, fraction) last reported by whoever is loading the model, or None
 T = TypeVar("T")
 _built: dict[tuple, object] = {}
 _building: dict[tuple, threading.Lock] = {}
@@ -53,16 +55,38 @@ def _transformers_backend(folder: str, kind: str, ref: str, settings: Settings) 
     )
 
 
+def loading_status() -> tuple[str, float | None] | None:
+    """What the model's loader (whichever caller started it: a page, the API's own loader) reported last, or
+    None when nothing is loading. A page that waits for another's load shows this."""
+    with _status_lock:
+        return _loading[0]
+
+
+def _reporting(progress: Progress | None) -> Progress:
+    def report(message: str, fraction: float | None) -> None:
+        with _status_lock:
+            _loading[0] = (message, fraction)
+        if progress is not None:
+            progress(message, fraction)
+
+    return report
+
+
 def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBackend:
     # Fetching (download / GGUF conversion) runs outside the cache so the page can show its progress.
-    source = resolve_source(settings, cuda_available())
-    with _fetch_lock:
-        folder = fetch(source, settings.models_dir, progress)
-    # The settings that shape the loaded model and its scheduler are in the key: changing one loads anew.
-    key = ("transformers", str(folder), source.kind, source.ref, shared_key(settings, "engine"))
-    if progress is not None and key not in _built:
-        progress("Loading the model into memory…", None)
-    return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, settings))
+    report = _reporting(progress)
+    try:
+        source = resolve_source(settings, cuda_available())
+        with _fetch_lock:
+            folder = fetch(source, settings.models_dir, report)
+        # The settings that shape the loaded model and its scheduler are in the key: changing one loads anew.
+        key = ("transformers", str(folder), source.kind, source.ref, shared_key(settings, "engine"))
+        if key not in _built:
+            report("Loading the model into memory…", None)
+        return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, settings))
+    finally:
+        with _status_lock:
+            _loading[0] = None
 
 
 def _openai_backend(settings: Settings) -> ChatBackend:

@@ -5,6 +5,7 @@ These only draw and keep per-session state; all model work goes through the back
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -51,14 +52,28 @@ def backend_or_stop() -> ChatBackend:
         else:
             box.progress(fraction, text=message)
 
-    try:
-        backend = runtime.get_backend(progress)
-    except StudioError as exc:
-        box.empty()
-        st.error(f"The model is not available. {exc}")
-        st.stop()
+    result: dict = {}
+
+    def load() -> None:  # in a thread, so this run can show the progress of a load another caller started
+        try:
+            result["backend"] = runtime.get_backend()
+        except Exception as exc:  # noqa: BLE001 - raised again below, in the page's own thread
+            result["error"] = exc
+
+    loader = threading.Thread(target=load, name="page-model-wait", daemon=True)
+    loader.start()
+    loader.join(0.05)
+    while loader.is_alive():
+        message, fraction = runtime.loading_status() or ("Starting the model…", None)
+        progress(message, fraction)
+        loader.join(0.25)
     box.empty()
-    return backend
+    if isinstance(result.get("error"), StudioError):
+        st.error(f"The model is not available. {result['error']}")
+        st.stop()
+    if "error" in result:
+        raise result["error"]
+    return result["backend"]
 
 
 def field_range(model: type[BaseModel], name: str, step: float = 1) -> tuple:
