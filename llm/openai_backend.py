@@ -133,13 +133,18 @@ class OpenAIBackend:
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
         return request
 
-    def _read(self, response, stats: GenerationStats, cancel) -> Iterator[str]:
+    def _read(self, response, stats: GenerationStats, cancel=None, text_of=None) -> Iterator[str]:
+        """A streamed answer's pieces (`text_of(choice)`: a chat delta's content by default, a completion's text);
+        its usage and how it ended go into `stats`. A chat's tool calls are gathered and given at the end as the
+        model writes them."""
+        text_of = text_of or (lambda choice: choice.delta.content if choice.delta else None)
         finish, calls = None, {}
         with StreamTally(stats) as tally:
             try:
                 for chunk in response:
                     for choice in chunk.choices:
-                        for call in (choice.delta.tool_calls if choice.delta else None) or []:
+                        delta = getattr(choice, "delta", None)
+                        for call in (delta.tool_calls if delta else None) or []:
                             name, arguments = calls.get(call.index, ("", ""))
                             function = call.function
                             calls[call.index] = (
@@ -151,8 +156,7 @@ class OpenAIBackend:
                         stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
                     for choice in chunk.choices:
                         finish = choice.finish_reason or finish
-                        piece = choice.delta.content if choice.delta else None
-                        if piece:
+                        if piece := text_of(choice):
                             tally.arrived()  # one piece counted as a token until the server's usage says
                             yield piece
                     if cancel is not None and cancel.is_set():
@@ -230,34 +234,7 @@ class OpenAIBackend:
         except Exception as exc:
             raise self._explain(exc, model) from None
         stats = GenerationStats()
-        return AnswerStream(self._read_text(response, stats), stats)
-
-    def _read_text(self, response, stats: GenerationStats) -> Iterator[str]:
-        """A streamed text completion's pieces; its usage and how it ended go into `stats`."""
-        finish = None
-        with StreamTally(stats) as tally:
-            try:
-                for chunk in response:
-                    if chunk.usage:
-                        stats.prompt_tokens = chunk.usage.prompt_tokens or stats.prompt_tokens
-                        stats.completion_tokens = chunk.usage.completion_tokens or stats.completion_tokens
-                    for choice in chunk.choices:
-                        finish = choice.finish_reason or finish
-                        if choice.text:
-                            tally.arrived()  # one piece counted as a token until the server's usage says
-                            yield choice.text
-            except Exception as exc:
-                raise BackendError(
-                    f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
-                    "marked as cut."
-                ) from None
-            finally:
-                response.close()  # on stop this drops the connection, and vLLM aborts the request
-            if finish is None:
-                raise BackendError(
-                    "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
-                )
-            tally.ended("length" if finish == "length" else "stop")
+        return AnswerStream(self._read(response, stats, text_of=lambda choice: choice.text), stats)
 
 
 def _secrets_in(url: str, api_key: str) -> list[str]:

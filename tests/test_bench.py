@@ -14,18 +14,19 @@ from tests.conftest import MODELS_DIR, ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 
-def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):
+def run_bench(tmp_path, *args: str) -> str:
+    """`python -m bench` with `args` on the demo model; what it printed (it must exit 0)."""
     env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "--turns", "2", "--new-tokens", "6", "--sessions", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    text = out.stdout
+    return out.stdout
+
+
+def test_bench_prints_baseline_and_ours_side_by_side(tmp_path):
+    # scenarios 5-8 have tests of their own (tests/test_bench_constrained.py, tests/test_bench_api.py)
+    text = run_bench(tmp_path, "--only", "1", "2", "3", "4", "--turns", "2", "--new-tokens", "6", "--sessions", "2")
     assert "device: CPU" in text
     assert re.search(r"ours\s+: total [\d.]+ s · turn 2 TTFT / turn 1 TTFT = [\d.]+x", text)
     assert re.search(r"2 sessions at the same moment \(personas: base, captain-quill\)", text)

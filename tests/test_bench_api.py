@@ -3,30 +3,17 @@ benchmark, short."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import MODELS_DIR, ROOT
+from tests.test_bench import run_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 
 def test_bench_prints_the_store_cost_and_n_against_separate_requests(tmp_path):
-    env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "6", "7", "8", "--new-tokens", "4", "--repeats", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    text = out.stdout
+    text = run_bench(tmp_path, "--only", "6", "7", "8", "--new-tokens", "4", "--repeats", "1")
     assert re.search(r"6\. a stored Responses turn, in a store holding 10,000 responses", text)
     assert re.search(r"store: true : [\d.]+ ms to write it and append its items \(worst [\d.]+ ms\)", text)
     assert re.search(r"reading a 50-turn previous_response_id chain: [\d.]+ ms", text)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import MODELS_DIR, ROOT
+from tests.test_bench import run_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 
 def test_bench_prints_the_constrained_row_against_the_free_one(tmp_path):
-    env = {**os.environ, "MODEL_CACHE_DIR": str(MODELS_DIR), "DATA_DIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "5", "--new-tokens", "6", "--repeats", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    text = out.stdout
+    text = run_bench(tmp_path, "--only", "5", "--new-tokens", "6", "--repeats", "1")
     assert re.search(r"5\. JSON-schema row against a free row: the same prompt, \d+ new tokens each .*1 runs", text)
     assert re.search(r"alone   : constrained [\d.]+ ms/token · free [\d.]+ ms/token · ratio [\d.]+x \(runs: ", text)
     assert re.search(r"in a batch of 2: constrained \+ free [\d.]+ ms/token · free \+ free [\d.]+ ms/token", text)

@@ -19,7 +19,7 @@ from server.api.body import read_json
 from server.api.errors import ApiError
 from server.api.items import page, read_item
 from server.api.responses import api_store, list_query
-from server.api.service import ENGINE
+from server.api.service import find_target
 from server.api.streaming import in_thread
 
 MAX_ASSISTANTS = 10_000  # listed at most (OpenAI's lists page 100 at a time)
@@ -30,16 +30,6 @@ MAX_ASSISTANTS = 10_000  # listed at most (OpenAI's lists page 100 at a time)
 
 def assistant_shape(obj: ApiObject) -> dict:
     return {"id": obj.id, "object": "assistant", "created_at": int(obj.created), **obj.body}
-
-
-def check_model(model: str) -> None:
-    if model not in ENGINE.targets():
-        raise ApiError(
-            404,
-            f"The model {model[:80]!r} does not exist. GET /v1/models lists the models, personas and teams.",
-            param="model",
-            code="model_not_found",
-        )
 
 
 def check_tools(tools: list | None) -> None:
@@ -66,7 +56,7 @@ async def create_assistant(request: Request) -> Response:
     body = await read_json(request, AssistantCreate)
 
     def made() -> ApiObject:
-        check_model(body.model)
+        find_target(body.model)
         check_tools(body.tools)
         fields = body.model_dump(exclude_none=True)
         fields = {"name": None, "description": None, "instructions": None, "metadata": {}, "tools": []} | fields
@@ -95,7 +85,7 @@ async def update_assistant(request: Request) -> Response:
     def updated() -> ApiObject:
         obj = found_assistant(request.path_params["assistant_id"])
         if body.model is not None:
-            check_model(body.model)
+            find_target(body.model)
         check_tools(body.tools)
         changed = ApiObject(obj.id, obj.kind, None, None, obj.created, obj.body | body.model_dump(exclude_none=True))
         api_store().put(changed)

@@ -22,7 +22,7 @@ from llm.interface import PromptTooLongError
 from server.api.body import read_json
 from server.api.errors import ApiError
 from server.api.schemas import CompletionRequest
-from server.api.service import ENGINE, ChatRun, StopStrings, _refusal, to_options
+from server.api.service import ENGINE, ChatRun, StopStrings, _refusal, find_target, refuse_unsupported, to_options
 from server.api.streaming import _END, _next, close_quietly, collect, in_thread
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,8 @@ async def completions(request: Request) -> Response:
 
 def start_completion(body: CompletionRequest) -> ChatRun:
     """Check the request against the model it names and start its completion (blocking: call in a thread)."""
-    if problem := body.unsupported():
-        raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
-    target = ENGINE.targets().get(body.model)
-    if target is None:
-        raise ApiError(
-            404,
-            f"The model {body.model!r} does not exist. GET /v1/models lists the models and personas.",
-            param="model",
-            code="model_not_found",
-        )
+    refuse_unsupported(body)
+    target = find_target(body.model)
     if target.kind in ("prompt", "team"):
         what = "a prompt persona, whose system prompt needs a chat" if target.kind == "prompt" else "a team"
         raise ApiError(

@@ -198,14 +198,16 @@ def fail(run: Run, exc: BaseException) -> None:
 
 def work(run: Run) -> None:
     """A run that is not streamed, computed to its end in its own thread."""
-    turn, text = run.turn, []
+    turn, text, finished = run.turn, [], False
     try:
         while (piece := _next(turn.run)) is not _END:
             text.append(piece)
         finish(turn, "".join(text), complete(turn.run))
+        finished = True
         settle(run)
     except BaseException as exc:  # noqa: BLE001 - the run records why, and the server goes on
-        finish_quietly(turn, "".join(text))
+        if not finished:  # keep what came (once: a finished turn is stored already)
+            finish_quietly(turn, "".join(text))
         fail(run, exc)
     finally:
         turn.run.close()

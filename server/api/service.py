@@ -110,19 +110,30 @@ class ChatRun:
         self.stops.close()
 
 
-def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> list[ChatRun]:
-    """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
-    thread). Setting `cancel` stops a single answer's row at its next step, from any thread."""
+def refuse_unsupported(request) -> None:
+    """A 400 naming the first field set to something this server does not do (`request.unsupported()`)."""
     if problem := request.unsupported():
         raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
-    target = ENGINE.targets().get(request.model)
+
+
+def find_target(model: str) -> Target:
+    """The model, persona or team named `model`, or a 404 naming the list."""
+    target = ENGINE.targets().get(model)
     if target is None:
         raise ApiError(
             404,
-            f"The model {request.model!r} does not exist. GET /v1/models lists the models and personas.",
+            f"The model {model[:200]!r} does not exist. GET /v1/models lists the models, personas and teams.",
             param="model",
             code="model_not_found",
         )
+    return target
+
+
+def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> list[ChatRun]:
+    """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
+    thread). Setting `cancel` stops a single answer's row at its next step, from any thread."""
+    refuse_unsupported(request)
+    target = find_target(request.model)
     count = choice_count(request, target.kind)
     messages = to_messages(request.messages, target.system_prompt)
     options = to_options(request)
