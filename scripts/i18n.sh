@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Refresh the translation catalogs after changing what the pages say:
+#   scripts/i18n.sh            extract every _() message from app.py, pages/ and ui/ and merge it into each
+#                              ui/locales/<lang>/LC_MESSAGES/studio.po (new ones come in untranslated)
+# Then translate the empty msgstr entries; tests/test_i18n.py fails while one is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+pot=$(mktemp --suffix=.pot)
+trap 'rm -f "$pot"' EXIT
+$PY -m babel.messages.frontend extract --no-location --omit-header -k _ -o "$pot" app.py pages ui >/dev/null
+for lang in zh_CN uk; do
+  po="ui/locales/$lang/LC_MESSAGES/studio.po"
+  if [ -f "$po" ]; then
+    $PY -m babel.messages.frontend update --no-fuzzy-matching --omit-header -i "$pot" -o "$po" -l "$lang" >/dev/null
+  else
+    $PY -m babel.messages.frontend init -i "$pot" -o "$po" -l "$lang" >/dev/null
+  fi
+done
+echo "i18n: catalogs updated; translate the empty entries"
