@@ -14,15 +14,17 @@ if __name__ != "__main__":
     app = st.App(__file__, middleware=server.middleware(), routes=api_routes(), lifespan=lifespan)
 else:
     from ui.auth import passed_gate, require_password
+    from ui.i18n import _, language_switch
 
     st.set_page_config(page_title="Llama Studio", page_icon="🦙")
+    language_switch()  # first: everything below (the page names too) is drawn in the language chosen
     # URL paths are the file names less their number (/, /Personas, /Search_answers, /Team), as before the
     # navigation existed, so saved links (`?c=<id>`) keep working.
     pages = [
-        st.Page("pages/0_Chat.py", title="Chat", icon="🦙", default=True),
-        st.Page("pages/1_Personas.py", title="Personas", icon="🎭"),
-        st.Page("pages/2_Search_answers.py", title="Search answers", icon="🔎"),
-        st.Page("pages/3_Team.py", title="Team", icon="👥"),
+        st.Page("pages/0_Chat.py", title=_("Chat"), icon="🦙", default=True),
+        st.Page("pages/1_Personas.py", title=_("Personas"), icon="🎭"),
+        st.Page("pages/2_Search_answers.py", title=_("Search answers"), icon="🔎"),
+        st.Page("pages/3_Team.py", title=_("Team"), icon="👥"),
     ]
     # The navigation resolves the page the URL asks for (a deep link keeps it through the password), but shows
     # no list of pages until the password is given.

@@ -302,13 +302,6 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
     if not tokenizer.chat_template:
         raise ModelLoadError(f"{folder} has no chat template; use an instruct/chat model.")
     limit = getattr(model.config, "max_position_embeddings", settings.context_length) or settings.context_length
-    notes = []
-    if source.kind == "demo":
-        why = "No CUDA GPU was found, so this" if settings.llm_model == "auto" else "LLM_MODEL=demo: this"
-        notes.append(
-            f"{why} is the small bundled demo model (SmolLM2-135M) on CPU: fine for trying the app, weak at answering. "
-            "On a GPU box LLM_MODEL=auto loads Llama-3.1-8B-Instruct; set LLM_MODEL to choose another model."
-        )
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -316,5 +309,4 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
         device=device,
         context_length=min(limit, settings.context_length),
         stop_ids=stop_ids_of(model, tokenizer),
-        notes=notes,
     )

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from ui.chat import answer, model_picker, sidebar_options
+from ui.chat import answer, model_notes, model_picker, sidebar_options
+from ui.i18n import _
 from ui.session import ChatSession, Turn, start
 
-st.set_page_config(page_title="Llama Studio · Chat", page_icon="🦙", layout="centered")
+st.set_page_config(page_title="Llama Studio · " + _("Chat"), page_icon="🦙", layout="centered")
 backend = start()
 system_prompt, options = sidebar_options("chat")
 with st.sidebar:
@@ -19,8 +20,8 @@ def reply(turn: Turn) -> None:
 
 
 def notes() -> None:
-    for note in backend.notes:
+    for note in model_notes(backend):
         st.info(note)
 
 
-session.run("🦙 Chat", reply, "Message the model", header=notes, regenerate=True)
+session.run("🦙 " + _("Chat"), reply, _("Message the model"), header=notes, regenerate=True)

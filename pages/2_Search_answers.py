@@ -9,12 +9,13 @@ from llm.prompts import conversation
 from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
 from ui.chat import model_picker, render_footer, render_message, sidebar_options, stream_to_history
+from ui.i18n import _
 from ui.search import find_sources, provider_or_warning, render_sources, search_options, show_retrieval
 from ui.session import ChatSession, Turn, start
 
-st.set_page_config(page_title="Llama Studio · Search answers", page_icon="🔎", layout="centered")
+st.set_page_config(page_title="Llama Studio · " + _("Search answers"), page_icon="🔎", layout="centered")
 backend = start()
-_, options = sidebar_options("search", ANSWER_SYSTEM)
+_answer_system, options = sidebar_options("search", ANSWER_SYSTEM)  # the fixed prompt, shown
 query_options = search_options()
 model = model_picker(backend, "search")
 session = ChatSession("search")
@@ -24,8 +25,8 @@ provider = None
 def header() -> None:
     global provider
     provider = provider_or_warning()
-    name = provider.name if provider else "not configured"
-    st.caption(f"Search: {name} · reranked by {get_settings().rerank_model}")
+    name = provider.name if provider else _("not configured")
+    st.caption(_("Search: {provider} · reranked by {model}").format(provider=name, model=get_settings().rerank_model))
 
 
 def reply(turn: Turn) -> None:
@@ -44,9 +45,9 @@ def reply(turn: Turn) -> None:
 
 
 session.run(
-    "🔎 Search answers",
+    "🔎 " + _("Search answers"),
     reply,
-    "Ask about anything recent",
+    _("Ask about anything recent"),
     header=header,
     render=lambda message: render_message(message, render_sources),
 )

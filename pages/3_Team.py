@@ -2,11 +2,12 @@
 
 import streamlit as st
 
+from ui.i18n import _
 from ui.safe_text import plain
 from ui.session import ChatSession, Turn, start
 from ui.team import limits_caption, pick_team, render_message, run_live, sidebar_limits
 
-st.set_page_config(page_title="Llama Studio · Team", page_icon="👥", layout="wide")
+st.set_page_config(page_title="Llama Studio · " + _("Team"), page_icon="👥", layout="wide")
 backend = start()
 team = pick_team(backend)
 limits, options = sidebar_limits()
@@ -15,11 +16,18 @@ session = ChatSession("team")
 
 def header() -> None:
     if team is None:
-        st.error("No team can run. Check TEAMS_FILE (teams.json) and the personas it names; the sidebar lists why.")
+        st.error(
+            _("No team can run. Check the teams file (teams.json) and the personas it names; the sidebar lists why.")
+        )
         return
     experts = ", ".join(f"{p.card.avatar} {p.card.display_name}" for p in team.experts)
     st.caption(
-        plain(f"{team.label}: {team.coordinator.card.display_name} coordinates {experts}. ") + limits_caption(limits)
+        plain(
+            _("{team}: {coordinator} coordinates {experts}. ").format(
+                team=team.label, coordinator=team.coordinator.card.display_name, experts=experts
+            )
+        )
+        + limits_caption(limits)
     )
 
 
@@ -28,11 +36,11 @@ def reply(turn: Turn) -> None:
 
 
 session.run(
-    "👥 Team of experts",
+    "👥 " + _("Team of experts"),
     reply,
-    f"Give the team a task, e.g. {team.card.example_task}"
+    _("Give the team a task, e.g. {example}").format(example=team.card.example_task)
     if team and team.card.example_task
-    else "Give the team a task",
+    else _("Give the team a task"),
     header=header,
     render=render_message,
     disabled=team is None,

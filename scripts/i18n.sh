@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 pot=$(mktemp --suffix=.pot)
 trap 'rm -f "$pot"' EXIT
-$PY -m babel.messages.frontend extract --no-location --omit-header -k _ -o "$pot" app.py pages ui >/dev/null
+$PY -m babel.messages.frontend extract --no-location --omit-header -k _ -k N_ -o "$pot" app.py pages ui >/dev/null
 for lang in zh_CN uk; do
   po="ui/locales/$lang/LC_MESSAGES/studio.po"
   if [ -f "$po" ]; then

@@ -11,6 +11,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.access import FREE_GUESSES, GATE, GUESS_INTERVAL_S, GUESSES, MAX_WAIT_S, GuessLimiter, TooManyGuesses
 from core.settings import get_settings
+from ui.i18n import _
 
 __all__ = [
     "FREE_GUESSES",
@@ -70,8 +71,8 @@ def require_password() -> None:
     password = get_settings().app_password
     st.title("🔒 Llama Studio")
     with st.form("auth.form"):
-        given = st.text_input("Password", type="password", key="auth.password")
-        submitted = st.form_submit_button("Enter")
+        given = st.text_input(_("Password"), type="password", key="auth.password")
+        submitted = st.form_submit_button(_("Enter"))
     if submitted and given:
         try:
             right = check_password(given, password.get_secret_value(), guess_limiter())
@@ -82,7 +83,7 @@ def require_password() -> None:
                 st.session_state["auth.ok"] = True
                 _admit()
                 st.rerun()
-            st.error("Wrong password.")
+            st.error(_("Wrong password."))
     elif submitted:
-        st.error("Enter the password.")
+        st.error(_("Enter the password."))
     st.stop()

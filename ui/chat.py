@@ -5,6 +5,7 @@ These only draw and keep per-session state; all model work goes through the back
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,24 +22,25 @@ from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
 from ui import conversations
+from ui.i18n import N_, _
 from ui.safe_text import safe_markdown, write_stream
 
 if TYPE_CHECKING:
     from ui.session import ChatSession
 
 UI_UPDATE_S = 0.05  # at most ~20 screen updates a second while an answer streams
-DEFAULT_SYSTEM_PROMPT = "You are a helpful, honest assistant. Answer in the language of the question."
+DEFAULT_SYSTEM_PROMPT = N_("You are a helpful, honest assistant. Answer in the language of the question.")
 # The sampling widgets: label, slider or number box, step, key suffix. Ranges and defaults come from
 # GenerationOptions (`field_range`), so a widget offers exactly what the options accept.
 SAMPLING = {
-    "max_new_tokens": ("Max new tokens", "number", 64, "max_new"),
-    "temperature": ("Temperature (0 = greedy)", "slider", 0.05, "temperature"),
-    "top_p": ("Top-p", "slider", 0.05, "top_p"),
-    "top_k": ("Top-k (0 = off)", "number", 1, "top_k"),
-    "repetition_penalty": ("Repetition penalty", "slider", 0.05, "rep"),
-    "presence_penalty": ("Presence penalty (OpenAI's)", "slider", 0.1, "presence"),
-    "frequency_penalty": ("Frequency penalty (OpenAI's)", "slider", 0.1, "frequency"),
-    "seed": ("Seed (empty = random)", "number", 1, "seed"),
+    "max_new_tokens": (N_("Max new tokens"), "number", 64, "max_new"),
+    "temperature": (N_("Temperature (0 = greedy)"), "slider", 0.05, "temperature"),
+    "top_p": (N_("Top-p"), "slider", 0.05, "top_p"),
+    "top_k": (N_("Top-k (0 = off)"), "number", 1, "top_k"),
+    "repetition_penalty": (N_("Repetition penalty"), "slider", 0.05, "rep"),
+    "presence_penalty": (N_("Presence penalty (OpenAI's)"), "slider", 0.1, "presence"),
+    "frequency_penalty": (N_("Frequency penalty (OpenAI's)"), "slider", 0.1, "frequency"),
+    "seed": (N_("Seed (empty = random)"), "number", 1, "seed"),
 }
 
 
@@ -64,16 +66,54 @@ def backend_or_stop() -> ChatBackend:
     loader.start()
     loader.join(0.05)
     while loader.is_alive():
-        message, fraction = runtime.loading_status() or ("Starting the model…", None)
-        progress(message, fraction)
+        message, fraction = runtime.loading_status() or ("", None)
+        progress(loading_words(message), fraction)
         loader.join(0.25)
     box.empty()
     if isinstance(result.get("error"), StudioError):
-        st.error(f"The model is not available. {result['error']}")
+        st.error(_("The model is not available. {reason}").format(reason=result["error"]))
         st.stop()
     if "error" in result:
         raise result["error"]
     return result["backend"]
+
+
+# The loader's stages (llm/loading.py, core/runtime.py) in the page's language: pattern -> message.
+LOADING_STAGES = [
+    (
+        re.compile(r"Converting the bundled demo model"),
+        N_("Converting the bundled demo model (first start only, about 30 s)…"),
+    ),
+    (
+        re.compile(r"Downloading (?P<model>\S+) into (?P<folder>.+) \(first start only\): (?P<size>[\d.]+) GB"),
+        N_("Downloading {model} into {folder} (first start only): {size} GB"),
+    ),
+    (re.compile(r"Loading the model into memory"), N_("Loading the model into memory…")),
+]
+
+
+def loading_words(message: str) -> str:
+    """A stage of the model's load, as the page says it."""
+    for pattern, words in LOADING_STAGES:
+        if found := pattern.match(message):
+            return _(words).format(**found.groupdict())
+    return message or _("Starting the model…")
+
+
+def model_notes(backend: ChatBackend) -> list[str]:
+    """What the page says about the loaded model, in plain words (the README names the settings)."""
+    notes = [_(note) for note in backend.notes]
+    if backend.name.endswith("(demo)"):
+        why = _("No GPU was found, so this") if get_settings().llm_model == "auto" else _("This")
+        notes.insert(
+            0,
+            _(
+                "{why} is the small demo model that comes with the studio (SmolLM2-135M), running on the CPU: "
+                "good for trying the studio, weak at answering. On a machine with a GPU the studio loads "
+                "Llama-3.1-8B-Instruct; the README says how to choose another model."
+            ).format(why=why),
+        )
+    return notes
 
 
 def field_range(model: type[BaseModel], name: str, step: float = 1) -> tuple:
@@ -97,7 +137,7 @@ def sampling_widgets(prefix: str, names=tuple(SAMPLING)) -> dict:
         label, kind, step, suffix = SAMPLING[name]
         low, high, default = field_range(GenerationOptions, name, step)
         widget = st.slider if kind == "slider" else st.number_input
-        values[name] = widget(label, low, high, default, step, key=f"{prefix}.{suffix}")
+        values[name] = widget(_(label), low, high, default, step, key=f"{prefix}.{suffix}")
     return values
 
 
@@ -107,16 +147,18 @@ def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str,
     A fixed `system_prompt` (a persona's) is shown read-only instead of the editable one."""
     with st.sidebar:
         if system_prompt is None:
-            system_prompt = st.text_area("System prompt", DEFAULT_SYSTEM_PROMPT, key=f"{prefix}.system", height=100)
+            system_prompt = st.text_area(
+                _("System prompt"), _(DEFAULT_SYSTEM_PROMPT), key=f"{prefix}.system", height=100
+            )
         else:
-            st.caption("System prompt (fixed for this page)")
-            st.text(system_prompt or "(none)")
-        with st.expander("Sampling", expanded=False):
+            st.caption(_("System prompt (fixed for this page)"))
+            st.text(system_prompt or _("(none)"))
+        with st.expander(_("Sampling"), expanded=False):
             values = sampling_widgets(prefix)
     try:
         return system_prompt, GenerationOptions(**values)
     except ValidationError as exc:
-        st.sidebar.error(f"Invalid option: {exc.errors()[0]['msg']}. Using the defaults.")
+        st.sidebar.error(_("Invalid option: {reason}. Using the defaults.").format(reason=exc.errors()[0]["msg"]))
         return system_prompt, GenerationOptions()
 
 
@@ -130,31 +172,34 @@ def model_picker(backend: ChatBackend, prefix: str) -> str | None:
     try:
         served = _served_models(backend, backend.name)
     except StudioError as exc:
-        st.sidebar.warning(f"Could not list the server's models: {exc}")
+        st.sidebar.warning(_("Could not list the server's models: {reason}").format(reason=exc))
         return None
     if len(served) <= 1:
-        st.sidebar.caption(f"Model: {backend.name}")
+        st.sidebar.caption(_("Model: {name}").format(name=backend.name))
         return None
     default = getattr(backend, "model", None)
     index = served.index(default) if default in served else 0
-    return st.sidebar.selectbox("Model", served, index=index, key=f"{prefix}.model")
+    return st.sidebar.selectbox(_("Model"), served, index=index, key=f"{prefix}.model")
 
 
 def stats_caption(stats: dict) -> str:
     parts = []
     if stats.get("first_token_s") is not None:
-        parts.append(f"first token {stats['first_token_s']:.2f} s")
+        parts.append(_("first token {seconds} s").format(seconds=f"{stats['first_token_s']:.2f}"))
     if stats.get("tokens_per_s"):
-        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
+        parts.append(_("{rate} tokens/s").format(rate=f"{stats['tokens_per_s']:.1f}"))
     prompt, answer = stats.get("prompt_tokens") or 0, stats.get("completion_tokens") or 0
-    parts.append(f"{prompt + answer:,} tokens used ({prompt:,} prompt + {answer:,} answer)")
+    parts.append(
+        _("{total} tokens used ({prompt} prompt + {answer} answer)").format(
+            total=f"{prompt + answer:,}", prompt=f"{prompt:,}", answer=f"{answer:,}"
+        )
+    )
     if stats.get("cached_tokens"):
-        parts.append(f"{stats['cached_tokens']:,} prompt tokens reused from the last turn")
+        parts.append(_("{count} prompt tokens reused from the last turn").format(count=f"{stats['cached_tokens']:,}"))
     if stats.get("batched_with"):
-        others = stats["batched_with"]
-        parts.append(f"decoded together with {others} other answer{'s' if others > 1 else ''}")
+        parts.append(_("decoded together with {count} other answer(s)").format(count=stats["batched_with"]))
     if stats.get("finish_reason") == "length":
-        parts.append("stopped at max new tokens")
+        parts.append(_("stopped at max new tokens"))
     return " · ".join(parts)
 
 
@@ -170,7 +215,7 @@ def render_message(message: dict, extra: Callable[[dict], None] | None = None) -
             st.code(message["content"], language=None)
         elif message["content"] or not message.get("tool_calls"):
             # Remote images become placeholders, links http(s) only, HTML stays text (see ui/safe_text).
-            st.markdown(safe_markdown(message["content"]) or "*(empty answer)*")
+            st.markdown(safe_markdown(message["content"]) or _("*(empty answer)*"))
         render_footer(message)
         if extra:
             extra(message)
@@ -178,9 +223,11 @@ def render_message(message: dict, extra: Callable[[dict], None] | None = None) -
 
 def render_footer(message: dict) -> None:
     if message.get("cut"):
-        st.caption(":orange[Stopped: this answer was cut off before it finished.]")
+        st.caption(":orange[" + _("Stopped: this answer was cut off before it finished.") + "]")
     if message.get("dropped"):
-        st.caption(f"{message['dropped']} older messages were left out to fit the model's context.")
+        st.caption(
+            _("{count} older messages were left out to fit the model's context.").format(count=message["dropped"])
+        )
     if message.get("stats"):
         st.caption(stats_caption(message["stats"]))
 
@@ -192,8 +239,10 @@ def check_prompt(text: str | None) -> str | None:
     limit = get_settings().max_prompt_chars
     if len(text) > limit:
         st.error(
-            f"Your message is {len(text):,} characters; the limit is {limit:,} (MAX_PROMPT_CHARS). "
-            "Nothing was sent. Shorten it or raise MAX_PROMPT_CHARS."
+            _(
+                "Your message is {length} characters; the limit is {limit}. Nothing was sent. Shorten it, or ask "
+                "whoever runs the studio to raise the limit (the setting MAX_PROMPT_CHARS)."
+            ).format(length=f"{len(text):,}", limit=f"{limit:,}")
         )
         return None
     return text
@@ -288,7 +337,7 @@ def stream_to_history(
         if isinstance(exc, PromptTooLongError) and (unsent := session.take_back()):
             # Not answerable as it stands: out of the history (and the store) so later turns still work,
             # and its text handed back so nothing the user typed is lost.
-            with st.expander("Your unsent message (copy it from here)"):
+            with st.expander(_("Your unsent message (copy it from here)")):
                 st.code(unsent["content"], language=None)
         return None
     return session.land({**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})

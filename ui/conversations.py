@@ -34,6 +34,7 @@ from core.store import (
     to_markdown,
 )
 from ui.auth import session_id
+from ui.i18n import N_, _
 from ui.safe_text import plain
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ SAVE_EVERY_S = 1.0  # how often a streaming answer is saved (as cut) so a crash 
 STREAM_WAIT_S = 0.25
 # Notes for the sidebar, one set per browser session (not per conversation).
 UNSAVED, ERROR, NOTICE = "conversations.unsaved", "conversations.error", "conversations.notice"
-PAGE_NAMES = {"chat": "Chat", "search": "Search answers", "team": "Team"}
+SAVE_LATER = N_("This conversation could not be saved yet, so it stays open. Try again in a moment.")
+PAGE_NAMES = {"chat": N_("Chat"), "search": N_("Search answers"), "team": N_("Team")}
 
 
 @dataclass
@@ -133,11 +135,11 @@ def bind(session: ChatSession) -> None:
         loaded = db.load(cid)
         if loaded is None or loaded.summary.page != session.page:
             if loaded is None:
-                st.warning("That conversation was not found (it may have been deleted). Starting a new one.")
+                st.warning(_("That conversation was not found (it may have been deleted). Starting a new one."))
             _point_url_at(own)
             return
         if not _settle(session):
-            st.warning("This conversation could not be saved yet, so it stays open. Try again in a moment.")
+            st.warning(_(SAVE_LATER))
             _point_url_at(own)
             return
         _adopt(session, cid, loaded.version, loaded.messages)
@@ -199,7 +201,7 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
         except ConversationChanged as exc:
             _fork(db, session, messages, exc)
             return
-        sync.saved.update((m["id"], fingerprint(m)) for _, m in changed)
+        sync.saved.update((m["id"], fingerprint(m)) for _at, m in changed)
         sync.hide = []
     except StoreError as exc:
         _unsaved(exc)
@@ -207,7 +209,7 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
 
 def _start(db: Store, session: ChatSession, messages: list[dict], title: str | None = None) -> str:
     """A new conversation holding `messages` (written in the same transaction), now this session's."""
-    title = title or next((m["content"] for m in messages if m["role"] == "user"), "New chat")
+    title = title or next((m["content"] for m in messages if m["role"] == "user"), _("New chat"))
     cid = db.create(session.page, title, messages)
     st.session_state[session.keys.cid] = cid
     st.session_state[session.keys.sync] = Sync(0, {m["id"]: fingerprint(m) for m in messages})
@@ -218,14 +220,14 @@ def _start(db: Store, session: ChatSession, messages: list[dict], title: str | N
 def _fork(db: Store, session: ChatSession, messages: list[dict], exc: ConversationChanged) -> None:
     """Another tab wrote to (or deleted) this conversation: this tab's history goes on in a copy."""
     if exc.gone:
-        note = "This conversation was deleted in another tab or window, so it goes on here as a new conversation."
+        note = _("This conversation was deleted in another tab or window, so it goes on here as a new conversation.")
         cid = _start(db, session, messages)
     else:
-        note = (
+        note = _(
             "Another tab added to this conversation while this one was open. So that neither tab loses a turn, "
             "this tab goes on in a copy (“(copy)” in the list); the other tab's turns stay in the original."
         )
-        cid = _start(db, session, messages, f"{exc.title} (copy)")
+        cid = _start(db, session, messages, _("{title} (copy)").format(title=exc.title))
     st.session_state[session.keys.note] = (cid, note)
     st.toast(note, icon="🔀")
 
@@ -266,7 +268,7 @@ def finish(session: ChatSession, slot) -> None:
 
 def start_new(session: ChatSession) -> None:
     if not _settle(session):
-        st.session_state[ERROR] = "This conversation could not be saved yet, so it stays open. Try again in a moment."
+        st.session_state[ERROR] = _(SAVE_LATER)
         return
     _adopt(session, None)
     _point_url_at(None)
@@ -309,15 +311,16 @@ def _import(session: ChatSession, key: str) -> None:
     except StudioError as exc:
         st.session_state[ERROR] = str(exc)
         return
-    notice = f"Imported a conversation of {len(export.messages)} messages."
+    notice = _("Imported a conversation of {count} messages.").format(count=len(export.messages))
     if dropped:
-        names = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
-        notice += f" Unknown fields were left out: {names}."
+        more = _(" and {count} more").format(count=len(dropped) - 5) if len(dropped) > 5 else ""
+        notice += " " + _("Unknown fields were left out: {names}.").format(names=", ".join(dropped[:5]) + more)
     if export.page == session.page:
         st.query_params["c"] = cid
     else:
-        where = PAGE_NAMES.get(export.page) or f"Personas ({export.page.removeprefix('persona:')})"
-        notice += f" It belongs to the {where} page and is listed there."
+        persona = export.page.removeprefix("persona:")
+        where = _(PAGE_NAMES[export.page]) if export.page in PAGE_NAMES else _("Personas ({name})").format(name=persona)
+        notice += " " + _("It belongs to the {page} page and is listed there.").format(page=where)
     st.session_state[NOTICE] = notice
 
 
@@ -328,8 +331,10 @@ def _notes(session: ChatSession, cid: str | None) -> None:
         st.success(notice)
     if unsaved := st.session_state.get(UNSAVED):
         st.warning(
-            f"Conversations are not being saved: {unsaved} Chat still works; unsaved messages are "
-            "written at the next save."
+            _(
+                "Conversations are not being saved: {reason} Chat still works; unsaved messages are written at "
+                "the next save."
+            ).format(reason=unsaved)
         )
     note = st.session_state.get(session.keys.note)
     if note and note[0] == cid:
@@ -338,9 +343,9 @@ def _notes(session: ChatSession, cid: str | None) -> None:
 
 def _sidebar(session: ChatSession) -> None:
     """New, current (rename, export, delete with confirmation), search, open, import."""
-    st.subheader("Conversations")
+    st.subheader(_("Conversations"))
     key = session.key
-    st.button("➕ New chat", key=key("new"), use_container_width=True, on_click=start_new, args=(session,))
+    st.button("➕ " + _("New chat"), key=key("new"), use_container_width=True, on_click=start_new, args=(session,))
     cid = session.cid
     _notes(session, cid)
     db = store()
@@ -348,10 +353,10 @@ def _sidebar(session: ChatSession) -> None:
         return
     try:
         if cid and (summary := db.summary(cid)):
-            with st.expander("This conversation"):
+            with st.expander(_("This conversation")):
                 title_key = key(f"title.{cid}")
                 st.text_input(
-                    "Title",
+                    _("Title"),
                     without_bidi_controls(summary.title),
                     key=title_key,
                     on_change=_rename,
@@ -360,22 +365,22 @@ def _sidebar(session: ChatSession) -> None:
                 name = "".join(c if c.isalnum() else "-" for c in summary.title)[:40] or "conversation"
                 # Built only when clicked (on another thread): not on every rerun of the page.
                 st.download_button(
-                    "Export Markdown",
+                    _("Export Markdown"),
                     lambda: to_markdown(db.export_json(cid)),
                     f"{name}.md",
                     "text/markdown",
                     key=key("md"),
                 )
                 st.download_button(
-                    "Export JSON",
+                    _("Export JSON"),
                     lambda: _export_text(db, cid),
                     f"{name}.json",
                     "application/json",
                     key=key("json"),
                 )
-                sure = st.checkbox("Yes, delete this conversation", key=key(f"sure.{cid}"))
-                st.button("Delete", key=key("delete"), disabled=not sure, on_click=_delete, args=(session, cid))
-        text = st.text_input("Search conversations", key=key("conv_search"), placeholder="Search by text")
+                sure = st.checkbox(_("Yes, delete this conversation"), key=key(f"sure.{cid}"))
+                st.button(_("Delete"), key=key("delete"), disabled=not sure, on_click=_delete, args=(session, cid))
+        text = st.text_input(_("Search conversations"), key=key("conv_search"), placeholder=_("Search by text"))
         for item in db.list(session.page, text, limit=20):
             # A button label renders markdown (images too): a title, maybe imported, is shown as text only.
             label = ("▸ " if item.id == cid else "") + plain(item.title)
@@ -388,14 +393,14 @@ def _sidebar(session: ChatSession) -> None:
             )
         GATE.offer_upload(session_id())  # the one widget that uploads: the session guard lets its files in
         st.file_uploader(
-            "Import a JSON export",
+            _("Import a JSON export"),
             type=["json"],
             key=key("import"),
             on_change=_import,
             args=(session, key("import")),
         )
     except StoreError as exc:
-        st.warning(f"Conversations are not being saved: {exc} Chat still works.")
+        st.warning(_("Conversations are not being saved: {reason} Chat still works.").format(reason=exc))
 
 
 def _export_text(db: Store, cid: str) -> str:

@@ -18,6 +18,7 @@ DOMAIN = "studio"
 LANGUAGES = {"en": "English", "zh_CN": "简体中文", "uk": "Українська"}  # code -> the language's own name
 SOURCE = "en"
 STATE_KEY = "ui_language"
+PICKER_KEY = "ui_language_picker"
 QUERY_KEY = "lang"  # in the URL, so a reload keeps the choice
 
 
@@ -57,12 +58,28 @@ def _(message: str) -> str:
     return catalog(current()).get(message, message)
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalog where it is defined (a table of labels); `_()` translates it where shown."""
+    return message
+
+
 def language_switch() -> None:
-    """The sidebar's language picker; the choice is kept in the session and in the URL."""
-    languages = list(LANGUAGES)
-    chosen = st.sidebar.selectbox(
-        "🌐", languages, index=languages.index(current()), format_func=LANGUAGES.get, key="ui_language_picker"
+    """The sidebar's language picker, each language named in itself. A choice other than the browser's own is
+    kept in the URL (`?lang=`), so a reload or a saved link keeps it; the browser's own needs nothing there."""
+    codes, names = list(LANGUAGES), list(LANGUAGES.values())
+    language = st.session_state[STATE_KEY] = current()  # kept for this session's other pages
+    if language != from_locale(st.context.locale) and st.query_params.get(QUERY_KEY) != language:
+        st.query_params[QUERY_KEY] = language  # a page change drops the URL's parameters: put it back
+    st.sidebar.selectbox(
+        "🌐", names, index=codes.index(language), key=PICKER_KEY, on_change=_chosen, args=(codes, names)
     )
+
+
+def _chosen(codes: list[str], names: list[str]) -> None:
+    # A callback, so the URL changes before the run that draws the page (not in the middle of it).
+    chosen = codes[names.index(st.session_state[PICKER_KEY])]
     st.session_state[STATE_KEY] = chosen
-    if st.query_params.get(QUERY_KEY) != chosen:
+    if chosen != from_locale(st.context.locale):
         st.query_params[QUERY_KEY] = chosen
+    elif QUERY_KEY in st.query_params:
+        del st.query_params[QUERY_KEY]

@@ -10,6 +10,7 @@ from llm.prompts import Message
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
+from ui.i18n import _
 from ui.safe_text import link, plain, safe_markdown
 
 
@@ -25,7 +26,7 @@ def provider_or_warning() -> CachedSearch | None:
         # Keyed by the settings marked as shaping the search provider: changing one builds it anew.
         return _provider(shared_key(settings, "search"), settings)
     except StudioError as exc:
-        st.warning(f"{exc} Answers will come without web sources until then.")
+        st.warning(_("{reason} Answers will come without web sources until then.").format(reason=exc))
         return None
 
 
@@ -37,25 +38,27 @@ def reranker(model_name: str) -> Reranker:
 
 
 def search_options() -> SearchOptions:
-    with st.sidebar.expander("Search", expanded=False):
-        num = st.slider("Results to fetch", 1, 10, 8, key="search.num")
+    with st.sidebar.expander(_("Search"), expanded=False):
+        num = st.slider(_("Results to fetch"), 1, 10, 8, key="search.num")
         language = st.selectbox(
-            "Language",
+            _("Language"),
             ["", "lang_en", "lang_zh-CN", "lang_zh-TW", "lang_uk", "lang_ru", "lang_de", "lang_fr", "lang_ja"],
             key="search.lr",
-            format_func=lambda v: v or "any",
+            format_func=lambda v: v or _("any"),
         )
-        safe = st.selectbox("Safe search", ["active", "off"], key="search.safe")
+        safe = st.selectbox(
+            _("Safe search"), ["active", "off"], key="search.safe", format_func={"active": _("on"), "off": _("off")}.get
+        )
         date = st.selectbox(
-            "Date",
+            _("Date"),
             ["", "d1", "w1", "m1", "y1"],
             key="search.date",
             format_func={
-                "": "any time",
-                "d1": "past day",
-                "w1": "past week",
-                "m1": "past month",
-                "y1": "past year",
+                "": _("any time"),
+                "d1": _("past day"),
+                "w1": _("past week"),
+                "m1": _("past month"),
+                "y1": _("past year"),
             }.get,
         )
     return SearchOptions(num=num, language=language, safe=safe, date_restrict=date)
@@ -72,37 +75,37 @@ def find_sources(
     """Rewrite a follow-up, search and rerank, under a status line. None (the reason shown, as for a failed
     answer) when the model cannot rewrite the follow-up; a failed search still gives a Retrieval."""
     settings = get_settings()
-    with st.status("Searching…", expanded=False) as status:
+    with st.status(_("Searching…"), expanded=False) as status:
         try:
             query = standalone_query(backend, earlier, question, model)
         except StudioError as exc:
-            status.update(label="Could not search", state="error")
+            status.update(label=_("Could not search"), state="error")
             failure = str(exc)
         else:
             retrieval = retrieve(provider, reranker(settings.rerank_model), query, options, settings.search_sources)
-            status.update(label="Searched", state="complete")
+            status.update(label=_("Searched"), state="complete")
             return retrieval
     st.error(safe_markdown(failure))  # outside the (collapsed) status box, as a failed answer's error is
     return None
 
 
 def show_retrieval(retrieval: Retrieval) -> None:
-    st.caption(f"Searched for: {plain(retrieval.query)}")
+    st.caption(_("Searched for: {query}").format(query=plain(retrieval.query)))
     if retrieval.error:
-        st.warning(f"No sources: {retrieval.error} The model was told to say it doesn't know.")
+        st.warning(_("No sources: {reason} The model was told to say it doesn't know.").format(reason=retrieval.error))
 
 
 def render_sources(message: dict) -> None:
     """Sources under an answer, as text: a snippet's HTML or markdown never runs in the page."""
     if message.get("query") and not message.get("live"):
-        st.caption(f"Searched for: {plain(message['query'])}")
+        st.caption(_("Searched for: {query}").format(query=plain(message["query"])))
     sources = message.get("sources") or []
     if not sources:
         return
     cited = set(message.get("cited") or [])
-    with st.expander(f"Sources ({len(sources)}, {len(cited)} cited)", expanded=True):
+    with st.expander(_("Sources ({count}, {cited} cited)").format(count=len(sources), cited=len(cited)), expanded=True):
         for n, source in enumerate(sources, 1):
-            mark = " ✅ cited" if n in cited else ""
+            mark = " ✅ " + _("cited") if n in cited else ""
             # An http(s) link with its title as text; a `)` or `]` in either cannot add markdown.
             st.markdown(f"**[{n}]** {link(source['title'] or source['link'], source['link'])}{mark}")
             st.caption(plain(source["snippet"]))

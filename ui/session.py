@@ -27,6 +27,7 @@ from llm.interface import ChatBackend
 from ui import conversations
 from ui.auth import require_password
 from ui.chat import backend_or_stop, check_prompt, render_message, user_message
+from ui.i18n import _
 
 SESSION_ID = "session.id"  # names this browser session to the backend (its per-conversation cache)
 BOUND = "session.histories"  # the history keys this session has bound (see `open_conversations`)
@@ -189,7 +190,7 @@ class ChatSession:
         history = self.history
         can = bool(history) and history[-1]["role"] == "assistant"
         clicked = st.sidebar.button(
-            "Regenerate last answer", key=self.key("regen"), disabled=not can, use_container_width=True
+            _("Regenerate last answer"), key=self.key("regen"), disabled=not can, use_container_width=True
         )
         return history[-1] if clicked and can else None
 
@@ -199,8 +200,14 @@ class ChatSession:
         limit = st.session_state.get(self.key("shown"), RENDER_AT_ONCE)
         if len(messages) <= limit:
             return messages
-        st.caption(f"{len(messages) - limit} earlier messages are not shown, to keep the page quick; they are kept.")
-        st.button("Show earlier messages", key=self.key("more"), on_click=_show_more, args=(self.key("shown"), limit))
+        st.caption(
+            _("{count} earlier messages are not shown, to keep the page quick; they are kept.").format(
+                count=len(messages) - limit
+            )
+        )
+        st.button(
+            _("Show earlier messages"), key=self.key("more"), on_click=_show_more, args=(self.key("shown"), limit)
+        )
         return messages[-limit:]
 
     def _converse(self, reply, input_label: str, render, old: dict | None, disabled: bool) -> None:

@@ -23,6 +23,7 @@ from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, load_teams
 from ui import conversations
 from ui.chat import UI_UPDATE_S, field_range, sampling_widgets
+from ui.i18n import _
 from ui.safe_text import plain, safe_markdown
 
 if TYPE_CHECKING:
@@ -43,10 +44,10 @@ def pick_team(backend) -> Team | None:
             st.warning(safe_markdown(problem))
         choice = None
         if usable:
-            choice = st.selectbox("Team", list(usable), format_func=lambda n: usable[n].label, key="team.current")
+            choice = st.selectbox(_("Team"), list(usable), format_func=lambda n: usable[n].label, key="team.current")
         broken = [t for t in teams if not t.available]
         if broken:
-            with st.expander(f"Unavailable ({len(broken)})"):
+            with st.expander(_("Unavailable ({count})").format(count=len(broken))):
                 for t in broken:
                     st.caption(f"**{plain(t.name)}**: {safe_markdown(t.problem or '')}")
     return usable.get(choice) if choice else None
@@ -55,16 +56,16 @@ def pick_team(backend) -> Team | None:
 def sidebar_limits() -> tuple[Limits, GenerationOptions]:
     """The run's limits (always visible) and sampling, this session's own."""
     labels = {
-        "experts_per_round": "Experts per round",
-        "follow_up_rounds": "Follow-up rounds",
-        "expert_tokens": "New tokens per expert",
-        "synthesis_tokens": "New tokens for the answer",
-        "token_budget": "Token budget (plans + answers)",
+        "experts_per_round": _("Experts per round"),
+        "follow_up_rounds": _("Follow-up rounds"),
+        "expert_tokens": _("New tokens per expert"),
+        "synthesis_tokens": _("New tokens for the answer"),
+        "token_budget": _("Token budget (plans + answers)"),
     }
     steps = {"expert_tokens": 32, "synthesis_tokens": 64, "token_budget": 256}
     values = {}
     with st.sidebar:
-        st.subheader("Limits")
+        st.subheader(_("Limits"))
         for name, label in labels.items():
             low, high, default = field_range(Limits, name)
             values[name] = st.number_input(
@@ -76,24 +77,33 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
                 key=f"team.{name}",
                 help=Limits.model_fields[name].description,
             )
-        with st.expander("Sampling", expanded=False):
+        with st.expander(_("Sampling"), expanded=False):
             sampling = sampling_widgets("team", ("temperature", "seed"))
     try:
         return Limits(**values), GenerationOptions(**sampling)
     except ValidationError as exc:
-        st.sidebar.error(f"Invalid limit: {exc.errors()[0]['msg']}. Using the defaults.")
+        st.sidebar.error(_("Invalid limit: {reason}. Using the defaults.").format(reason=exc.errors()[0]["msg"]))
         return Limits(), GenerationOptions()
 
 
 def limits_caption(limits: Limits) -> str:
-    return (
-        f"Limits: {limits.experts_per_round} experts per round · {limits.follow_up_rounds} follow-up rounds · "
-        f"{limits.expert_tokens} tokens per expert · {limits.synthesis_tokens} for the answer · "
-        f"budget {limits.token_budget:,} tokens"
+    return _(
+        "Limits: {experts} experts per round · {rounds} follow-up rounds · {expert_tokens} tokens per expert · "
+        "{answer_tokens} for the answer · budget {budget} tokens"
+    ).format(
+        experts=limits.experts_per_round,
+        rounds=limits.follow_up_rounds,
+        expert_tokens=limits.expert_tokens,
+        answer_tokens=limits.synthesis_tokens,
+        budget=f"{limits.token_budget:,}",
     )
 
 
 # --- a run, drawn ---------------------------------------------------------------------------------
+
+
+def step_title(step) -> str:
+    return _("Plan") if step.kind == "plan" else _("Follow-up before round {number}").format(number=step.round)
 
 
 class RunView:
@@ -141,22 +151,22 @@ class RunView:
 
     def step(self, index: int) -> None:
         step = self.run.steps[index]
-        title = "Plan" if step.kind == "plan" else f"Follow-up before round {step.round}"
-        box = st.status(f"{title}: the coordinator is deciding…", expanded=False)
+        box = st.status(
+            _("{step}: the coordinator is deciding…").format(step=step_title(step)), expanded=False, state="running"
+        )
         with box:
             code = st.empty()
         self.steps[index] = (box, code)
 
     def planned(self, index: int) -> None:
         step, (box, code) = self.run.steps[index], self.steps[index]
-        code.code(step.text.strip() or "(nothing)", language="json")
-        title = "Plan" if step.kind == "plan" else f"Follow-up before round {step.round}"
+        code.code(step.text.strip() or _("(nothing)"), language="json")
+        title = step_title(step)
         label, state = {
-            "planned": (f"{title}: asking {', '.join(step.asked)}", "complete"),
-            "fallback": (f"{title}: unusable, so every expert is asked the task", "error"),
-            "finished": (f"{title}: nothing more to ask", "complete"),
-            "stopped": (f"{title}: stopped", "error"),
-        }.get(step.outcome, (f"{title}: stopped", "error"))  # "running": saved mid-run
+            "planned": (_("{step}: asking {names}").format(step=title, names=", ".join(step.asked)), "complete"),
+            "fallback": (_("{step}: unusable, so every expert is asked the task").format(step=title), "error"),
+            "finished": (_("{step}: nothing more to ask").format(step=title), "complete"),
+        }.get(step.outcome, (_("{step}: stopped").format(step=title), "error"))  # "running": saved mid-run
         box.update(label=plain(label), state=state)
         if step.outcome == "fallback" and step.note:
             st.warning(step.note)
@@ -165,14 +175,19 @@ class RunView:
 
     def round(self, number: int) -> None:
         turns = [i for i, t in enumerate(self.run.turns) if t.round == number]
-        st.markdown(f"**Round {number}** · {len(turns)} expert{'s' if len(turns) > 1 else ''} answering together")
+        st.markdown(
+            "**"
+            + _("Round {number}").format(number=number)
+            + "** · "
+            + _("experts answering together: {count}").format(count=len(turns))
+        )
         for start in range(0, len(turns), PANELS_PER_ROW):
             row = turns[start : start + PANELS_PER_ROW]
             for column, index in zip(st.columns(len(row)), row):
                 turn = self.run.turns[index]
                 with column.container(border=True):
                     st.markdown(f"**{plain(turn.avatar)} {plain(turn.display_name)}**")
-                    st.caption(f"Asked: {plain(turn.question)}")
+                    st.caption(_("Asked: {question}").format(question=plain(turn.question)))
                     self.panels[index] = (st.empty(), st.empty())
                 self.turn(index)
 
@@ -180,14 +195,14 @@ class RunView:
         turn = self.run.turns[index]
         answer, caption = self.panels[index]
         answer.markdown(
-            safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else "*(no answer)*")
+            safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else _("*(no answer)*"))
         )
         colour = {"failed": "red", "stopped": "orange", "length": "orange"}.get(turn.status)
         text = plain(report.turn_status(turn))
         caption.caption(f":{colour}[{text}]" if colour else text)
 
     def synthesis_start(self) -> None:
-        st.markdown(f"**{plain(self.run.team_display_name)} · answer**")
+        st.markdown(f"**{plain(self.run.team_display_name)} · " + _("answer") + "**")
         self.answer = st.empty()
         self.answer.markdown("…")
 
@@ -197,11 +212,11 @@ class RunView:
         if self.answer is None and run.synthesis:
             self.synthesis_start()
         if self.answer is not None:
-            self.answer.markdown(safe_markdown(run.synthesis) or "*(no answer was written)*")
+            self.answer.markdown(safe_markdown(run.synthesis) or _("*(no answer was written)*"))
         if run.synthesis_status == "failed":
-            st.error(f"The answer failed: {run.synthesis_error}")
+            st.error(_("The answer failed: {reason}").format(reason=run.synthesis_error))
         if run.synthesis_status == "length":
-            st.caption(":orange[The answer was cut at its token limit.]")
+            st.caption(":orange[" + _("The answer was cut at its token limit.") + "]")
         if note := report.ended_note(run):
             (st.warning if run.ended_by == "stopped" else st.info)(note)
         st.caption(report.figures(run))
