@@ -221,3 +221,12 @@ def test_coalescing_never_loses_text_on_error():
         for chunk in coalesce(record(pieces()), every_s=60):
             got.append(chunk)
     assert "".join(recorded) == "ab" and got == []  # shown later from the history, which has it all
+
+
+def test_a_multi_line_prompt_keeps_its_lines_and_indentation_on_screen(monkeypatch):
+    fake = install(monkeypatch, Reply(["Line one", "\n", "line two"]))
+    at = send(open_app(), "A poem:\nRoses are red\n    indented")
+    (_, typed), (_, answered) = bubbles(at)
+    assert typed == "A poem:\\\nRoses are red\\\n" + "\u00a0" * 4 + "indented"
+    assert answered == "Line one\\\nline two"  # the answer's own line break shows too
+    assert fake.calls[-1].messages[-1]["content"] == "A poem:\nRoses are red\n    indented"  # as typed

@@ -228,3 +228,18 @@ def test_escaped_names_carry_anywhere_and_never_pass_for_another():
     assert escaped("a" * 65) == "a" * 63 + "…"  # not the valid name "a" * 64
     for name in ("\udcff", "\ud800", "x\x00" * 100):
         escaped(name).encode("utf-8")  # protobuf and JSON carry it
+
+
+def test_chat_messages_keep_their_lines_and_typed_indentation():
+    poem = "Roses are red\nViolets are blue"
+    assert safe_markdown(poem) == poem  # markdown's own meaning: one paragraph, the lines joined on screen
+    assert safe_markdown(poem, keep_lines=True) == "Roses are red\\\nViolets are blue"  # a hard break each
+    code = "def f():\n    return 1\n\tpass"
+    kept = safe_markdown(code, keep_lines=True, keep_indents=True)
+    assert kept == "def f():\\\n" + "\u00a0" * 4 + "return 1\\\n" + "\u00a0" * 4 + "pass"
+    lists = "- a\n  - b\n1. c"  # list items keep their markdown meaning; fenced code keeps its own spaces
+    assert safe_markdown(lists, keep_lines=True, keep_indents=True) == safe_markdown(lists)
+    fenced = "```\n  x\n```"
+    assert safe_markdown(fenced, keep_lines=True, keep_indents=True) == fenced
+    image = safe_markdown("![x](http://e.com/a.png)\nnext", keep_lines=True)  # still no remote image
+    assert image.startswith("\\[image\\: x\\]") and image.endswith("\\\nnext")

@@ -215,7 +215,9 @@ def render_message(message: dict, extra: Callable[[dict], None] | None = None) -
             st.code(message["content"], language=None)
         elif message["content"] or not message.get("tool_calls"):
             # Remote images become placeholders, links http(s) only, HTML stays text (see ui/safe_text).
-            st.markdown(safe_markdown(message["content"]) or _("*(empty answer)*"))
+            typed = message["role"] == "user"  # what a person typed keeps its indentation too
+            shown = safe_markdown(message["content"], keep_lines=True, keep_indents=typed)
+            st.markdown(shown or _("*(empty answer)*"))
         render_footer(message)
         if extra:
             extra(message)

@@ -10,6 +10,8 @@ did not. `plain` is for places that must show text only (titles in button labels
 
 from __future__ import annotations
 
+import contextvars
+import re
 import string
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -96,14 +98,39 @@ def _parser() -> MarkdownIt:
 
 
 _MD = _parser()
+_LIST_ITEM = re.compile(r"([-*+>]|\d{1,9}[.)])(\s|$)")
+_BREAK: contextvars.ContextVar[str] = contextvars.ContextVar("soft_break", default="\n")  # see keep_lines
 
 
-def safe_markdown(text: str) -> str:
-    """`text` as markdown that renders the same, minus remote images, unsafe links and raw HTML."""
+def safe_markdown(text: str, keep_lines: bool = False, keep_indents: bool = False) -> str:
+    """`text` as markdown that renders the same, minus remote images, unsafe links and raw HTML.
+
+    `keep_lines` (chat messages): every line break shows as one, as a chat app shows a poem; markdown alone
+    joins such lines into one. `keep_indents` (what a person typed): a line's leading spaces stay too, as in
+    pasted code that was not fenced (list items keep their markdown meaning)."""
+    if keep_indents:
+        text = _indents_kept(text)
     tokens = _MD.parse(text)
     if any(token.level >= _DEEPEST for token in tokens):
         return _fence(text, "")  # nested deeper than the parser keeps (it drops the rest): shown as code
-    return _blocks(SyntaxTreeNode(tokens).children, tight=False).strip("\n")
+    token = _BREAK.set("\\\n" if keep_lines else "\n")
+    try:
+        return _blocks(SyntaxTreeNode(tokens).children, tight=False).strip("\n")
+    finally:
+        _BREAK.reset(token)
+
+
+def _indents_kept(text: str) -> str:
+    """Leading spaces and tabs outside fenced code as no-break spaces, which markdown keeps."""
+    lines, fenced = text.split("\n"), False
+    for i, line in enumerate(lines):
+        stripped = line.lstrip(" \t")
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and stripped and stripped != line and not _LIST_ITEM.match(stripped):
+            indent = line[: len(line) - len(stripped)].replace("\t", "    ")
+            lines[i] = "\u00a0" * len(indent) + stripped
+    return "\n".join(lines)
 
 
 def plain(text: str) -> str:
@@ -128,7 +155,7 @@ def write_stream(pieces: Iterable[str]) -> str:
             continue
         text += piece
         box = box or st.empty()
-        box.markdown(safe_markdown(text))
+        box.markdown(safe_markdown(text, keep_lines=True))  # as `ui.chat.render_message` draws it after
     return text
 
 
@@ -261,7 +288,7 @@ def _inline(nodes: list[SyntaxTreeNode]) -> str:
         if kind == "text":
             out.append(_text(node.content, line_start))
         elif kind == "softbreak":
-            out.append("\n")
+            out.append(_BREAK.get())
         elif kind == "hardbreak":
             out.append("\\\n")
         elif kind == "code_inline":

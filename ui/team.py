@@ -259,7 +259,7 @@ def render_message(message: dict) -> None:
     with st.chat_message(message["role"], avatar="👥" if message["role"] == "assistant" else None):
         run = saved_run(message) if message["role"] == "assistant" else None
         if run is None:
-            st.markdown(safe_markdown(message["content"]))
+            st.markdown(safe_markdown(message["content"], keep_lines=True, keep_indents=message["role"] == "user"))
         else:
             RunView(run).draw_all()
 
