@@ -18,13 +18,14 @@ else:
 
     st.set_page_config(page_title="Llama Studio", page_icon="🦙")
     language_switch()  # first: everything below (the page names too) is drawn in the language chosen
-    # URL paths are the file names less their number (/, /Personas, /Search_answers, /Team), as before the
+    # URL paths are the file names less their number (/, /Personas, /Search_answers, /Team, /API), as before the
     # navigation existed, so saved links (`?c=<id>`) keep working.
     pages = [
         st.Page("pages/0_Chat.py", title=_("Chat"), icon="🦙", default=True),
         st.Page("pages/1_Personas.py", title=_("Personas"), icon="🎭"),
         st.Page("pages/2_Search_answers.py", title=_("Search answers"), icon="🔎"),
         st.Page("pages/3_Team.py", title=_("Team"), icon="👥"),
+        st.Page("pages/4_API.py", title=_("API"), icon="🔌"),
     ]
     # The navigation resolves the page the URL asks for (a deep link keeps it through the password), but shows
     # no list of pages until the password is given.

@@ -111,6 +111,9 @@ class FakeBackend:
     def list_models(self) -> list[str]:
         return [self.name]
 
+    def resolve_model(self, model: str | None) -> str:
+        return model or self.name
+
     def attach_adapter(self, name: str, folder: Path, card) -> str:
         self.adapters[name] = folder
         return name

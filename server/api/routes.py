@@ -288,4 +288,13 @@ def api_routes() -> list[Route]:
 async def lifespan(app):
     """The model starts loading when the server starts, not when the first page opens."""
     ENGINE.start()
+    print(f"  OpenAI-compatible API: {api_address()}\n", flush=True)  # below Streamlit's own URL lines
     yield
+
+
+def api_address() -> str:
+    """The API's URL as this server listens (`streamlit run app.py --server.port 8501` gives :8501)."""
+    from streamlit import config
+
+    host = config.get_option("server.address") or "localhost"
+    return f"http://{host}:{config.get_option('server.port')}/v1"

@@ -62,11 +62,15 @@ class Engine:
         raise ApiError(503, "Loading model", code="model_loading", kind="server_error")
 
     def targets(self) -> dict[str, Target]:
-        from core.runtime import get_registry
+        return served_targets(self.ready())
 
-        backend = self.ready()
-        registry = get_registry(backend)
-        return targets(backend, registry.personas(), _teams(registry))
+
+def served_targets(backend) -> dict[str, Target]:
+    """Every model id the API serves on `backend` (GET /v1/models; the API page lists them too)."""
+    from core.runtime import get_registry
+
+    registry = get_registry(backend)
+    return targets(backend, registry.personas(), _teams(registry))
 
 
 def _teams(registry) -> list:
