@@ -10,7 +10,7 @@ from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
 from ui.chat import model_picker, render_footer, render_message, sidebar_options, stream_to_history
 from ui.i18n import _
-from ui.search import find_sources, provider_or_warning, render_sources, search_options, show_retrieval
+from ui.search import find_sources, provider_setup, render_sources, search_options, search_provider, show_retrieval
 from ui.session import ChatSession, Turn, start
 
 st.set_page_config(page_title="Llama Studio · " + _("Search answers"), page_icon="🔎", layout="centered")
@@ -19,14 +19,16 @@ _answer_system, options = sidebar_options("search", ANSWER_SYSTEM)  # the fixed 
 query_options = search_options()
 model = model_picker(backend, "search")
 session = ChatSession("search")
-provider = None
+provider, problem = search_provider()
 
 
 def header() -> None:
-    global provider
-    provider = provider_or_warning()
-    name = provider.name if provider else _("not configured")
-    st.caption(_("Search: {provider} · reranked by {model}").format(provider=name, model=get_settings().rerank_model))
+    if provider is None:  # said before any question: no model runs until a search can
+        provider_setup(problem)
+        return
+    st.caption(
+        _("Search: {provider} · reranked by {model}").format(provider=provider.name, model=get_settings().rerank_model)
+    )
 
 
 def reply(turn: Turn) -> None:
@@ -50,4 +52,5 @@ session.run(
     _("Ask about anything recent"),
     header=header,
     render=lambda message: render_message(message, render_sources),
+    disabled=provider is None,
 )

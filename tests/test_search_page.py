@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_backend import Reply, install
-from ui.safe_text import plain
+from ui.safe_text import code_span
 
 PAGE = "pages/2_Search_answers.py"
 KEY, CX = "AIza-page-key-789", "cx-page-000"
@@ -53,7 +53,7 @@ def all_text(at: AppTest) -> str:
 @pytest.mark.model
 def test_real_model_question_sources_and_citations_render(google_env):
     at = ask(open_page(), "How tall is the Eiffel Tower?")
-    assert f"Searched for: {plain('How tall is the Eiffel Tower?')}" in [c.value for c in at.caption]
+    assert f"Searched for: {code_span('How tall is the Eiffel Tower?')}" in [c.value for c in at.caption]
     answer = at.session_state["search.messages"][-1]
     assert answer["role"] == "assistant" and answer["content"]
     assert answer["sources"][0]["link"] == "https://example.com/eiffel"
@@ -75,8 +75,8 @@ def test_follow_up_shows_the_rewritten_query(google_env, monkeypatch):
     ask(at, "And when was it finished?")
     searched = [c.value for c in at.caption if c.value.startswith("Searched for:")]
     assert searched == [
-        f"Searched for: {plain('How tall is the Eiffel Tower?')}",  # shown as text: markdown escaped
-        "Searched for: Eiffel Tower completion date",
+        f"Searched for: {code_span('How tall is the Eiffel Tower?')}",  # as code: no markdown, no link
+        "Searched for: `Eiffel Tower completion date`",
     ]
     rewrite = fake.calls[1].messages[-1]["content"]  # the conversation so far shaped the query
     assert "user: How tall is the Eiffel Tower?" in rewrite and "assistant: It is 330 m [1]." in rewrite
@@ -93,12 +93,14 @@ def test_quota_error_is_shown_and_the_model_still_answers(google_env, monkeypatc
     assert at.session_state["search.messages"][-1]["content"]
 
 
-def test_without_keys_the_page_says_how_to_set_them(monkeypatch):
-    install(monkeypatch)
+def test_without_keys_the_page_offers_searxng_before_any_question_and_runs_no_model(monkeypatch):
+    fake = install(monkeypatch)
     at = open_page()
-    assert any("GOOGLE_API_KEY" in w.value and "secrets.toml" in w.value for w in at.warning)
-    ask(at, "Anything?")
-    assert at.session_state["search.messages"][-1]["role"] == "assistant"
+    assert any("closed to new customers" in w.value and "SearXNG" in w.value for w in at.warning)
+    codes = [c.value for c in at.code]  # each with Streamlit's copy button
+    assert any("SEARCH_PROVIDER=searxng" in c for c in codes) and any("docker run" in c for c in codes)
+    assert at.chat_input(key="search.input").disabled
+    assert not fake.calls and "search.messages" not in at.session_state or not at.session_state["search.messages"]
 
 
 def test_searxng_provider(player, monkeypatch):
@@ -214,9 +216,11 @@ def test_hostile_results_and_answer_render_without_images_and_reach_the_model_wi
 
 
 @pytest.mark.slow  # seconds of waiting (a lock, a rate limit, a timeout): not in the fast tier
-def test_a_follow_up_with_the_model_down_shows_the_same_error_as_the_first_turn(monkeypatch):
+def test_a_follow_up_with_the_model_down_shows_the_same_error_as_the_first_turn(player, monkeypatch):
     from tests.conftest import free_port
 
+    monkeypatch.setenv("SEARCH_PROVIDER", "searxng")  # a search that answers: the model is what is down
+    monkeypatch.setenv("SEARXNG_URL", player)
     monkeypatch.setenv("LLM_BACKEND", "openai")
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     monkeypatch.setenv("OPENAI_MODEL", "m")

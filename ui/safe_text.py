@@ -139,6 +139,11 @@ def plain(text: str) -> str:
     return "".join("\\" + c if c in _PUNCTUATION else " " if c in "\r\n" else c for c in without_bidi_controls(text))
 
 
+def code_span(text: str) -> str:
+    """`text` as inline code on one line: shown exactly as written, and nothing in it becomes a link."""
+    return _code_span(" ".join(without_bidi_controls(text).splitlines()).strip() or "-")
+
+
 def link(text: str, url: str) -> str:
     """A markdown link to an http(s) `url` with `text` shown as written; only the text for other URLs."""
     target = _destination(_MD.normalizeLink(url.strip()))

@@ -11,7 +11,7 @@ from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
 from ui.i18n import _
-from ui.safe_text import link, plain, safe_markdown
+from ui.safe_text import code_span, link, plain, safe_markdown
 
 
 @st.cache_resource(show_spinner=False)
@@ -19,15 +19,40 @@ def _provider(settings_key: str, _settings: Settings) -> CachedSearch:
     return make_provider(_settings)
 
 
-def provider_or_warning() -> CachedSearch | None:
-    """The configured search provider; None (with a message saying how to set it up) when it cannot start."""
+SEARXNG_START = (
+    'mkdir -p searxng && printf \'use_default_settings: true\\nserver:\\n  secret_key: "%s"\\n  limiter: false\\n'
+    'search:\\n  formats: [html, json]\\n\' "$(openssl rand -hex 16)" > searxng/settings.yml\n'
+    'docker run -d --name searxng -p 127.0.0.1:8888:8080 -v "$PWD/searxng:/etc/searxng" searxng/searxng'
+)
+SEARXNG_SETTINGS = "SEARCH_PROVIDER=searxng SEARXNG_URL=http://127.0.0.1:8888 streamlit run app.py"
+
+
+def search_provider() -> tuple[CachedSearch | None, str | None]:
+    """The configured search provider, or None and why it cannot start. Draws nothing."""
     settings = get_settings()
     try:
         # Keyed by the settings marked as shaping the search provider: changing one builds it anew.
-        return _provider(shared_key(settings, "search"), settings)
+        return _provider(shared_key(settings, "search"), settings), None
     except StudioError as exc:
-        st.warning(_("{reason} Answers will come without web sources until then.").format(reason=exc))
-        return None
+        return None, str(exc)
+
+
+def provider_setup(problem: str) -> None:
+    """What to do when no search can run, before any question is asked (nothing is sent meanwhile)."""
+    settings = get_settings()
+    if settings.search_provider == "google" and not (settings.google_api_key and settings.google_cse_id):
+        st.warning(
+            _(
+                "No search provider is set up, so this page cannot search yet. Google's search API is closed to new "
+                "customers (and ends on 2027-01-01). The free, self-hosted SearXNG replaces it: start it, then start "
+                "the studio with the line below."
+            )
+        )
+        st.code(SEARXNG_START, language="bash")
+        st.code(SEARXNG_SETTINGS, language="bash")
+        st.caption(_("Or set GOOGLE_API_KEY and GOOGLE_CSE_ID, if you have them (README: Search answers)."))
+    else:
+        st.warning(_("Search cannot run: {reason}").format(reason=problem))
 
 
 def reranker(model_name: str) -> Reranker:
@@ -83,14 +108,17 @@ def find_sources(
             failure = str(exc)
         else:
             retrieval = retrieve(provider, reranker(settings.rerank_model), query, options, settings.search_sources)
-            status.update(label=_("Searched"), state="complete")
+            if retrieval.error:  # "Searched" only when a search ran and answered
+                status.update(label=_("Could not search"), state="error")
+            else:
+                status.update(label=_("Searched"), state="complete")
             return retrieval
     st.error(safe_markdown(failure))  # outside the (collapsed) status box, as a failed answer's error is
     return None
 
 
 def show_retrieval(retrieval: Retrieval) -> None:
-    st.caption(_("Searched for: {query}").format(query=plain(retrieval.query)))
+    st.caption(_("Searched for: {query}").format(query=code_span(retrieval.query)))
     if retrieval.error:
         st.warning(_("No sources: {reason} The model was told to say it doesn't know.").format(reason=retrieval.error))
 
@@ -98,7 +126,7 @@ def show_retrieval(retrieval: Retrieval) -> None:
 def render_sources(message: dict) -> None:
     """Sources under an answer, as text: a snippet's HTML or markdown never runs in the page."""
     if message.get("query") and not message.get("live"):
-        st.caption(_("Searched for: {query}").format(query=plain(message["query"])))
+        st.caption(_("Searched for: {query}").format(query=code_span(message["query"])))
     sources = message.get("sources") or []
     if not sources:
         return
