@@ -2,7 +2,9 @@
 
     .venv/bin/python -m bench                # the bundled demo model, on whatever device is there
     .venv/bin/python -m bench --gpu-shape    # a randomly initialised model with Llama-3.1-8B's exact
-                                             # configuration in bf16 on CUDA (no download needed)
+                                             # configuration in bf16 on CUDA (no download needed), its memory
+                                             # plan first and its measured memory last (bench/gpu_shape.py)
+    .venv/bin/python -m bench --gpu-shape --tiny  # the same run on CPU, a 2-layer model of the same architecture
 
 Scenarios: (1) an 8-turn conversation, ~80-token user turns, 64 new tokens each, greedy;
 (2) 4 sessions sending at the same moment with mixed personas; (3) persona switching;
@@ -26,6 +28,7 @@ import torch
 
 from bench.choices import report_choices
 from bench.constrained import report_constrained
+from bench.gpu_shape import SHAPES, GpuShapeRun
 from bench.limit import report_limit
 from bench.store_cost import report_store
 from core.settings import PROJECT_ROOT, Settings
@@ -42,29 +45,6 @@ WORDS = (
 ).split()
 TEAM = "harbour-council"  # teams.json: Captain Quill (LoRA), Computer scientist, Legal expert
 PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "4090": 1008, "A10": 600}  # HBM/GDDR specs
-
-# Llama-3.1-8B-Instruct's config.json, for --gpu-shape.
-LLAMA_31_8B_CONFIG = dict(
-    vocab_size=128256,
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    max_position_embeddings=131072,
-    rope_theta=500000.0,
-    rms_norm_eps=1e-5,
-    rope_scaling={
-        "factor": 8.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-    bos_token_id=128000,
-    eos_token_id=[128001, 128008, 128009],
-    tie_word_embeddings=False,
-)
 
 
 def user_turn(tokenizer, n: int, target_tokens: int = 80) -> str:
@@ -256,32 +236,15 @@ def bandwidth_share(lm: LoadedModel, tokens_per_s: float) -> str:
     return f"{achieved:.0f} GB/s" + (f" = {100 * achieved / peak:.0f}% of {name}'s {peak} GB/s" if peak else "")
 
 
-def gpu_shape_model(tokenizer_source: LoadedModel) -> LoadedModel:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    if not torch.cuda.is_available():
-        raise SystemExit("--gpu-shape needs a CUDA GPU.")
-    config = LlamaConfig(**LLAMA_31_8B_CONFIG, torch_dtype="bfloat16")
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).eval()  # random weights: speed does not depend on their values
-    torch.set_default_dtype(torch.float32)
-    return dataclasses.replace(
-        tokenizer_source,
-        model=model,
-        name="random Llama-3.1-8B shape (bf16)",
-        device="cuda",
-        stop_ids=frozenset(),
-        notes=[],
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--gpu-shape", action="store_true", help="Llama-3.1-8B's exact shape, random bf16 weights, CUDA"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="with --gpu-shape: the same run on CPU, a 2-layer model of that shape"
     )
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -302,12 +265,13 @@ def main() -> None:
         help="runs of scenarios 2, 4, 5 and 7, the median shown (this machine's speed drifts between runs)",
     )
     args = parser.parse_args()
+    if args.tiny and not args.gpu_shape:
+        parser.error("--tiny goes with --gpu-shape")
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
     settings = Settings(llm_model="demo")
     demo = load_model(settings)
-    lm = (
-        gpu_shape_model(demo) if args.gpu_shape else dataclasses.replace(demo, stop_ids=frozenset())
-    )  # exactly N tokens
+    gpu = GpuShapeRun.start(demo, SHAPES["tiny" if args.tiny else "8b"]) if args.gpu_shape else None
+    lm = gpu.lm if gpu else dataclasses.replace(demo, stop_ids=frozenset())  # no stop ids: exactly N tokens
     # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy, unless no
     # scenario runs the baseline on `lm` (scenario 4 alone).
     own_copy = not args.gpu_shape and {1, 2, 3} & set(args.only)
@@ -349,6 +313,8 @@ def main() -> None:
         report_choices(backend, args.new_tokens, args.repeats)
     if 8 in args.only:
         report_limit(lm, backend, args.new_tokens)
+    if gpu:
+        gpu.finish(backend, args.new_tokens)
 
 
 def report_conversation(lm, backend, turns: int, new_tokens: int) -> None:
