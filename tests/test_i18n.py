@@ -145,3 +145,25 @@ def test_the_switch_changes_the_language_and_keeps_it_in_the_url(monkeypatch):
     assert any(b.label.endswith("新对话") for b in at.button)
     assert at.query_params[i18n.QUERY_KEY] in ("zh_CN", ["zh_CN"])
     # (Back to the browser's own language, the URL's parameter goes: tests/test_i18n_browser.py, in Chromium.)
+
+
+def test_the_help_says_what_the_options_descriptions_say():
+    from llm.options import GenerationOptions
+    from team.record import Limits
+    from ui.chat import HELP
+    from ui.team import LIMIT_HELP
+
+    for model, helps in ((GenerationOptions, HELP), (Limits, LIMIT_HELP)):
+        assert {name: model.model_fields[name].description for name in helps} == helps
+
+
+def test_a_preset_moves_the_sliders_and_they_stay_movable(monkeypatch):
+    from ui.chat import PRESETS
+
+    install(monkeypatch)
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    assert at.slider(key="chat.temperature").help  # the option's description, as help
+    at.button(key="chat.preset.Creative").click().run()
+    assert at.slider(key="chat.temperature").value == PRESETS["Creative"]["temperature"]
+    at.slider(key="chat.temperature").set_value(0.3).run()
+    assert at.slider(key="chat.temperature").value == 0.3

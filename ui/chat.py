@@ -42,6 +42,23 @@ SAMPLING = {
     "frequency_penalty": (N_("Frequency penalty (OpenAI's)"), "slider", 0.1, "frequency"),
     "seed": (N_("Seed (empty = random)"), "number", 1, "seed"),
 }
+# Each option's help, as GenerationOptions' descriptions say it (tests/test_i18n.py holds the two together).
+HELP = {
+    "max_new_tokens": N_("Longest answer, in tokens."),
+    "temperature": N_("0 means greedy decoding (always the likeliest token)."),
+    "top_p": N_("Sample from the smallest set of tokens whose probability adds up to this."),
+    "top_k": N_("Sample from the k likeliest tokens; 0 turns it off."),
+    "repetition_penalty": N_("Above 1 discourages repeating earlier tokens."),
+    "presence_penalty": N_("Above 0 discourages any token already in the answer, once."),
+    "frequency_penalty": N_("Above 0 discourages tokens by how often the answer has used them."),
+    "seed": N_("Fixed seed for repeatable sampling; empty for random."),
+}
+# Starting points for the sliders; any of them can be moved after.
+PRESETS = {
+    N_("Precise"): {"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.1},
+    N_("Balanced"): {"temperature": 0.7, "top_p": 0.95, "repetition_penalty": 1.1},
+    N_("Creative"): {"temperature": 1.1, "top_p": 1.0, "repetition_penalty": 1.05},
+}
 
 
 def backend_or_stop() -> ChatBackend:
@@ -137,8 +154,20 @@ def sampling_widgets(prefix: str, names=tuple(SAMPLING)) -> dict:
         label, kind, step, suffix = SAMPLING[name]
         low, high, default = field_range(GenerationOptions, name, step)
         widget = st.slider if kind == "slider" else st.number_input
-        values[name] = widget(_(label), low, high, default, step, key=f"{prefix}.{suffix}")
+        values[name] = widget(_(label), low, high, default, step, key=f"{prefix}.{suffix}", help=_(HELP[name]))
     return values
+
+
+def presets(prefix: str) -> None:
+    """Buttons that set the sampling sliders to a starting point (before the sliders are drawn)."""
+    columns = st.columns(len(PRESETS))
+    for column, (name, values) in zip(columns, PRESETS.items()):
+        column.button(_(name), key=f"{prefix}.preset.{name}", on_click=_apply_preset, args=(prefix, values))
+
+
+def _apply_preset(prefix: str, values: dict) -> None:
+    for name, value in values.items():
+        st.session_state[f"{prefix}.{SAMPLING[name][3]}"] = value
 
 
 def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str, GenerationOptions]:
@@ -154,6 +183,7 @@ def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str,
             st.caption(_("System prompt (fixed for this page)"))
             st.text(system_prompt or _("(none)"))
         with st.expander(_("Sampling"), expanded=False):
+            presets(prefix)
             values = sampling_widgets(prefix)
     try:
         return system_prompt, GenerationOptions(**values)

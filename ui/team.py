@@ -23,7 +23,7 @@ from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, load_teams
 from ui import conversations
 from ui.chat import UI_UPDATE_S, field_range, sampling_widgets
-from ui.i18n import _
+from ui.i18n import N_, _
 from ui.safe_text import plain, safe_markdown
 
 if TYPE_CHECKING:
@@ -33,6 +33,16 @@ PANELS_PER_ROW = 4
 
 
 # --- sidebar --------------------------------------------------------------------------------------
+
+
+# Each limit's help, as Limits' descriptions say it (tests/test_i18n.py holds the two together).
+LIMIT_HELP = {
+    "experts_per_round": N_("Experts asked in one round, at most."),
+    "follow_up_rounds": N_("Rounds of further questions after the first."),
+    "expert_tokens": N_("New tokens per expert answer."),
+    "synthesis_tokens": N_("New tokens for the final answer."),
+    "token_budget": N_("Tokens for the coordinator's plans and the experts' answers together."),
+}
 
 
 def pick_team(backend) -> Team | None:
@@ -75,7 +85,7 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
                 default,
                 step=steps.get(name, 1),
                 key=f"team.{name}",
-                help=Limits.model_fields[name].description,
+                help=_(LIMIT_HELP[name]),
             )
         with st.expander(_("Sampling"), expanded=False):
             sampling = sampling_widgets("team", ("temperature", "seed"))
