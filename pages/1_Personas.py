@@ -1,18 +1,24 @@
-"""Personas: chat with a LoRA or prompt persona, your choice only; or compare it with the base model."""
+"""Personas: chat with a LoRA or prompt persona, your choice only; compare it with the base model; or manage the
+personas (create one for an adapter folder, edit prompt personas, import character cards, train your own)."""
 
 import streamlit as st
 
 from ui.chat import answer, check_prompt, sidebar_options
+from ui.i18n import N_, _
+from ui.persona_editor import manage
 from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url, side_by_side
 from ui.safe_text import plain, safe_markdown
 from ui.session import ChatSession, Turn, start
 
-st.set_page_config(page_title="Llama Studio · Personas", page_icon="🎭", layout="wide")
+VIEWS = [N_("Chat"), N_("Side by side"), N_("Manage personas")]
+
+st.set_page_config(page_title="Llama Studio · " + _("Personas"), page_icon="🎭", layout="wide")
 backend = start()
 select_from_url()
-persona = pick_persona(registry(backend))
+reg = registry(backend)
+persona = pick_persona(reg)
 system_prompt, options = sidebar_options("persona", persona_system_prompt(persona))
-view = st.sidebar.radio("View", ["Chat", "Side by side"], key="persona.view", horizontal=True)
+view = st.sidebar.radio(_("View"), VIEWS, format_func=_, key="persona.view", horizontal=True)
 # One history per persona, under one set of widgets.
 session = ChatSession(f"persona:{persona.name}", "persona", f"persona.{persona.name}.messages")
 
@@ -26,9 +32,9 @@ def header() -> None:
 
 
 def compare() -> None:
-    question = check_prompt(st.chat_input("Ask both", key="persona.compare_input", submit_mode="stop"))
+    question = check_prompt(st.chat_input(_("Ask both"), key="persona.compare_input", submit_mode="stop"))
     if question is not None:
-        st.markdown(f"**You:** {plain(question)}")
+        st.markdown(_("**You:** {question}").format(question=plain(question)))
         side_by_side(backend, persona, question, options)
 
 
@@ -39,7 +45,7 @@ def reply(turn: Turn) -> None:
 session.run(
     plain(f"{persona.card.avatar} {persona.card.display_name}"),  # persona files come from anyone
     reply,
-    f"Message {persona.card.display_name}",
+    _("Message {name}").format(name=persona.card.display_name),
     header=header,
-    body=compare if view == "Side by side" else None,
+    body={"Side by side": compare, "Manage personas": lambda: manage(backend, reg)}.get(view),
 )

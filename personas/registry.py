@@ -15,7 +15,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +31,7 @@ MAX_CARD_BYTES = 64 * 1024  # a persona.json is a few hundred bytes
 MAX_PERSONAS_FILE_BYTES = 1 << 20
 MAX_PERSONAS = 1000  # entries of the personas file that are read
 MAX_PROBLEM_CHARS = 1000
+MAX_EXTENSIONS_BYTES = 32 * 1024  # a character card's `extensions`, kept as JSON beside the persona
 NOT_ADAPTERS = ("__MACOSX",)  # what a zip made on a Mac adds beside its files
 
 
@@ -60,6 +61,9 @@ class PersonaCard(BaseModel):
     served_model: str | None = Field(
         None, min_length=1, max_length=200
     )  # its name on an OpenAI-compatible server; default: the folder name
+    # What a character card carried that the studio does not use (SillyTavern's `data.extensions`), kept so that
+    # nothing of an imported card is lost; never shown or sent to the model.
+    extensions: dict[str, Any] | None = None
 
     @field_validator("display_name", "base_model", "served_model")
     @classmethod
@@ -81,6 +85,15 @@ class PersonaCard(BaseModel):
     def _emoji(cls, value: str) -> str:
         if not is_emoji(value):
             raise ValueError(f"must be a single emoji, like {DEFAULT_AVATAR}")
+        return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _bounded(cls, value: dict | None) -> dict | None:
+        from pydantic_core import to_json
+
+        if value is not None and len(to_json(value)) > MAX_EXTENSIONS_BYTES:
+            raise ValueError(f"must be at most {MAX_EXTENSIONS_BYTES // 1024} KB as JSON")
         return value
 
 

@@ -8,9 +8,13 @@ from core.errors import StudioError
 from llm.interface import ChatBackend
 from llm.options import GenerationOptions
 from llm.prompts import conversation
+from personas.editing import needs_card
 from personas.registry import BASE, Persona, PersonaRegistry
 from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
+from ui.i18n import N_, _
 from ui.safe_text import plain, safe_markdown, write_stream
+
+KINDS = {"base": N_("base model"), "prompt": N_("prompt"), "lora": N_("LoRA")}
 
 
 def registry(backend: ChatBackend) -> PersonaRegistry:
@@ -36,32 +40,42 @@ def select_from_url() -> None:
 def pick_persona(reg: PersonaRegistry) -> Persona:
     """Sidebar picker; the choice is this session's own."""
     with st.sidebar:
-        if st.button("Refresh personas", key="persona.refresh", use_container_width=True):
+        if st.button(_("Refresh personas"), key="persona.refresh", use_container_width=True):
             reg.refresh()  # reloads retrained adapters; never raises for a broken one (it is listed below)
         personas = reg.personas()
         usable = [p for p in personas if p.available]
         names = [p.name for p in usable]
         current = st.session_state.get("persona.current", BASE.name)
         choice = st.selectbox(
-            "Persona",
+            _("Persona"),
             names,
             index=names.index(current) if current in names else 0,
-            format_func=lambda n: reg.get(n).label,
+            format_func=lambda n: label(reg.get(n)),
             key="persona.current",
         )
         broken = [p for p in personas if not p.available]
         if broken or reg.file_problem:
-            with st.expander(f"Unavailable ({len(broken) + bool(reg.file_problem)})"):
+            with st.expander(_("Unavailable ({count})").format(count=len(broken) + bool(reg.file_problem))):
                 if reg.file_problem:
                     st.caption(safe_markdown(reg.file_problem))
                 for p in broken:
                     st.caption(f"**{plain(p.name)}**: {safe_markdown(p.problem or '')}")
+                    if needs_card(p):
+                        st.caption(_("Create its persona in the **Manage personas** view."))
         noted = [p for p in personas if p.available and p.notes]
         if noted:
-            with st.expander(f"Notes ({len(noted)})"):
+            with st.expander(_("Notes ({count})").format(count=len(noted))):
                 for p in noted:
                     st.caption(f"**{plain(p.name)}**: {plain('; '.join(p.notes))}")
     return reg.get(choice)
+
+
+def label(persona: Persona) -> str:
+    """How the picker names a persona: avatar, name, kind, and whether it can be used."""
+    shown = _("{avatar} {name} ({kind})").format(
+        avatar=persona.card.avatar, name=persona.card.display_name, kind=_(KINDS[persona.kind])
+    )
+    return shown if persona.available else _("{persona} — unavailable").format(persona=shown)
 
 
 def persona_system_prompt(persona: Persona) -> str | None:
@@ -75,7 +89,7 @@ def side_by_side(backend: ChatBackend, persona: Persona, question: str, options:
     for column, who in ((left, BASE), (right, persona)):
         with column:
             st.markdown(f"**{plain(who.card.avatar + ' ' + who.card.display_name)}**")
-            system = who.card.system_prompt if who.kind != "base" else DEFAULT_SYSTEM_PROMPT
+            system = who.card.system_prompt if who.kind != "base" else _(DEFAULT_SYSTEM_PROMPT)
             try:
                 stream = backend.stream(
                     conversation(system, [{"role": "user", "content": question}]), options, model=who.model
