@@ -48,6 +48,10 @@ def test_real_model_the_default_team_runs_and_its_saved_run_reloads_from_the_url
     assert panels and len(asked) == len(panels) == len(figures)  # name, question, tokens and time per expert
     assert any("AI standards board · answer" in t for t in shown)
     assert any(t.startswith("planning ") and "budget tokens used" in t for t in shown)
+    plans = [e.proto.label for e in at.get("expandable")] + [e.label for e in at.main if type(e).__name__ == "Status"]
+    assert any("(step 1 of at most 1)" in label.replace("\\", "") for label in plans), plans  # 0 follow-ups: 1 step
+    [bar] = at.get("progress")  # the token budget, spent
+    assert 0 < bar.value <= 100 and "budget tokens used" in bar.proto.text
     cid = at.query_params["c"]
     cid = cid[0] if isinstance(cid, list) else cid
     answer = [t for t in shown if t not in (TASK,)]
@@ -59,6 +63,8 @@ def test_real_model_the_default_team_runs_and_its_saved_run_reloads_from_the_url
     assert any("AI standards board · answer" in t for t in reloaded)
     synthesis = answer[answer.index(next(t for t in answer if "AI standards board · answer" in t)) + 1]
     assert synthesis in reloaded  # the same answer text, drawn from the saved run
+    first_asked = next(i for i, t in enumerate(reloaded) if t.startswith("Asked: "))
+    assert reloaded.index(synthesis) < first_asked  # a saved run shows its answer first, the transcript below
 
     # Exports hold the whole run: Markdown as text, JSON with the run's record too.
     from core.settings import get_settings

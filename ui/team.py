@@ -112,8 +112,13 @@ def limits_caption(limits: Limits) -> str:
 # --- a run, drawn ---------------------------------------------------------------------------------
 
 
-def step_title(step) -> str:
-    return _("Plan") if step.kind == "plan" else _("Follow-up before round {number}").format(number=step.round)
+def step_title(step, run: TeamRun) -> str:
+    """`Plan (step 1 of at most 3)`: a run plans once, then once before each follow-up round at most."""
+    name = _("Plan") if step.kind == "plan" else _("Follow-up before round {number}").format(number=step.round)
+    steps = 1 + run.limits.follow_up_rounds
+    return _("{name} (step {number} of at most {steps})").format(
+        name=name, number=run.steps.index(step) + 1, steps=steps
+    )
 
 
 class RunView:
@@ -126,6 +131,12 @@ class RunView:
         self.answer = None
         self.dirty: set = set()
         self.last_draw = 0.0
+        self.budget = st.empty()  # the token budget, spent so far: at the top of the run
+
+    def budget_bar(self) -> None:
+        used, budget = self.run.tokens_used, self.run.limits.token_budget
+        words = _("{used} of {budget} budget tokens used").format(used=f"{used:,}", budget=f"{budget:,}")
+        self.budget.progress(min(used / budget, 1.0) if budget else 1.0, text=words)
 
     def apply(self, event: Event) -> None:
         if event.kind == "step":
@@ -157,12 +168,15 @@ class RunView:
             elif kind == "answer" and self.answer is not None:
                 self.answer.markdown(safe_markdown(self.run.synthesis) or "…")
         self.dirty.clear()
+        self.budget_bar()
         self.last_draw = time.perf_counter()
 
     def step(self, index: int) -> None:
         step = self.run.steps[index]
         box = st.status(
-            _("{step}: the coordinator is deciding…").format(step=step_title(step)), expanded=False, state="running"
+            _("{step}: the coordinator is deciding…").format(step=step_title(step, self.run)),
+            expanded=False,
+            state="running",
         )
         with box:
             code = st.empty()
@@ -171,7 +185,7 @@ class RunView:
     def planned(self, index: int) -> None:
         step, (box, code) = self.run.steps[index], self.steps[index]
         code.code(step.text.strip() or _("(nothing)"), language="json")
-        title = step_title(step)
+        title = step_title(step, self.run)
         label, state = {
             "planned": (_("{step}: asking {names}").format(step=title, names=", ".join(step.asked)), "complete"),
             "fallback": (_("{step}: unusable, so every expert is asked the task").format(step=title), "error"),
@@ -232,14 +246,15 @@ class RunView:
         st.caption(report.figures(run))
 
     def draw_all(self) -> None:
-        """A finished (or saved) run at once, in the order it happened."""
+        """A finished (or saved) run at once: the answer first, as the export has it, then how it came about."""
+        if self.run.synthesis or self.run.synthesis_status != "waiting":
+            self.synthesis_start()
+            self.answer.markdown(safe_markdown(self.run.synthesis) or _("*(no answer was written)*"))
         for index, step in enumerate(self.run.steps):
             self.step(index)
             self.planned(index)
             if step.outcome in ("planned", "fallback"):
                 self.round(step.round)
-        if self.run.synthesis or self.run.synthesis_status != "waiting":
-            self.synthesis_start()
         self.finish()
 
 
