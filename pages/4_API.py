@@ -6,7 +6,7 @@ from ui.api_panel import ACCESS, access, base_url, models_table, snippets
 from ui.i18n import _
 from ui.session import start
 
-st.set_page_config(page_title="Llama Studio · API", page_icon="🔌", layout="centered")
+st.set_page_config(page_title="Llama Studio · " + _("API"), page_icon="🔌", layout="centered")
 backend = start()
 st.title("🔌 " + _("API"))
 st.markdown(
