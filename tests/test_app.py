@@ -51,7 +51,13 @@ def test_the_navigation_names_the_pages_and_opens_each_at_its_old_url(monkeypatc
     install(monkeypatch)
     at = open_app()
     pages = {info["url_pathname"]: info["page_name"] for info in at._registered_pages.values()}
-    assert pages == {"": "Chat", "Personas": "Personas", "Search_answers": "Search answers", "Team": "Team"}
+    assert pages == {
+        "": "Chat",
+        "Personas": "Personas",
+        "Search_answers": "Search answers",
+        "Team": "Team",
+        "API": "API",
+    }
     for path, title in (("pages/1_Personas.py", "Base model"), ("pages/2_Search_answers.py", "🔎 Search answers")):
         at.switch_page(path).run()
         assert not at.exception and title in at.title[0].value
