@@ -165,6 +165,8 @@ def test_prompt_personas_are_added_edited_and_deleted_and_nothing_else_is_lost(f
     assert "🎻 Poet (prompt)" in listed(at)
 
     at.selectbox(key="persona.edit.pick").set_value("poet").run()
+    assert at.button(key="persona.edit.poet.delete").disabled  # not without the confirmation
+    at.checkbox(key="persona.edit.poet.sure").check().run()
     at.button(key="persona.edit.poet.delete").click().run()
     assert not at.exception
     assert "poet" not in json.loads(personas.read_text()) and not [o for o in listed(at) if "Poet" in o]

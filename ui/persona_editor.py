@@ -138,7 +138,10 @@ def prompt_personas(reg: PersonaRegistry) -> None:
     prefix = f"persona.edit.{choice or '+new'}."
     original = st.session_state.setdefault(prefix + "original", entries.get(choice))  # as first shown
     edit_form(reg, choice, original, prefix)
-    if choice != NEW and st.button(_("Delete {name}").format(name=choice), key=prefix + "delete"):
+    if choice == NEW:
+        return
+    sure = st.checkbox(_("Yes, delete {name}").format(name=choice), key=prefix + "sure")  # nothing goes by a slip
+    if st.button(_("Delete {name}").format(name=choice), key=prefix + "delete", disabled=not sure):
         try:
             delete_prompt_persona(reg.personas_file, choice)
         except StudioError as exc:
