@@ -61,7 +61,7 @@ def open_chat(browser, url, max_new: int = 30):
     page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
     page.goto(url)
     page.get_by_text("Sampling").click()
-    box = page.get_by_label("Max new tokens")
+    box = page.get_by_label("Max new tokens", exact=True)
     box.fill(str(max_new))
     box.press("Enter")
     page.locator('[data-testid="stChatInputTextArea"]').wait_for()

@@ -150,8 +150,8 @@ def test_a_rebinding_name_does_not_load_the_app_in_chromium(tmp_path):
             page = browser.new_page()
             page.goto(url)  # save a conversation first, so there is something to steal
             page.get_by_text("Sampling").click()
-            page.get_by_label("Max new tokens").fill("4")
-            page.get_by_label("Max new tokens").press("Enter")
+            page.get_by_label("Max new tokens", exact=True).fill("4")
+            page.get_by_label("Max new tokens", exact=True).press("Enter")
             page.locator('[data-testid="stChatInputTextArea"]').fill("Secret plans for the weekend")
             page.locator('[data-testid="stChatInputTextArea"]').press("Enter")
             page.get_by_text("tokens used").wait_for(timeout=180_000)
