@@ -3,7 +3,7 @@ personas (create one for an adapter folder, edit prompt personas, import charact
 
 import streamlit as st
 
-from ui.chat import answer, check_prompt, sidebar_options
+from ui.chat import answer, check_prompt, render_message, sidebar_options
 from ui.i18n import N_, _
 from ui.persona_editor import manage
 from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url, side_by_side
@@ -39,7 +39,7 @@ def compare() -> None:
 
 
 def reply(turn: Turn) -> None:
-    answer(session, backend, system_prompt, options, persona.model, {"persona": persona.name})
+    answer(session, backend, system_prompt, options, persona.model, {"persona": persona.name}, persona.card.avatar)
 
 
 session.run(
@@ -47,5 +47,6 @@ session.run(
     reply,
     _("Message {name}").format(name=persona.card.display_name),
     header=header,
+    render=lambda message: render_message(message, avatar=persona.card.avatar),  # its answers show its avatar
     body={"Side by side": compare, "Manage personas": lambda: manage(backend, reg)}.get(view),
 )

@@ -1,9 +1,12 @@
 """The persona page through AppTest: with the real demo model and the shipped adapter (an answer, and hostile
 adapter folders checked by the real loader), and with a scripted backend (tests/fake_backend.py)."""
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import ROOT
 from tests.fake_backend import Reply, install
 
 PAGE = "pages/1_Personas.py"
@@ -88,6 +91,9 @@ def test_a_saved_persona_conversation_opens_with_its_persona(monkeypatch):
     fresh = persona_page({"c": cid})
     assert fresh.selectbox(key="persona.current").value == "captain-quill"
     assert [m.name for m in fresh.chat_message][1:] == ["user", "assistant"]
+    avatar = json.loads((ROOT / "adapters/captain-quill/persona.json").read_text())["avatar"]
+    assert at.chat_message[-1].avatar == fresh.chat_message[-1].avatar == avatar  # its answers wear its avatar
+    assert fresh.chat_message[1].avatar != avatar  # the user's turn does not
 
 
 @pytest.mark.model

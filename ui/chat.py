@@ -236,8 +236,10 @@ def stats_caption(stats: dict) -> str:
 AVATARS = {"tool": "🔧", "system": "⚙️"}  # turns an API conversation can hold besides user and assistant
 
 
-def render_message(message: dict, extra: Callable[[dict], None] | None = None) -> None:
-    with st.chat_message(message["role"], avatar=AVATARS.get(message["role"])):
+def render_message(message: dict, extra: Callable[[dict], None] | None = None, avatar: str | None = None) -> None:
+    """One message of the history; `avatar` (a persona's, one emoji checked by the registry) for answers."""
+    avatar = avatar if message["role"] == "assistant" else None
+    with st.chat_message(message["role"], avatar=avatar or AVATARS.get(message["role"])):
         for call in message.get("tool_calls") or []:  # an API client's function call: shown as plain text
             function = call["function"]
             st.code(f"{function['name']}({function['arguments']})", language=None)
@@ -292,6 +294,7 @@ def answer(
     options: GenerationOptions,
     model: str | None = None,
     extra: dict | None = None,
+    avatar: str | None = None,
 ) -> None:
     """Stream the assistant's reply to the session's history and add it there when done."""
     history = session.history
@@ -301,7 +304,7 @@ def answer(
     earlier = history[:-1] if replaces and history and history[-1].get("id") == replaces else history
     messages: list[Message] = conversation(system_prompt, earlier)
     extra = {"system_prompt": system_prompt, **(extra or {})}
-    with st.chat_message("assistant"):
+    with st.chat_message("assistant", avatar=avatar):
         message = stream_to_history(session, backend, messages, options, model, extra)
         if message:
             render_footer(message)
