@@ -15,6 +15,7 @@ if __name__ != "__main__":
 else:
     from ui.auth import passed_gate, require_password
     from ui.i18n import _, language_switch
+    from ui.keys import gestures
 
     st.set_page_config(page_title="Llama Studio", page_icon="🦙")
     language_switch()  # first: everything below (the page names too) is drawn in the language chosen
@@ -30,5 +31,7 @@ else:
     # The navigation resolves the page the URL asks for (a deep link keeps it through the password), but shows
     # no list of pages until the password is given.
     page = st.navigation(pages, position="sidebar" if passed_gate() else "hidden")
+    with st.sidebar:
+        gestures(page.url_path)  # Esc, the focus, the phone's sidebar: on every page, once each time it is shown
     require_password()  # before the page: nothing of it runs without the password
     page.run()

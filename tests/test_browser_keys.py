@@ -44,3 +44,29 @@ def test_the_box_is_focused_on_load_and_esc_stops_the_answer(browser, url):
     page.reload()  # the stopped answer was kept, marked as cut
     page.get_by_text("Stopped: this answer was cut off before it finished.").wait_for(timeout=60_000)
     page.close()
+
+
+def sidebar_open(page) -> bool:
+    state = "(document.querySelector('[data-testid=stSidebarCollapseButton] button') || {}).ariaExpanded"
+    return page.evaluate(state) == "true"
+
+
+def test_on_a_phone_choosing_a_page_closes_the_sidebar(browser, url):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(url)
+    page.locator(BOX).wait_for(timeout=180_000)
+    page.get_by_test_id("stExpandSidebarButton").click()
+    page.wait_for_function(
+        "(document.querySelector('[data-testid=stSidebarCollapseButton] button') || {}).ariaExpanded === 'true'",
+        timeout=10_000,
+    )
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Team").click()
+    page.get_by_text("Team of experts").first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=stSidebarCollapseButton] button')"
+        " || document.querySelector('[data-testid=stSidebarCollapseButton] button')"
+        ".ariaExpanded !== 'true'",
+        timeout=10_000,
+    )
+    assert not sidebar_open(page)  # the page is visible, not covered
+    page.close()

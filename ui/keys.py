@@ -1,5 +1,6 @@
-"""Keyboard gestures every chat app has: Esc stops the answer being written, and the message box has the focus
-when a page opens, so typing starts a message. A zero-height component runs the script in the page's frame."""
+"""Gestures every chat app has: Esc stops the answer being written; the message box has the focus when a page
+opens, so typing starts a message; and on a phone, choosing a page closes the sidebar that covers it. A
+zero-height component runs the script in the page's frame, once per page shown."""
 
 from __future__ import annotations
 
@@ -20,16 +21,24 @@ if (!page.__studioKeys) {
   }, true);`;
   doc.head.appendChild(listener);
 }
+// A phone: the open sidebar covers the page, so a page change (not a rerun of the same page) closes it.
+const narrow = page.matchMedia("(max-width: 640px)").matches;
+if (narrow && page.__studioPath !== undefined && page.__studioPath !== page.location.pathname) {
+  const close = doc.querySelector('[data-testid="stSidebarCollapseButton"] button');
+  if (close && close.getAttribute("aria-expanded") === "true") close.click();
+}
+page.__studioPath = page.location.pathname;
 let tries = 0;
 const focus = () => {
   const box = doc.querySelector('[data-testid="stChatInputTextArea"]');
   const idle = !doc.activeElement || doc.activeElement === doc.body;
   if (box && !box.disabled && idle) box.focus();
-  else if (!box && tries++ < 20) setTimeout(focus, 100);
+  else if (!box && tries++ < 600) setTimeout(focus, 100);  // the box comes once the model is ready
 };
 focus();
 </script>"""
 
 
-def keyboard() -> None:
-    components.html(SCRIPT, height=0)
+def gestures(page: str) -> None:
+    """The script, for the page `page` (named in it, so it runs again when the page changes, not on each rerun)."""
+    components.html(f"<!-- {page} -->{SCRIPT}", height=0)

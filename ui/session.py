@@ -28,7 +28,6 @@ from ui import conversations
 from ui.auth import require_password
 from ui.chat import backend_or_stop, check_prompt, render_message, user_message
 from ui.i18n import _
-from ui.keys import keyboard
 
 SESSION_ID = "session.id"  # names this browser session to the backend (its per-conversation cache)
 BOUND = "session.histories"  # the history keys this session has bound (see `open_conversations`)
@@ -185,7 +184,6 @@ class ChatSession:
         else:
             self._converse(reply, input_label, render, old, disabled)
         conversations.finish(self, slot)
-        keyboard()
 
     def _regenerate_button(self) -> dict | None:
         """The last answer, when the sidebar's regenerate button was clicked."""
