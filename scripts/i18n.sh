@@ -12,7 +12,7 @@ $PY -m babel.messages.frontend extract --no-location --omit-header -k _ -k N_ -o
 for lang in zh_CN uk; do
   po="ui/locales/$lang/LC_MESSAGES/studio.po"
   if [ -f "$po" ]; then
-    $PY -m babel.messages.frontend update --no-fuzzy-matching --omit-header -i "$pot" -o "$po" -l "$lang" >/dev/null
+    $PY -m babel.messages.frontend update --no-fuzzy-matching --ignore-obsolete --omit-header -i "$pot" -o "$po" -l "$lang" >/dev/null
   else
     $PY -m babel.messages.frontend init -i "$pot" -o "$po" -l "$lang" >/dev/null
   fi

@@ -41,8 +41,8 @@ def test_the_default_team_runs_in_the_browser_and_the_saved_run_comes_back(brows
         box.fill(TASK)
         box.press("Enter")
         page.get_by_text("budget tokens used").wait_for(timeout=300_000)  # the figures come last
-        plan = page.get_by_text(re.compile(r"^Plan: asking ")).inner_text()
-        planned = plan.removeprefix("Plan: asking ").split(", ")
+        plan = page.get_by_text(re.compile(r"^Plan \(step 1 of at most \d+\): asking ")).inner_text()
+        planned = plan.split(": asking ", 1)[1].split(", ")
         names = panel_names(page)
         assert [n.split(" ", 1)[1] for n in names] == planned  # a panel for every planned expert
         assert page.get_by_text("Asked: ").count() == len(planned)

@@ -135,7 +135,7 @@ class RunView:
 
     def budget_bar(self) -> None:
         used, budget = self.run.tokens_used, self.run.limits.token_budget
-        words = _("{used} of {budget} budget tokens used").format(used=f"{used:,}", budget=f"{budget:,}")
+        words = _("Token budget: {used} of {budget} tokens spent").format(used=f"{used:,}", budget=f"{budget:,}")
         self.budget.progress(min(used / budget, 1.0) if budget else 1.0, text=words)
 
     def apply(self, event: Event) -> None:
