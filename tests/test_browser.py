@@ -27,7 +27,7 @@ def test_two_turns_render_and_a_screenshot_is_saved(browser, server):
     assert "Hello! My name is Oksana." in texts[0]
     assert "你好 🦙 What is my name?" in texts[2]
     nav = [line.strip() for line in page.locator('[data-testid="stSidebarNav"]').inner_text().split("\n")]
-    expected = ["🦙", "Chat", "🎭", "Personas", "🔎", "Search answers", "👥", "Team"]  # the chat page is not "app"
+    expected = ["🦙", "Chat", "🎭", "Personas", "🔎", "Search answers", "👥", "Team", "🔌", "API"]  # not "app"
     assert [line for line in nav if line] == expected
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat-two-turns.png"), full_page=True)
