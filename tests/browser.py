@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import MODELS_DIR, ROOT, free_port
 
@@ -54,6 +57,36 @@ def start_streamlit(
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
+
+
+def wait_healthy(url: str, timeout: float = 120) -> list[int]:
+    """Polls /health until 200; returns every status seen on the way."""
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        response = requests.get(f"{url}/health", timeout=5)
+        seen.append(response.status_code)
+        if response.status_code == 200:
+            return seen
+        assert response.status_code == 503 and "error" in response.json()
+        time.sleep(0.2)
+    raise AssertionError(f"/health never became 200: {seen[-5:]}")
+
+
+def stop(proc) -> str:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    return out.decode(errors="replace")
+
+
+@contextmanager
+def serving(data_dir: Path, extra_env: dict | None = None) -> Iterator[str]:
+    """`streamlit run app.py` with `extra_env`, once /health says the model answers; yields its URL."""
+    proc, url = start_streamlit("app.py", data_dir, extra_env)
+    try:
+        wait_healthy(url)
+        yield url
+    finally:
+        stop(proc)
 
 
 def open_chat(browser, url, max_new: int = 30):

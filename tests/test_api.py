@@ -15,7 +15,7 @@ import requests
 
 from llm.options import GenerationOptions
 from llm.prompts import conversation
-from tests.browser import start_streamlit
+from tests.browser import start_streamlit, stop, wait_healthy
 from tests.concurrency import at_once
 from tests.conftest import ROOT
 
@@ -23,25 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 BASE = "SmolLM2-135M-Instruct"
 KEY = "test-api-key-4f9c"
 QUILL_PROMPT = json.loads((ROOT / "adapters/captain-quill/persona.json").read_text())["system_prompt"]
-
-
-def wait_healthy(url: str, timeout: float = 120) -> list[int]:
-    """Polls /health until 200; returns every status seen on the way."""
-    seen, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        response = requests.get(f"{url}/health", timeout=5)
-        seen.append(response.status_code)
-        if response.status_code == 200:
-            return seen
-        assert response.status_code == 503 and "error" in response.json()
-        time.sleep(0.2)
-    raise AssertionError(f"/health never became 200: {seen[-5:]}")
-
-
-def stop(proc) -> str:
-    proc.terminate()
-    out, _ = proc.communicate(timeout=30)
-    return out.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.browser import start_streamlit
-from tests.test_api import BASE, stop, wait_healthy
+from tests.browser import serving
+from tests.test_api import BASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "agents-key-3e7b"
@@ -30,10 +30,8 @@ class City(BaseModel):
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"})
-    wait_healthy(url)
-    yield url
-    stop(proc)
+    with serving(tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"}) as url:
+        yield url
 
 
 def run_agent(url: str, model_class: str, text: str, max_turns: int, **fields):

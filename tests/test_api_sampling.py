@@ -10,9 +10,9 @@ import openai
 import pytest
 import requests
 
-from tests.browser import start_streamlit
+from tests.browser import serving
 from tests.conftest import MODELS_DIR
-from tests.test_api import BASE, stop, wait_healthy
+from tests.test_api import BASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "test-sampling-key-81d2"
@@ -22,10 +22,8 @@ FRUITS = "Write a list of fruits, one per line."
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "1024"})
-    wait_healthy(url)
-    yield url
-    stop(proc)
+    with serving(tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "1024"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 from jsonschema import validate
 from pydantic import BaseModel
 
-from tests.browser import start_streamlit
-from tests.test_api import BASE, stop, wait_healthy
+from tests.browser import serving
+from tests.test_api import BASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "tools-key-8d1e"
@@ -41,10 +41,8 @@ QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"})
-    wait_healthy(url)
-    yield url
-    stop(proc)
+    with serving(tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

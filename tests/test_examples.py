@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from tests.browser import start_streamlit
+from tests.browser import serving
 from tests.conftest import ROOT, free_port
-from tests.test_api import stop, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 KEY = "examples-key-5a0c"
@@ -21,10 +20,8 @@ SCRIPT = ROOT / "examples/experts_agent.py"
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    proc, url = start_streamlit("app.py", tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"})
-    wait_healthy(url)
-    yield url
-    stop(proc)
+    with serving(tmp_path_factory.mktemp("data"), {"API_KEY": KEY, "CONTEXT_LENGTH": "2048"}) as url:
+        yield url
 
 
 def run_script(*args: str, key: str = KEY) -> subprocess.CompletedProcess:
