@@ -4,9 +4,10 @@ personas (create one for an adapter folder, edit prompt personas, import charact
 import streamlit as st
 
 from ui.chat import answer, check_prompt, render_message, sidebar_options
+from ui.compare import kept_comparisons, side_by_side
 from ui.i18n import N_, _
 from ui.persona_editor import manage
-from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url, side_by_side
+from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url
 from ui.safe_text import plain, safe_markdown
 from ui.session import ChatSession, Turn, start
 
@@ -32,10 +33,10 @@ def header() -> None:
 
 
 def compare() -> None:
+    kept_comparisons(persona)  # the earlier comparisons with this persona, newest last
     question = check_prompt(st.chat_input(_("Ask both"), key="persona.compare_input", submit_mode="stop"))
     if question is not None:
-        st.markdown(_("**You:** {question}").format(question=plain(question)))
-        side_by_side(backend, persona, question, options)
+        side_by_side(backend, persona, question, options)  # both columns at once, kept with the others
 
 
 def reply(turn: Turn) -> None:

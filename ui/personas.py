@@ -1,18 +1,14 @@
-"""Drawing helpers for the persona page: the registry, the picker, the side-by-side view."""
+"""Drawing helpers for the persona page: the registry and the picker (the side-by-side view is `ui.compare`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import StudioError
 from llm.interface import ChatBackend
-from llm.options import GenerationOptions
-from llm.prompts import conversation
 from personas.editing import needs_card
 from personas.registry import BASE, Persona, PersonaRegistry
-from ui.chat import DEFAULT_SYSTEM_PROMPT, coalesce, stats_caption
 from ui.i18n import N_, _
-from ui.safe_text import plain, safe_markdown, write_stream
+from ui.safe_text import plain, safe_markdown
 
 KINDS = {"base": N_("base model"), "prompt": N_("prompt"), "lora": N_("LoRA")}
 
@@ -81,21 +77,3 @@ def label(persona: Persona) -> str:
 def persona_system_prompt(persona: Persona) -> str | None:
     """The persona's own prompt; None for the base model (the user edits it)."""
     return None if persona.kind == "base" else persona.card.system_prompt
-
-
-def side_by_side(backend: ChatBackend, persona: Persona, question: str, options: GenerationOptions) -> None:
-    """The same question answered by the base model and by the persona, next to each other."""
-    left, right = st.columns(2)
-    for column, who in ((left, BASE), (right, persona)):
-        with column:
-            st.markdown(f"**{plain(who.card.avatar + ' ' + who.card.display_name)}**")
-            system = who.card.system_prompt if who.kind != "base" else _(DEFAULT_SYSTEM_PROMPT)
-            try:
-                stream = backend.stream(
-                    conversation(system, [{"role": "user", "content": question}]), options, model=who.model
-                )
-                write_stream(coalesce(stream))
-            except StudioError as exc:
-                st.error(safe_markdown(str(exc)))
-                continue
-            st.caption(stats_caption(stream.stats.as_dict()))
