@@ -21,7 +21,7 @@ from core.store import new_message_id
 from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
-from ui import conversations
+from ui import conversations, prefs
 from ui.i18n import N_, _
 from ui.safe_text import safe_markdown, write_stream
 
@@ -148,13 +148,18 @@ def field_range(model: type[BaseModel], name: str, step: float = 1) -> tuple:
 
 
 def sampling_widgets(prefix: str, names=tuple(SAMPLING)) -> dict:
-    """The sampling widgets `names`, with GenerationOptions' ranges and defaults."""
+    """The sampling widgets `names`, with GenerationOptions' ranges and defaults; their values are kept in this
+    browser (`ui.prefs`, the part `prefix`), so a reload brings them back."""
+    keys = {name: f"{prefix}.{SAMPLING[name][3]}" for name in names}
+    ranges = {name: field_range(GenerationOptions, name, SAMPLING[name][2]) for name in names}
+    prefs.seed(keys, prefs.options(prefs.kept(prefix), ranges))  # only where this session has no value yet
     values = {}
     for name in names:
-        label, kind, step, suffix = SAMPLING[name]
-        low, high, default = field_range(GenerationOptions, name, step)
+        label, kind, step, _suffix = SAMPLING[name]
+        low, high, default = ranges[name]
         widget = st.slider if kind == "slider" else st.number_input
-        values[name] = widget(_(label), low, high, default, step, key=f"{prefix}.{suffix}", help=_(HELP[name]))
+        values[name] = widget(_(label), low, high, default, step, key=keys[name], help=_(HELP[name]))
+    prefs.keep(prefix, {name: value for name, value in values.items() if value != ranges[name][2]})
     return values
 
 
@@ -171,14 +176,16 @@ def _apply_preset(prefix: str, values: dict) -> None:
 
 
 def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str, GenerationOptions]:
-    """System prompt and sampling options, one set per page, kept in this session only.
+    """System prompt and sampling options, one set per page, kept in this browser (`ui.prefs`) across reloads.
 
     A fixed `system_prompt` (a persona's) is shown read-only instead of the editable one."""
     with st.sidebar:
         if system_prompt is None:
-            system_prompt = st.text_area(
-                _("System prompt"), _(DEFAULT_SYSTEM_PROMPT), key=f"{prefix}.system", height=100
-            )
+            part, default = f"{prefix}_system", _(DEFAULT_SYSTEM_PROMPT)
+            prefs.seed({"system": f"{prefix}.system"}, prefs.text_value(prefs.kept(part), "system"))
+            system_prompt = st.text_area(_("System prompt"), default, key=f"{prefix}.system", height=100)
+            if not prefs.keep(part, {"system": system_prompt} if system_prompt != default else {}):
+                st.caption(_("This system prompt is too long to be kept after a reload."))
         else:
             st.caption(_("System prompt (fixed for this page)"))
             st.text(system_prompt or _("(none)"))

@@ -7,6 +7,7 @@ import streamlit as st
 from llm.interface import ChatBackend
 from personas.editing import needs_card
 from personas.registry import BASE, Persona, PersonaRegistry
+from ui import prefs
 from ui.i18n import N_, _
 from ui.safe_text import plain, safe_markdown
 
@@ -34,13 +35,16 @@ def select_from_url() -> None:
 
 
 def pick_persona(reg: PersonaRegistry) -> Persona:
-    """Sidebar picker; the choice is this session's own."""
+    """Sidebar picker; the choice is this session's own, and kept in this browser (`ui.prefs`) for the next visit
+    (a persona that is gone by then, or a forged name, gives the base model)."""
     with st.sidebar:
         if st.button(_("Refresh personas"), key="persona.refresh", use_container_width=True):
             reg.refresh()  # reloads retrained adapters; never raises for a broken one (it is listed below)
         personas = reg.personas()
         usable = [p for p in personas if p.available]
         names = [p.name for p in usable]
+        last = prefs.text_value(prefs.kept("persona_choice"), "name")
+        prefs.seed({"name": "persona.current"}, last if last.get("name") in names else {})  # a ?c= link wins
         current = st.session_state.get("persona.current", BASE.name)
         choice = st.selectbox(
             _("Persona"),
@@ -49,6 +53,7 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
             format_func=lambda n: label(reg.get(n)),
             key="persona.current",
         )
+        prefs.keep("persona_choice", {"name": choice} if choice != BASE.name else {})
         broken = [p for p in personas if not p.available]
         if broken or reg.file_problem:
             with st.expander(_("Unavailable ({count})").format(count=len(broken) + bool(reg.file_problem))):
