@@ -1,18 +1,96 @@
-"""The base of every error the app shows to users. Each message says what went wrong and how to fix it.
+"""The base of every error the app shows to users, and the words made below the pages. Each message says what
+went wrong and how to fix it.
 
 The engine's errors live with its interface (`llm/interface.py`), the store's with the store, the adapters'
 with `llm/lora.py`: all are `StudioError`s, so a page or the API catches one class and shows its message.
+
+Words a person may read are marked where they are written and translated where they are shown: a message id
+marked with `N_()` and its values, `StudioError(N_("Cannot read {path}."), path=p)` or `Text(N_(...), ...)`.
+`str()` of either is the English text (for logs, the HTTP API and the tests); a page shows it in its reader's
+language with `ui.i18n.shown()`, which passes its catalog's lookup to `translated()`. `scripts/i18n.sh` extracts
+the marked messages from every folder into the one catalog. Markup and untrusted values stay in parameters.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def N_(message: str) -> str:
+    """Marks `message` for the catalog (`scripts/i18n.sh`) and returns it unchanged: it is translated where shown."""
+    return message
+
+
+def english(message: str) -> str:
+    """The lookup of the source language: every message as written."""
+    return message
+
+
+class Text(str):
+    """English text that keeps its message id and values, so a page can show it in another language.
+
+    It is a `str` (the English, formatted), so it is stored, logged and compared as before; what copies it into
+    a new string (slicing, `+`, a pydantic field's validation) keeps the English only."""
+
+    template: str
+    params: dict
+
+    def __new__(cls, template: str, /, **params) -> Text:
+        text = super().__new__(cls, template.format(**params) if params else template)
+        text.template, text.params = template, params
+        return text
+
+    def translated(self, gettext: Callable[[str], str]) -> str:
+        words = gettext(self.template)
+        if not self.params:
+            return words
+        return words.format(**{name: translated(value, gettext) for name, value in self.params.items()})
+
+
+def translated(value, gettext: Callable[[str], str]):
+    """`value` in the language `gettext` looks messages up in: a `Text`, a `StudioError` or an exception raised
+    with a `Text` (and every one among its values) translated, anything else as it is (a number keeps its format,
+    e.g. `{count:,}`)."""
+    if isinstance(value, Text):
+        return value.translated(gettext)
+    if isinstance(value, StudioError):
+        return value.text.translated(gettext)
+    if isinstance(value, Exception) and len(value.args) == 1 and isinstance(value.args[0], Text):
+        return value.args[0].translated(gettext)  # a ValueError raised with a Text (a validator's, a reader's)
+    return value
+
+
+def text_of(exc: BaseException) -> str:
+    """What an exception says, as a `Text` when it carries one (a `StudioError`, a `ValueError` raised with a
+    `Text`), so it can be kept (a problem, a run's note) and still be shown translated; else `str(exc)`."""
+    if isinstance(exc, StudioError):
+        return exc.text
+    if len(exc.args) == 1 and isinstance(exc.args[0], Text):
+        return exc.args[0]
+    return str(exc)
 
 
 class StudioError(Exception):
-    """Base class: pages catch this and show `st.error(str(exc))`; the API answers with its message."""
+    """Base class: pages catch this and show `shown(exc)` (ui.i18n); the API answers with `str(exc)`, English.
+
+    `StudioError(N_("Cannot read {path}."), path=p)`: the message id and its values, kept in `text`. A message
+    given as a finished string (not marked) shows as written in every language."""
+
+    def __init__(self, message: str = "", /, **params):
+        self.text = message if isinstance(message, Text) and not params else Text(message, **params)
+        super().__init__(self.text)
 
 
 def validation_message(exc) -> str:
     """The first problem a pydantic `ValidationError` found, as `where: what`, never echoing the value itself
-    (it may be long, or carry markup): for messages about files and requests from outside."""
+    (it may be long, or carry markup): for messages about files and requests from outside. A `ValueError` that
+    a validator raised with a `Text` keeps its translation."""
     error = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part)[:60] for part in error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+    cause = (error.get("ctx") or {}).get("error")
+    message = (
+        cause.args[0] if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Text) else None
+    )
+    if message is None:
+        message = error["msg"].removeprefix("Value error, ")
+    return Text(N_("{where}: {message}"), where=where, message=message) if where else message

@@ -46,8 +46,8 @@ class OptionError(StudioError):
     """A sampling option this model cannot use as given (e.g. a logit_bias token id outside its vocabulary);
     `field` names the option."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
+    def __init__(self, field: str, message: str, /, **params):
+        super().__init__(message, **params)
         self.field = field
 
 

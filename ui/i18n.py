@@ -3,7 +3,9 @@ studio.po`, read with babel), the language taken from the sidebar switch, else t
 
 Every string a page shows goes through `_()`: `st.button(_("New chat"))`, and with values
 `_("{count} messages").format(count=n)` (the placeholders stay in the translation). English is the source
-language: a message without a translation shows as written. `pybabel extract` finds the messages
+language: a message without a translation shows as written. Words made below the pages (an error from `llm/`, a
+team run's notes) carry their message id and values (`core.errors.Text`, `StudioError`): `shown(exc)` says them
+in this session's language. `pybabel extract` finds the messages
 (`scripts/i18n.sh`), and `tests/test_i18n.py` fails on one that a catalog lacks."""
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import functools
 from pathlib import Path
 
 import streamlit as st
+
+from core.errors import N_ as N_  # marks a message where it is defined (a table of labels); _() translates it
+from core.errors import translated
 
 LOCALES = Path(__file__).parent / "locales"
 DOMAIN = "studio"
@@ -58,9 +63,10 @@ def _(message: str) -> str:
     return catalog(current()).get(message, message)
 
 
-def N_(message: str) -> str:
-    """Marks a message for the catalog where it is defined (a table of labels); `_()` translates it where shown."""
-    return message
+def shown(value) -> str:
+    """An error, or words made below the pages (`core.errors.Text`), in this session's language; anything else
+    as `str()` has it. Pages show an error with `st.error(shown(exc))`, or inside a message as a value."""
+    return str(translated(value, _))
 
 
 def language_switch() -> None:
