@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from core.errors import N_
 from llm.batch_cache import BatchCache, padding_ok, spare_room
 from llm.interface import BackendError
 from llm.kvcache import SessionCaches
@@ -77,10 +78,16 @@ class GroupPlanner:
                 return True
         mb = 2**20
         state.refused = BackendError(
-            f"This answer could need {math.ceil(need / mb)} MB of KV cache (a {len(row.request.prompt_ids)}-token "
-            f"prompt plus up to {row.request.options.max_new_tokens} new tokens), more than KV_CACHE_BUDGET_MB "
-            f"allows in all ({budget.budget_bytes // mb} MB). Lower max new tokens, start a new chat, or raise "
-            "KV_CACHE_BUDGET_MB."
+            N_(
+                "This answer could need {needed} MB of KV cache (a {prompt_tokens}-token prompt plus up to "
+                "{max_new_tokens} new tokens), more than KV_CACHE_BUDGET_MB allows in all "
+                "({budget} MB). Lower max new tokens, start a new chat, or raise "
+                "KV_CACHE_BUDGET_MB."
+            ),
+            needed=math.ceil(need / mb),
+            prompt_tokens=len(row.request.prompt_ids),
+            max_new_tokens=row.request.options.max_new_tokens,
+            budget=budget.budget_bytes // mb,
         )
         return True
 

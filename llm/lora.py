@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from torch import nn
 from torch.nn import functional as F
 
-from core.errors import StudioError, validation_message
+from core.errors import N_, StudioError, Text, validation_message
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -64,8 +64,13 @@ def module_key(key: str) -> str:
     parts = key.split(".")
     if not 0 < len(key) <= 200 or not all(p.isascii() and p.replace("_", "").isalnum() for p in parts):
         raise ValueError(
-            f"pattern key {key[:60]!r} is not a plain dotted module name like 'q_proj' "
-            "(regular expressions are not accepted)"
+            Text(
+                N_(
+                    "pattern key {key!r} is not a plain dotted module name like 'q_proj' (regular "
+                    "expressions are not accepted)"
+                ),
+                key=key[:60],
+            )
         )
     return key
 
@@ -109,13 +114,15 @@ class AdapterConfig(BaseModel):
     @model_validator(mode="after")
     def _plain_lora(self) -> AdapterConfig:
         if self.peft_type != "LORA":
-            raise ValueError(f"adapter type {self.peft_type[:40]!r} is not LoRA")
+            raise ValueError(Text(N_("adapter type {peft_type!r} is not LoRA"), peft_type=self.peft_type[:40]))
         for key, what in UNSUPPORTED.items():
             if getattr(self, key):
-                raise ValueError(f"it uses {what}, which this app does not apply; retrain with plain LoRA")
+                raise ValueError(
+                    Text(N_("it uses {what}, which this app does not apply; retrain with plain LoRA"), what=what)
+                )
         if self.bias != "none":
             raise ValueError(
-                "it trains biases (bias != 'none'), which this app does not apply; retrain with bias='none'"
+                Text(N_("it trains biases (bias != 'none'), which this app does not apply; retrain with bias='none'"))
             )
         return self
 
@@ -141,20 +148,28 @@ def read_config(folder: Path) -> AdapterConfig:
     """`adapter_config.json`, checked. Raises AdapterError saying what is wrong."""
     path = folder / CONFIG
     if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
-        raise AdapterError(f"{CONFIG} is not a regular file")
+        raise AdapterError(N_("{file} is not a regular file"), file=CONFIG)
     try:
         with path.open("rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise AdapterError(f"{CONFIG} is missing") from None
+        raise AdapterError(N_("{file} is missing"), file=CONFIG) from None
     except OSError as exc:
-        raise AdapterError(f"{CONFIG} cannot be read ({type(exc).__name__})") from None
+        raise AdapterError(N_("{file} cannot be read ({kind})"), file=CONFIG, kind=type(exc).__name__) from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise AdapterError(f"{CONFIG} is larger than {MAX_CONFIG_BYTES >> 20} MB; it is not a PEFT config")
+        raise AdapterError(
+            N_("{file} is larger than {limit} MB; it is not a PEFT config"),
+            file=CONFIG,
+            limit=MAX_CONFIG_BYTES >> 20,
+        )
     try:
         return AdapterConfig.model_validate_json(data)
     except ValidationError as exc:
-        raise AdapterError(f"{CONFIG} is malformed ({validation_message(exc)})") from None
+        raise AdapterError(
+            N_("{file} is malformed ({problem})"),
+            file=CONFIG,
+            problem=validation_message(exc),
+        ) from None
 
 
 def check_files(folder: Path) -> AdapterConfig:
@@ -165,20 +180,20 @@ def check_files(folder: Path) -> AdapterConfig:
     if not weights.is_file():
         if any(folder.glob("*.bin")):
             raise AdapterError(
-                "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
+                N_("only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors")
             )
-        raise AdapterError(f"{WEIGHTS} is missing")
+        raise AdapterError(N_("{file} is missing"), file=WEIGHTS)
     config = read_config(folder)
     try:
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as f:
             if not list(f.keys()):
-                raise AdapterError(f"{WEIGHTS} holds no tensors")
+                raise AdapterError(N_("{file} holds no tensors"), file=WEIGHTS)
     except AdapterError:
         raise
     except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
-        raise AdapterError(f"{WEIGHTS} is corrupt ({type(exc).__name__})") from None
+        raise AdapterError(N_("{file} is corrupt ({kind})"), file=WEIGHTS, kind=type(exc).__name__) from None
     return config
 
 
@@ -261,36 +276,52 @@ def read_adapter(folder: Path, model) -> dict[str, tuple[torch.Tensor, torch.Ten
             for key in f.keys():
                 target = tensor_target(key)
                 if target is None:
-                    raise AdapterError(f"it holds a tensor this app does not apply ({key[:80]})")
+                    raise AdapterError(N_("it holds a tensor this app does not apply ({key})"), key=key[:80])
                 path, which = target
                 layer = modules.get(path)
                 if layer is None:
-                    raise AdapterError(f"it targets a layer the loaded model does not have ({path[:80]})")
+                    raise AdapterError(N_("it targets a layer the loaded model does not have ({path})"), path=path[:80])
                 if not isinstance(layer, (nn.Linear, MultiLoraLinear)):
-                    raise AdapterError(f"it targets {path[:80]}, which is not a Linear layer")
+                    raise AdapterError(N_("it targets {path}, which is not a Linear layer"), path=path[:80])
                 rank = config.rank_for(path)
                 expected = [rank, layer.in_features] if which == "A" else [layer.out_features, rank]
                 piece = f.get_slice(key)
                 if piece.get_dtype() not in FLOAT_DTYPES:
-                    raise AdapterError(f"lora_{which} of {path[:80]} is {piece.get_dtype()}, not a float tensor")
+                    raise AdapterError(
+                        N_("lora_{which} of {path} is {dtype}, not a float tensor"),
+                        which=which,
+                        path=path[:80],
+                        dtype=piece.get_dtype(),
+                    )
                 if list(piece.get_shape()) != expected:  # checked from the header, before the data is read
                     raise AdapterError(
-                        f"shapes do not match the loaded model ({path[:80]}: lora_{which} is "
-                        f"{list(piece.get_shape())}, expected {expected} for r={rank})"
+                        N_(
+                            "shapes do not match the loaded model ({path}: lora_{which} is {shape}, expected "
+                            "{expected} for r={rank})"
+                        ),
+                        path=path[:80],
+                        which=which,
+                        shape=list(piece.get_shape()),
+                        expected=expected,
+                        rank=rank,
                     )
                 tensor = f.get_tensor(key).to(weight)
                 if not torch.isfinite(tensor).all():
-                    raise AdapterError(f"lora_{which} of {path[:80]} holds NaN or infinite values; retrain the adapter")
+                    raise AdapterError(
+                        N_("lora_{which} of {path} holds NaN or infinite values; retrain the adapter"),
+                        which=which,
+                        path=path[:80],
+                    )
                 found.setdefault(path, {})[which] = tensor
     except AdapterError:
         raise
     except Exception as exc:  # safetensors raises its own error types for a corrupt or truncated file
-        raise AdapterError(f"{WEIGHTS} cannot be read ({type(exc).__name__})") from None
+        raise AdapterError(N_("{file} cannot be read ({kind})"), file=WEIGHTS, kind=type(exc).__name__) from None
     if not found:
-        raise AdapterError(f"{WEIGHTS} holds no LoRA weights")
+        raise AdapterError(N_("{file} holds no LoRA weights"), file=WEIGHTS)
     for path, pair in found.items():
         if set(pair) != {"A", "B"}:
-            raise AdapterError(f"{path[:80]} has only lora_{''.join(pair)}")
+            raise AdapterError(N_("{path} has only lora_{which}"), path=path[:80], which="".join(pair))
     return {path: (pair["A"], pair["B"], config.scale_for(path)) for path, pair in found.items()}
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
+from core.errors import N_
 from core.settings import Settings, display_url
 from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.options import GenerationOptions
@@ -42,9 +43,12 @@ class OpenAIBackend:
         served_name = card.served_model or name
         if served_name not in self.list_models():
             raise BackendError(
-                f"the server does not serve a model named {served_name!r}. Start vLLM with "
-                f"`--enable-lora --lora-modules {served_name}=adapters/{name}`, or set served_model in its "
-                "persona.json."
+                N_(
+                    "the server does not serve a model named {served_name!r}. Start vLLM with `--enable-lora "
+                    "--lora-modules {served_name}=adapters/{name}`, or set served_model in its persona.json."
+                ),
+                served_name=served_name,
+                name=name,
             )
         return served_name
 
@@ -64,7 +68,9 @@ class OpenAIBackend:
             return chosen
         served = self.list_models()
         if not served:
-            raise BackendError(f"The server at {self.where} lists no models. Set OPENAI_MODEL to the model it serves.")
+            raise BackendError(
+                N_("The server at {where} lists no models. Set OPENAI_MODEL to the model it serves."), where=self.where
+            )
         return served[0]
 
     def stream(
@@ -131,6 +137,8 @@ class OpenAIBackend:
             request["tools"] = tools
         if self.extra_sampling:  # vLLM and transformers serve accept these; strict servers may not
             request["extra_body"] = {"top_k": options.top_k or -1, "repetition_penalty": options.repetition_penalty}
+        if options.continue_final_message:  # vLLM's way to go on writing the last (assistant) message
+            request.setdefault("extra_body", {}).update(continue_final_message=True, add_generation_prompt=False)
         return request
 
     def _read(self, response, stats: GenerationStats, cancel=None, text_of=None) -> Iterator[str]:
@@ -163,8 +171,8 @@ class OpenAIBackend:
                         return
             except Exception as exc:
                 raise BackendError(
-                    f"The server's answer stopped in the middle ({self._explain(exc)}). What arrived is kept, "
-                    "marked as cut."
+                    N_("The server's answer stopped in the middle ({reason}). What arrived is kept, marked as cut."),
+                    reason=self._explain(exc),
                 ) from None
             finally:
                 response.close()  # on stop this drops the connection, and vLLM aborts the request
@@ -172,7 +180,7 @@ class OpenAIBackend:
                 yield "; ".join(call_text(name, arguments) for name, arguments in calls.values())
             if finish is None:
                 raise BackendError(
-                    "The server closed the stream before finishing the answer. What arrived is kept, marked as cut."
+                    N_("The server closed the stream before finishing the answer. What arrived is kept, marked as cut.")
                 )
             tally.ended("length" if finish == "length" else "stop")
 
@@ -191,37 +199,61 @@ class OpenAIBackend:
         # The client's transport (httpx or httpx2) raises its own types mid-stream; match by name.
         if isinstance(exc, openai.APITimeoutError) or "Timeout" in type(exc).__name__:
             return BackendError(
-                f"The server at {where} did not answer within {self.timeout_s:g} s (REQUEST_TIMEOUT_S). It may "
-                "be overloaded; try again."
+                N_(
+                    "The server at {where} did not answer within {timeout_s:g} s (REQUEST_TIMEOUT_S). It may "
+                    "be overloaded; try again."
+                ),
+                where=where,
+                timeout_s=self.timeout_s,
             )
         if isinstance(exc, openai.APIConnectionError):
-            return BackendError(f"Cannot reach the server at {where}. Is it running? Check OPENAI_BASE_URL.")
+            return BackendError(
+                N_("Cannot reach the server at {where}. Is it running? Check OPENAI_BASE_URL."), where=where
+            )
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return BackendError(
-                f"The server at {where} refused the API key ({exc.status_code}). Set OPENAI_API_KEY to a valid key."
+                N_("The server at {where} refused the API key ({status_code}). Set OPENAI_API_KEY to a valid key."),
+                where=where,
+                status_code=exc.status_code,
             )
         if isinstance(exc, openai.NotFoundError):
             return BackendError(
-                f"The server at {where} answered 404: no model named {model!r}, or the URL is wrong. "
-                "Check OPENAI_MODEL (the sidebar lists the served models) and that OPENAI_BASE_URL ends in /v1."
+                N_(
+                    "The server at {where} answered 404: no model named {model!r}, or the URL is wrong. "
+                    "Check OPENAI_MODEL (the sidebar lists the served models) and that OPENAI_BASE_URL ends "
+                    "in /v1."
+                ),
+                where=where,
+                model=model,
             )
         if isinstance(exc, openai.RateLimitError):
-            return BackendError(f"The server at {where} is rate limiting requests (429). Wait a moment and try again.")
+            return BackendError(
+                N_("The server at {where} is rate limiting requests (429). Wait a moment and try again."), where=where
+            )
         if isinstance(exc, openai.APIStatusError):
             detail = self._scrub(str(exc.body or exc.message))[:200]  # a server may echo what it was sent
             if exc.status_code >= 500:
-                return BackendError(f"The server at {where} failed ({exc.status_code}). Check its logs; try again.")
+                return BackendError(
+                    N_("The server at {where} failed ({status_code}). Check its logs; try again."),
+                    where=where,
+                    status_code=exc.status_code,
+                )
             return BackendError(
-                f"The server at {where} rejected the request ({exc.status_code}: {detail}). A new chat may "
-                "help if the history is too long."
+                N_(
+                    "The server at {where} rejected the request ({status_code}: {detail}). A new chat may "
+                    "help if the history is too long."
+                ),
+                where=where,
+                status_code=exc.status_code,
+                detail=detail,
             )
         if (
             isinstance(exc, (openai.APIError, OSError))
             or "Protocol" in type(exc).__name__
             or "Stream" in type(exc).__name__
         ):
-            return BackendError(f"the connection to {where} broke: {type(exc).__name__}")
-        return BackendError(f"Talking to {where} failed ({type(exc).__name__}).")
+            return BackendError(N_("the connection to {where} broke: {kind}"), where=where, kind=type(exc).__name__)
+        return BackendError(N_("Talking to {where} failed ({kind})."), where=where, kind=type(exc).__name__)
 
     def complete(self, prompt: str, options: GenerationOptions, *, model: str | None = None) -> AnswerStream:
         """Raw text to the server's own /v1/completions (vLLM's, llama.cpp's), which tokenizes and continues it

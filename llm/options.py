@@ -6,6 +6,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from core.errors import N_, Text
+
 MAX_LOGIT_BIAS = 300  # entries, as OpenAI allows
 MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
 
@@ -46,6 +48,9 @@ class GenerationOptions(BaseModel):
     # serialisable. The in-process model is constrained token by token (llm.constrained); a server is sent
     # OpenAI's `response_format`, and its answer still has to be checked by the caller.
     json_schema: str | None = Field(None, max_length=100_000, description="JSON schema the answer must match.")
+    # The last message is an assistant's answer cut short: the model goes on writing it (vLLM's name for this)
+    # instead of starting a new turn.
+    continue_final_message: bool = Field(False, description="Go on writing the last (assistant) message.")
 
     # json_schema compiled for one tokenizer (llm.constrained.bind); set by the backend that decodes.
     _grammar: object = PrivateAttr(None)
@@ -58,9 +63,9 @@ class GenerationOptions(BaseModel):
         try:
             schema = json.loads(value)
         except ValueError:
-            raise ValueError("json_schema must be JSON text (a JSON schema)") from None
+            raise ValueError(Text(N_("json_schema must be JSON text (a JSON schema)"))) from None
         if not isinstance(schema, dict):
-            raise ValueError("json_schema must be a JSON object (a JSON schema)")
+            raise ValueError(Text(N_("json_schema must be a JSON object (a JSON schema)")))
         return value
 
     @field_validator("logit_bias", mode="before")
@@ -71,18 +76,26 @@ class GenerationOptions(BaseModel):
             return ()
         pairs = list(value.items()) if isinstance(value, dict) else value
         if not isinstance(pairs, (list, tuple)):
-            raise ValueError("logit_bias must map token ids to numbers")
+            raise ValueError(Text(N_("logit_bias must map token ids to numbers")))
         if len(pairs) > MAX_LOGIT_BIAS:
-            raise ValueError(f"logit_bias holds {len(pairs):,} entries; at most {MAX_LOGIT_BIAS} are accepted")
+            raise ValueError(
+                Text(
+                    N_("logit_bias holds {count:,} entries; at most {limit} are accepted"),
+                    count=len(pairs),
+                    limit=MAX_LOGIT_BIAS,
+                )
+            )
         biases: dict[int, float] = {}
         for pair in pairs:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError("logit_bias must map token ids to numbers")
+                raise ValueError(Text(N_("logit_bias must map token ids to numbers")))
             token, bias = _token_id(pair[0]), pair[1]
             if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
-                raise ValueError(f"logit_bias for token {token} must be a number from -100 to 100")
+                raise ValueError(
+                    Text(N_("logit_bias for token {token} must be a number from -100 to 100"), token=token)
+                )
             if token in biases:
-                raise ValueError(f"logit_bias names token {token} twice")
+                raise ValueError(Text(N_("logit_bias names token {token} twice"), token=token))
             biases[token] = float(bias)
         return tuple(sorted(biases.items()))
 
@@ -102,7 +115,7 @@ def _token_id(key) -> int:
     elif isinstance(key, str) and key.isascii() and key.isdecimal() and len(key) <= 12:
         token = int(key)
     else:
-        raise ValueError("logit_bias keys must be token ids, written as whole numbers from 0")
+        raise ValueError(Text(N_("logit_bias keys must be token ids, written as whole numbers from 0")))
     if token < 0:
-        raise ValueError("logit_bias keys must be token ids, written as whole numbers from 0")
+        raise ValueError(Text(N_("logit_bias keys must be token ids, written as whole numbers from 0")))
     return token

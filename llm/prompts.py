@@ -6,6 +6,7 @@ import re
 import weakref
 from dataclasses import dataclass
 
+from core.errors import N_
 from llm import tools as tool_calling
 from llm.interface import Message, PromptTooLongError
 
@@ -108,9 +109,12 @@ def neutralised(value, pattern: re.Pattern = _GENERIC):
     return value
 
 
-def encode(tokenizer, messages: list[Message], tools: list[dict] | None = None) -> list[int]:
+def encode(
+    tokenizer, messages: list[Message], tools: list[dict] | None = None, continue_final: bool = False
+) -> list[int]:
     """Token ids of `messages` through the chat template; special tokens come only from the template. `tools`
-    (OpenAI's definitions) go to a template that renders them, or into the system prompt (`llm.tools`)."""
+    (OpenAI's definitions) go to a template that renders them, or into the system prompt (`llm.tools`). With
+    `continue_final`, the last message (an answer cut short) is left open for the model to go on writing."""
     pattern = _tokenizer_pattern(tokenizer)
     messages, extra = without_control_tokens(messages, pattern), {}
     if tool_calling.uses_tools(messages, tools):
@@ -119,7 +123,11 @@ def encode(tokenizer, messages: list[Message], tools: list[dict] | None = None) 
             messages, extra = tool_calling.for_template(messages, tools), ({"tools": tools} if tools else {})
         else:
             messages = tool_calling.as_text(messages, tools)
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False, **extra)
+    if continue_final and messages and messages[-1]["role"] == "assistant":
+        extra.update(add_generation_prompt=False, continue_final_message=True)
+    else:
+        extra["add_generation_prompt"] = True
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **extra)
     if hasattr(ids, "input_ids"):  # some tokenizers return a BatchEncoding regardless
         ids = ids["input_ids"]
     return list(ids)
@@ -143,7 +151,12 @@ def turn_starts(history: list[Message]) -> list[int]:
 
 
 def build_prompt(
-    tokenizer, messages: list[Message], max_new_tokens: int, context_length: int, tools: list[dict] | None = None
+    tokenizer,
+    messages: list[Message],
+    max_new_tokens: int,
+    context_length: int,
+    tools: list[dict] | None = None,
+    continue_final: bool = False,
 ) -> Prompt:
     """Encode `messages` (and the `tools` the model may call), dropping the oldest turns (never the system
     prompt or the tools) until the answer fits.
@@ -158,15 +171,19 @@ def build_prompt(
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise PromptTooLongError(
-            f"Max new tokens ({max_new_tokens}) leaves no room in the {context_length}-token context. Lower it "
-            "in the sidebar."
+            N_(
+                "Max new tokens ({max_new_tokens}) leaves no room in the {context_length}-token context. "
+                "Lower it in the sidebar."
+            ),
+            max_new_tokens=max_new_tokens,
+            context_length=context_length,
         )
     starts = turn_starts(history)
     encoded: dict[int, list[int]] = {}
 
     def fits(k: int) -> bool:  # k: how many of `starts` to move past (k turns dropped)
         if k not in encoded:
-            encoded[k] = encode(tokenizer, system + history[starts[k] :], tools)
+            encoded[k] = encode(tokenizer, system + history[starts[k] :], tools, continue_final)
         return len(encoded[k]) <= budget
 
     last = len(starts) - 1
@@ -175,9 +192,15 @@ def build_prompt(
         return Prompt(encoded[0], 0)
     if not fits(last):
         raise PromptTooLongError(
-            f"Your message needs {len(encoded[last]):,} tokens but only {budget:,} fit "
-            f"({context_length:,} context minus {max_new_tokens:,} for the answer). "
-            "Shorten the message or the system prompt, or lower max new tokens."
+            N_(
+                "Your message needs {count:,} tokens but only {budget:,} fit ({context_length:,} context "
+                "minus {max_new_tokens:,} for the answer). Shorten the message or the system prompt, or "
+                "lower max new tokens."
+            ),
+            count=len(encoded[last]),
+            budget=budget,
+            context_length=context_length,
+            max_new_tokens=max_new_tokens,
         )
     # Gallop from the newest end for a drop count that does not fit, then bisect: `low` never fits
     # (or is -1, before the first), `high` always fits.

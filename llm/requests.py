@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from core.errors import N_
 from llm.interface import BackendError
 from llm.kvcache import CacheEntry
 from llm.logprobs import Scored
@@ -161,20 +162,27 @@ class TokenStream:
 def invalid_numbers(row: Row) -> BackendError:
     if row.request.adapter:
         return BackendError(
-            "This persona's adapter produced invalid numbers (NaN or infinity), so its answer was "
-            "stopped; other answers are not affected. Choose another persona, and retrain or remove "
-            "this adapter."
+            N_(
+                "This persona's adapter produced invalid numbers (NaN or infinity), so its answer was "
+                "stopped; other answers are not affected. Choose another persona, and retrain or remove "
+                "this adapter."
+            )
         )
     return BackendError(
-        "The model produced invalid numbers (NaN or infinity) for this answer, so it was stopped. "
-        "Try again; if it repeats, load the model in float32 or bfloat16 (LLM_DTYPE)."
+        N_(
+            "The model produced invalid numbers (NaN or infinity) for this answer, so it was stopped. "
+            "Try again; if it repeats, load the model in float32 or bfloat16 (LLM_DTYPE)."
+        )
     )
 
 
 def sampling_failed(exc: Exception) -> BackendError:
     error = BackendError(
-        f"Picking the next token failed ({type(exc).__name__}), so this answer was stopped; other "
-        "answers are not affected. Try again, or change the sampling options."
+        N_(
+            "Picking the next token failed ({kind}), so this answer was stopped; other answers are "
+            "not affected. Try again, or change the sampling options."
+        ),
+        kind=type(exc).__name__,
     )
     error.__cause__ = exc
     return error

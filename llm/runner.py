@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from core.errors import N_
 from llm.interface import BackendError
 from llm.lora import CONFIG, WEIGHTS, AdapterError, Routing, install, read_adapter, uninstall
 
@@ -98,7 +99,7 @@ class ModelRunner:
             return name
         version = self.adapters.get(name)
         if version is None:
-            raise BackendError(f"No adapter named {name!r} is loaded. Press 'Refresh personas'.")
+            raise BackendError(N_("No adapter named {name!r} is loaded. Press 'Refresh personas'."), name=name)
         return version.key
 
     def acquire(self, name: str | None) -> str | None:
@@ -134,7 +135,7 @@ class ModelRunner:
                 digest = file_digest(folder)
             except OSError as exc:
                 self.remove_adapter(name)
-                raise AdapterError(f"its files cannot be read ({type(exc).__name__})") from None
+                raise AdapterError(N_("its files cannot be read ({kind})"), kind=type(exc).__name__) from None
             if current is not None and current.folder == folder and current.digest == digest:
                 current.stamp = stamp  # touched, not changed
                 return current.key

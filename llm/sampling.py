@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from core.errors import N_
 from llm.interface import OptionError
 from llm.options import GenerationOptions
 
@@ -60,8 +61,9 @@ def check_token_ids(options: GenerationOptions, vocabulary_size: int) -> None:
     if outside:
         raise OptionError(
             "logit_bias",
-            f"logit_bias names token {outside[0]}, which is not in the model's vocabulary (ids 0 to "
-            f"{vocabulary_size - 1}).",
+            N_("logit_bias names token {token}, which is not in the model's vocabulary (ids 0 to {last_id})."),
+            token=outside[0],
+            last_id=vocabulary_size - 1,
         )
 
 

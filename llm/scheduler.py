@@ -31,7 +31,7 @@ from copy import deepcopy
 import torch
 from transformers import DynamicCache
 
-from core.errors import StudioError
+from core.errors import N_, StudioError
 from llm.groups import Group, GroupPlanner, rows_alone
 from llm.interface import BackendError
 from llm.kvcache import CacheEntry, SessionCaches, kv_bytes_per_token, reuse
@@ -226,7 +226,9 @@ class BatchScheduler:
         request, state = row.request, row.state
         refused = next((m.state.refused for m in (row, *row.copies) if m.state.refused is not None), None)
         if refused is None and len(row.copies) >= self.max_batch:
-            refused = BackendError(f"{len(row.copies) + 1} answers at once need more rows than MAX_BATCH_SIZE allows.")
+            refused = BackendError(
+                N_("{count} answers at once need more rows than MAX_BATCH_SIZE allows."), count=len(row.copies) + 1
+            )
         if refused is not None:
             self._end(row, refused)
             return

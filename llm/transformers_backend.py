@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from core.errors import StudioError
+from core.errors import N_, StudioError
 from llm import constrained
 from llm.generation import stream_text
 from llm.interface import AnswerStream, BackendError, GenerationStats, OptionError, PromptTooLongError
@@ -50,7 +50,7 @@ class TransformersBackend:
         try:
             self.runner.add_adapter(name, folder)
         except AdapterError as exc:  # checked before anything is installed: the others keep working
-            raise BackendError(f"the adapter cannot be used: {exc}") from None
+            raise BackendError(N_("the adapter cannot be used: {reason}"), reason=exc) from None
         return name
 
     def detach_adapter(self, name: str) -> None:
@@ -66,11 +66,12 @@ class TransformersBackend:
 
     def _answers(self, messages, choices, model, session, cancel, tools) -> list[AnswerStream]:
         if model not in (None, self.name) and model not in self.runner.adapters:
-            raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
+            raise BackendError(N_("No adapter named {model!r} is loaded. Press 'Refresh personas'."), model=model)
         adapter = None if model in (None, self.name) else model
         lm = self.loaded
         choices = [constrained.bind(o, lm.tokenizer, lm.stop_ids) for o in choices]  # json_schema, compiled here
-        prompt = build_prompt(lm.tokenizer, messages, max(o.max_new_tokens for o in choices), lm.context_length, tools)
+        longest, resume = max(o.max_new_tokens for o in choices), any(o.continue_final_message for o in choices)
+        prompt = build_prompt(lm.tokenizer, messages, longest, lm.context_length, tools, resume)
         streams = self.scheduler.generate_copies(prompt.input_ids, lm.stop_ids, choices, cancel, adapter, session)
         answers = []
         for tokens in streams:
@@ -88,15 +89,21 @@ class TransformersBackend:
         special token's text taken as that token, as vLLM reads a completion prompt); the answer ends at the
         model's stop ids or max_new_tokens."""
         if model not in (None, self.name) and model not in self.runner.adapters:
-            raise BackendError(f"No adapter named {model!r} is loaded. Press 'Refresh personas'.")
+            raise BackendError(N_("No adapter named {model!r} is loaded. Press 'Refresh personas'."), model=model)
         lm = self.loaded
         ids = list(lm.tokenizer(prompt)["input_ids"])
         if not ids:
-            raise OptionError("prompt", "The prompt holds no tokens; send some text to continue.")
+            raise OptionError("prompt", N_("The prompt holds no tokens; send some text to continue."))
         if len(ids) + options.max_new_tokens > lm.context_length:
             raise PromptTooLongError(
-                f"The prompt is {len(ids):,} tokens and {options.max_new_tokens:,} more are asked for, past the "
-                f"{lm.context_length:,}-token context. Shorten the prompt or ask for fewer tokens (max_tokens)."
+                N_(
+                    "The prompt is {count:,} tokens and {max_new_tokens:,} more are asked for, past the "
+                    "{context_length:,}-token context. Shorten the prompt or ask for fewer tokens "
+                    "(max_tokens)."
+                ),
+                count=len(ids),
+                max_new_tokens=options.max_new_tokens,
+                context_length=lm.context_length,
             )
         stats = GenerationStats()
         adapter = None if model in (None, self.name) else model
@@ -113,9 +120,13 @@ def _explain_failures(chunks: Iterator[str]) -> Iterator[str]:
         raise
     except torch.OutOfMemoryError:  # by type: a message that merely mentions memory is not this
         raise BackendError(
-            "The GPU ran out of memory for this answer. Lower max new tokens, start a new chat, "
-            "or lower CONTEXT_LENGTH or KV_CACHE_BUDGET_MB."
+            N_(
+                "The GPU ran out of memory for this answer. Lower max new tokens, start a new chat, "
+                "or lower CONTEXT_LENGTH or KV_CACHE_BUDGET_MB."
+            )
         ) from None
     except Exception as exc:
         log.error("generation failed: %s", type(exc).__name__, exc_info=exc)
-        raise BackendError(f"Generation failed ({type(exc).__name__}). The app is still running; try again.") from exc
+        raise BackendError(
+            N_("Generation failed ({kind}). The app is still running; try again."), kind=type(exc).__name__
+        ) from exc
