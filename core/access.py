@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from core.errors import StudioError
+from core.errors import N_, StudioError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class TooManyGuesses(StudioError):
     """Too many guesses are queued; this one was not checked."""
 
     def __init__(self, retry_after_s: float):
-        super().__init__(f"Too many wrong passwords; try again in {math.ceil(retry_after_s)} s.")
+        super().__init__(N_("Too many wrong passwords; try again in {seconds} s."), seconds=math.ceil(retry_after_s))
         self.retry_after_s = retry_after_s
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from core.errors import N_, Text
+
 # Embeddings and overrides (U+202A–U+202E), isolates (U+2066–U+2069), and the marks U+200E, U+200F, U+061C.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 REPLACEMENT = "\ufffd"
@@ -43,5 +45,5 @@ def escaped(text: str, limit: int = 64) -> str:
 def no_control_characters(text: str, allow: str = "") -> str:
     """`text` unchanged; raises ValueError if it holds a control character not in `allow` (for validators)."""
     if any(unicodedata.category(c) == "Cc" and c not in allow for c in text):
-        raise ValueError("must not contain control characters")
+        raise ValueError(Text(N_("must not contain control characters")))
     return text

@@ -20,7 +20,7 @@ import tomllib
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _HOST = re.compile(r"[A-Za-z0-9._-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?|[0-9A-Fa-f:.]+")
@@ -66,7 +66,7 @@ class SecretsTomlSource(PydanticBaseSettingsSource):
         except (OSError, tomllib.TOMLDecodeError) as exc:
             # A broken secrets file must not stop the app; the error names the file, never its content.
             raise SettingsError(
-                f"{self.path} is not valid TOML ({exc.__class__.__name__}). Fix or remove it."
+                N_("{path} is not valid TOML ({kind}). Fix or remove it."), path=self.path, kind=exc.__class__.__name__
             ) from None
         fields = set(self.settings_cls.model_fields)
         return {k.lower(): v for k, v in data.items() if k.lower() in fields and not isinstance(v, dict)}
@@ -173,7 +173,12 @@ class Settings(BaseSettings):
         names = [(urlsplit(n).hostname or n) if "://" in n else n for n in names]
         for name in names:
             if not _HOST.fullmatch(name):
-                raise ValueError(f"{name!r} is not a host name; list names like chat.example.com, separated by commas")
+                raise ValueError(
+                    Text(
+                        N_("{name!r} is not a host name; list names like chat.example.com, separated by commas"),
+                        name=name,
+                    )
+                )
         return names
 
     @property

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import StudioError, validation_message
+from core.errors import N_, StudioError, Text, validation_message
 from core.text import surrogate_at
 from personas.editing import persona_id
 from personas.registry import DEFAULT_AVATAR, PersonaCard
@@ -38,9 +38,12 @@ SPECS = {"chara_card_v2": "2.0", "chara_card_v3": "3.0"}
 USER = "User"  # what `{{user}}` becomes: the card's text speaks of the person chatting
 CHAR_MACRO = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
 USER_MACRO = re.compile(r"\{\{user\}\}|<USER>", re.IGNORECASE)
-EXPECTED = (
-    "expected a SillyTavern character card: a .json file, or a .png with a 'chara' or 'ccv3' text chunk, holding "
-    '{"spec": "chara_card_v2" or "chara_card_v3", "data": {"name": …, "description": …, "first_mes": …}}'
+EXPECTED = Text(
+    N_(
+        "expected a SillyTavern character card: a .json file, or a .png with a 'chara' or 'ccv3' text chunk, holding "
+        "{example}"
+    ),
+    example='{"spec": "chara_card_v2" or "chara_card_v3", "data": {"name": …, "description": …, "first_mes": …}}',
 )
 
 
@@ -74,12 +77,15 @@ class ImportedCard:
 def parse_card_file(filename: str, data: bytes) -> ImportedCard:
     """A card file (JSON or PNG, told apart by content) as a persona. Raises CardError saying what is wrong."""
     if len(data) > MAX_FILE_BYTES:
-        raise CardError(f"The file is larger than {MAX_FILE_BYTES >> 20} MB; a character card is far smaller.")
+        raise CardError(
+            N_("The file is larger than {limit} MB; a character card is far smaller."),
+            limit=MAX_FILE_BYTES >> 20,
+        )
     if data.startswith(PNG_SIGNATURE):
         return card_from_json(png_card_text(data), "PNG")
     if data.lstrip()[:1] in (b"{", b"["):
         return card_from_json(data, "JSON")
-    raise CardError(f"{filename[:80]!r} is neither JSON nor PNG: {EXPECTED}.")
+    raise CardError(N_("{filename!r} is neither JSON nor PNG: {expected}."), filename=filename[:80], expected=EXPECTED)
 
 
 def png_card_text(data: bytes) -> bytes:
@@ -93,31 +99,47 @@ def png_card_text(data: bytes) -> bytes:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise CardError(
-                        f"The image is {width}×{height} pixels; a card's image may have at most {MAX_PIXELS:,} "
-                        "(e.g. 4096×4096). Scale it down, or import the card's JSON."
+                        N_(
+                            "The image is {width}×{height} pixels; a card's image may have at most {limit:,} "
+                            "(e.g. 4096×4096). Scale it down, or import the card's JSON."
+                        ),
+                        width=width,
+                        height=height,
+                        limit=MAX_PIXELS,
                     )
                 texts = dict(image.text)  # reads the whole file: SillyTavern writes its chunk after the pixels
     except CardError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise CardError(f"The image has too many pixels; a card's image may have at most {MAX_PIXELS:,}.") from None
+        raise CardError(
+            N_("The image has too many pixels; a card's image may have at most {limit:,}."), limit=MAX_PIXELS
+        ) from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError… for a broken file
         raise CardError(
-            f"The PNG cannot be read ({type(exc).__name__}): it is cut short or damaged. Export the card again."
+            N_("The PNG cannot be read ({kind}): it is cut short or damaged. Export the card again."),
+            kind=type(exc).__name__,
         ) from None
     for key in CHUNKS:
         if key in texts:
             return _decoded(key, texts[key])
-    raise CardError(f"The PNG holds no character card (no 'chara' or 'ccv3' text chunk): {EXPECTED}.")
+    raise CardError(
+        N_("The PNG holds no character card (no 'chara' or 'ccv3' text chunk): {expected}."), expected=EXPECTED
+    )
 
 
 def _decoded(key: str, text: str) -> bytes:
     if len(text) > MAX_CHUNK_BYTES:
-        raise CardError(f"The PNG's '{key}' text chunk is larger than {MAX_CHUNK_BYTES >> 20} MB; a card is smaller.")
+        raise CardError(
+            N_("The PNG's '{key}' text chunk is larger than {limit} MB; a card is smaller."),
+            key=key,
+            limit=MAX_CHUNK_BYTES >> 20,
+        )
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise CardError(f"The PNG's '{key}' text chunk is not base64 (a card's JSON is stored as base64).") from None
+        raise CardError(
+            N_("The PNG's '{key}' text chunk is not base64 (a card's JSON is stored as base64)."), key=key
+        ) from None
 
 
 def card_from_json(data: bytes, where: str) -> ImportedCard:
@@ -127,25 +149,39 @@ def card_from_json(data: bytes, where: str) -> ImportedCard:
     try:
         raw = from_json(data)  # nesting is bounded; a lone surrogate or bad UTF-8 is refused here
     except ValueError as exc:
-        raise CardError(f"The {where} card is not valid JSON ({str(exc)[:80]}): {EXPECTED}.") from None
+        raise CardError(
+            N_("The {where} card is not valid JSON ({reason}): {expected}."),
+            where=where,
+            reason=str(exc)[:80],
+            expected=EXPECTED,
+        ) from None
     if not isinstance(raw, dict):
-        raise CardError(f"The {where} card is not a JSON object: {EXPECTED}.")
+        raise CardError(N_("The {where} card is not a JSON object: {expected}."), where=where, expected=EXPECTED)
     spec = raw.get("spec")
     if spec in SPECS:
         body, version, prefix = raw.get("data"), "V" + SPECS[spec][0], "data."
     elif spec is None and isinstance(raw.get("name"), str) and ("first_mes" in raw or "description" in raw):
         body, version, prefix = raw, "V1", ""
     else:
-        shown = f"spec {str(spec)[:40]!r}" if spec is not None else "no spec"
-        raise CardError(f"The {where} file is not a character card ({shown}): {EXPECTED}.")
+        shown = Text(N_("spec {spec!r}"), spec=str(spec)[:40]) if spec is not None else Text(N_("no spec"))
+        raise CardError(
+            N_("The {where} file is not a character card ({shown}): {expected}."),
+            where=where,
+            shown=shown,
+            expected=EXPECTED,
+        )
     if not isinstance(body, dict):
-        raise CardError(f"The card's data is not an object: {EXPECTED}.")
+        raise CardError(N_("The card's data is not an object: {expected}."), expected=EXPECTED)
     if (place := surrogate_at(body)) is not None:
-        raise CardError(f"The card's {prefix}{place[:60]} holds a broken character (a lone surrogate).")
+        raise CardError(
+            N_("The card's {prefix}{place} holds a broken character (a lone surrogate)."),
+            prefix=prefix,
+            place=place[:60],
+        )
     try:
         fields = CardData.model_validate(body)
     except ValidationError as exc:
-        raise CardError(f"The card's {prefix}{validation_message(exc)}.") from None
+        raise CardError(N_("The card's {prefix}{problem}."), prefix=prefix, problem=validation_message(exc)) from None
     return ImportedCard(persona_id(fields.name), persona_card(fields), version)
 
 
@@ -163,7 +199,7 @@ def persona_card(fields: CardData) -> PersonaCard:
     fields_of = {
         "display_name": "data.name",
         "greeting": "data.first_mes",
-        "system_prompt": "data.system_prompt, description, personality, scenario and mes_example together",
+        "system_prompt": Text(N_("data.system_prompt, description, personality, scenario and mes_example together")),
         "description": "data.creator_notes",
         "extensions": "data.extensions",
     }
@@ -181,8 +217,11 @@ def persona_card(fields: CardData) -> PersonaCard:
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
         field = str(error["loc"][0]) if error["loc"] else ""
-        message = error["msg"].removeprefix("Value error, ")
-        raise CardError(f"The card's {fields_of.get(field, field)}: {message}.") from None
+        cause = (error.get("ctx") or {}).get("error")
+        message = cause if isinstance(cause, ValueError) else error["msg"].removeprefix("Value error, ")
+        raise CardError(
+            N_("The card's {field}: {message}."), field=fields_of.get(field, field), message=message
+        ) from None
 
 
 def _filled(text: str, name: str) -> str:

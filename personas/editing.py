@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from core.errors import StudioError, validation_message
+from core.errors import N_, StudioError, validation_message
 from core.names import escaped
 from personas.registry import (
     BASE_PERSONA,
@@ -53,7 +53,7 @@ def checked_card(fields: dict) -> PersonaCard:
     try:
         return PersonaCard.model_validate(fields)
     except ValidationError as exc:
-        raise PersonaEditError(f"{validation_message(exc)}.") from None
+        raise PersonaEditError(N_("{problem}."), problem=validation_message(exc)) from None
 
 
 def write_json_atomic(path: Path, data: object, limit: int) -> None:
@@ -62,7 +62,11 @@ def write_json_atomic(path: Path, data: object, limit: int) -> None:
 
     text = to_json(data, indent=2).decode() + "\n"
     if len(text.encode()) > limit:
-        raise PersonaEditError(f"{path.name} would be larger than {limit // 1024} KB; delete or shorten some personas.")
+        raise PersonaEditError(
+            N_("{name} would be larger than {limit} KB; delete or shorten some personas."),
+            name=path.name,
+            limit=limit // 1024,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -144,14 +148,18 @@ def create_adapter_card(folder: Path, fields: dict) -> PersonaCard:
     and never overwrites a persona.json that appeared meanwhile (another session made it)."""
     if not fields.get("base_model"):
         raise PersonaEditError(
-            "base_model: name the model the adapter was trained on (its adapter_config.json's base_model_name_or_path)."
+            N_(
+                "base_model: name the model the adapter was trained on (its adapter_config.json's "
+                "base_model_name_or_path)."
+            )
         )
     card = checked_card(fields)
     target = folder / "persona.json"
     with locked(target):
         if target.exists():
             raise PersonaEditError(
-                f"{escaped(folder.name)}/persona.json exists already (made meanwhile?): refresh the page."
+                N_("{folder}/persona.json exists already (made meanwhile?): refresh the page."),
+                folder=escaped(folder.name),
             )
         write_json_atomic(target, card.model_dump(mode="json", exclude_none=True), MAX_CARD_BYTES)
     return card
@@ -168,9 +176,11 @@ def read_entries(path: Path) -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise PersonaEditError(f"{path.name} {exc}: fix it by hand before personas can be saved here.") from None
+        raise PersonaEditError(
+            N_("{name} {reason}: fix it by hand before personas can be saved here."), name=path.name, reason=exc
+        ) from None
     if not isinstance(raw, dict):
-        raise PersonaEditError(f"{path.name} must hold an object of name: persona; fix it by hand first.")
+        raise PersonaEditError(N_("{name} must hold an object of name: persona; fix it by hand first."), name=path.name)
     return raw
 
 
@@ -184,12 +194,17 @@ def save_prompt_persona(
     with locked(path):
         entries = read_entries(path)
         if new and name in entries:
-            raise PersonaEditError(f"name: {name} is taken; choose another.")
+            raise PersonaEditError(N_("name: {name} is taken; choose another."), name=name)
         if not new and entries.get(name) != expected:
-            what = "deleted" if name not in entries else "changed"
-            raise PersonaEditError(f"{name} was {what} by someone else meanwhile; refresh and try again.")
+            if name not in entries:
+                raise PersonaEditError(
+                    N_("{name} was deleted by someone else meanwhile; refresh and try again."), name=name
+                )
+            raise PersonaEditError(
+                N_("{name} was changed by someone else meanwhile; refresh and try again."), name=name
+            )
         if new and len(entries) >= MAX_PERSONAS:
-            raise PersonaEditError(f"the personas file holds {MAX_PERSONAS} personas; delete some.")
+            raise PersonaEditError(N_("the personas file holds {count} personas; delete some."), count=MAX_PERSONAS)
         old = entries.get(name) if isinstance(entries.get(name), dict) else {}
         kept = {k: v for k, v in old.items() if k not in FORM_FIELDS}
         card = checked_card({**kept, **fields})
@@ -214,7 +229,7 @@ def add_imported(path: Path, wanted_id: str, card: PersonaCard, reserved=()) -> 
         taken = set(entries) | set(reserved) | {BASE_PERSONA}
         name = free_id(wanted_id, taken)
         if len(entries) >= MAX_PERSONAS:
-            raise PersonaEditError(f"the personas file holds {MAX_PERSONAS} personas; delete some.")
+            raise PersonaEditError(N_("the personas file holds {count} personas; delete some."), count=MAX_PERSONAS)
         entries[name] = card.model_dump(mode="json", exclude_none=True)
         write_json_atomic(path, entries, MAX_PERSONAS_FILE_BYTES)
     return name
@@ -222,9 +237,11 @@ def add_imported(path: Path, wanted_id: str, card: PersonaCard, reserved=()) -> 
 
 def check_id(name: str, reserved=()) -> None:
     if not SAFE_NAME.match(name):
-        raise PersonaEditError("name: use letters, digits, '-' or '_' (at most 64), starting with one.")
+        raise PersonaEditError(N_("name: use letters, digits, '-' or '_' (at most 64), starting with one."))
     if name == BASE_PERSONA or name in reserved:
-        raise PersonaEditError(f"name: {name} is taken (by the base model or an adapter); choose another.")
+        raise PersonaEditError(
+            N_("name: {name} is taken (by the base model or an adapter); choose another."), name=name
+        )
 
 
 def persona_id(text: str) -> str:

@@ -7,11 +7,8 @@ other way, is listed as unavailable with the reason, and the others keep working
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import StudioError, validation_message
+from core.errors import N_, StudioError, Text, text_of, validation_message
 from core.names import escaped, no_control_characters, without_bidi_controls
+from personas.folders import entry_problem, folder_problem, listed
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,6 @@ MAX_PERSONAS_FILE_BYTES = 1 << 20
 MAX_PERSONAS = 1000  # entries of the personas file that are read
 MAX_PROBLEM_CHARS = 1000
 MAX_EXTENSIONS_BYTES = 32 * 1024  # a character card's `extensions`, kept as JSON beside the persona
-NOT_ADAPTERS = ("__MACOSX",)  # what a zip made on a Mac adds beside its files
 
 
 def is_emoji(text: str) -> bool:
@@ -84,7 +81,7 @@ class PersonaCard(BaseModel):
     @classmethod
     def _emoji(cls, value: str) -> str:
         if not is_emoji(value):
-            raise ValueError(f"must be a single emoji, like {DEFAULT_AVATAR}")
+            raise ValueError(Text(N_("must be a single emoji, like {avatar}"), avatar=DEFAULT_AVATAR))
         return value
 
     @field_validator("extensions")
@@ -93,7 +90,12 @@ class PersonaCard(BaseModel):
         from pydantic_core import to_json
 
         if value is not None and len(to_json(value)) > MAX_EXTENSIONS_BYTES:
-            raise ValueError(f"must be at most {MAX_EXTENSIONS_BYTES // 1024} KB as JSON")
+            raise ValueError(
+                Text(
+                    N_("must be at most {limit} KB as JSON"),
+                    limit=MAX_EXTENSIONS_BYTES // 1024,
+                )
+            )
         return value
 
 
@@ -146,7 +148,7 @@ def card_from(raw: object) -> tuple[PersonaCard, list[str]]:
 
     An avatar that is not a single emoji does not make the persona unusable: the default is shown instead."""
     if not isinstance(raw, dict):
-        raise ValueError('expected an object of fields like {"display_name": "..."}')
+        raise ValueError(Text(N_("expected an object of fields like {example}"), example='{"display_name": "..."}'))
     notes = []
     avatar = raw.get("avatar", DEFAULT_AVATAR)
     if not (isinstance(avatar, str) and is_emoji(avatar)):
@@ -155,7 +157,7 @@ def card_from(raw: object) -> tuple[PersonaCard, list[str]]:
     try:
         return PersonaCard.model_validate(raw), notes
     except ValidationError as exc:
-        raise ValueError(f"malformed ({validation_message(exc)})") from None
+        raise ValueError(Text(N_("malformed ({problem})"), problem=validation_message(exc))) from None
 
 
 def read_json(path: Path, limit: int) -> object:
@@ -163,31 +165,32 @@ def read_json(path: Path, limit: int) -> object:
     from pydantic_core import from_json
 
     if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
-        raise ValueError("is not a regular file")
+        raise ValueError(Text(N_("is not a regular file")))
     with path.open("rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"is larger than {limit // 1024} KB")
+        raise ValueError(Text(N_("is larger than {limit} KB"), limit=limit // 1024))
     try:
         return from_json(data)  # nesting is limited (no recursion error), and duplicate keys are harmless
     except ValueError as exc:
-        raise ValueError(f"is not valid JSON ({str(exc)[:80]})") from None
+        raise ValueError(Text(N_("is not valid JSON ({reason})"), reason=str(exc)[:80])) from None
 
 
 def read_card(path: Path) -> tuple[PersonaCard, list[str]]:
     try:
         raw = read_json(path, MAX_CARD_BYTES)
     except FileNotFoundError:
-        raise ValueError("persona.json is missing") from None
+        raise ValueError(Text(N_("persona.json is missing"))) from None
     except OSError as exc:
-        raise ValueError(f"persona.json cannot be read ({type(exc).__name__})") from None
+        raise ValueError(Text(N_("persona.json cannot be read ({kind})"), kind=type(exc).__name__)) from None
     except ValueError as exc:
-        raise ValueError(f"persona.json {exc}") from None
+        raise ValueError(Text(N_("persona.json {reason}"), reason=exc)) from None
     try:
         return card_from(raw)
     except ValueError as exc:
+        malformed = str(exc).startswith("malformed")
         raise ValueError(
-            f"persona.json is {exc}" if str(exc).startswith("malformed") else f"persona.json: {exc}"
+            Text(N_("persona.json is {reason}") if malformed else N_("persona.json: {reason}"), reason=exc)
         ) from None
 
 
@@ -200,101 +203,41 @@ def check_adapter_files(folder: Path, loaded_family: str | None) -> tuple[Person
 
     if not SAFE_NAME.match(folder.name):
         undecodable = any("\udc80" <= c <= "\udcff" for c in folder.name)  # os.fsdecode's escapes
-        hint = "; it is not UTF-8 (as a zip made on Windows names folders): rename it" if undecodable else ""
-        return None, [], "folder name must be letters, digits, '-' or '_' (max 64)" + hint
+        if undecodable:
+            return (
+                None,
+                [],
+                Text(
+                    N_(
+                        "folder name must be letters, digits, '-' or '_' (max 64); it is not UTF-8 (as a zip made "
+                        "on Windows names folders): rename it"
+                    )
+                ),
+            )
+        return None, [], Text(N_("folder name must be letters, digits, '-' or '_' (max 64)"))
     if problem := folder_problem(folder):
         return None, [], problem
     try:
         card, notes = read_card(folder / "persona.json")
     except ValueError as exc:
-        return None, [], str(exc)
+        return None, [], text_of(exc)
     try:
         check_files(folder)
     except AdapterError as exc:
-        return card, notes, str(exc)
+        return card, notes, exc.text
     if not card.base_model:
-        return card, notes, "persona.json does not say which base_model the adapter was trained on"
+        return card, notes, Text(N_("persona.json does not say which base_model the adapter was trained on"))
     if loaded_family is not None and family(card.base_model) != loaded_family:
-        return card, notes, f"trained on {card.base_model}, but the loaded model is {loaded_family}"
+        return (
+            card,
+            notes,
+            Text(
+                N_("trained on {base_model}, but the loaded model is {loaded_family}"),
+                base_model=card.base_model,
+                loaded_family=loaded_family,
+            ),
+        )
     return card, notes, None
-
-
-def entry_problem(entry: Path, root: Path) -> str | None:
-    """Why something in the adapters folder `root` that is not a folder of its own cannot be an adapter (a link
-    loop, a link to `root` or above it, a file), or None for a folder."""
-    try:
-        is_folder = stat.S_ISDIR(entry.stat().st_mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "is a link that leads back to itself (a loop): delete it"
-        return "is a link to something that is not there" if entry.is_symlink() else "went away while it was read"
-    if not is_folder:
-        if entry.name.lower().endswith(".zip"):
-            return f"is a zip file: extract it so that its files are in {escaped(entry.name[:-4])}/"
-        return "is a file, not a folder: an adapter is a folder holding adapter_model.safetensors and persona.json"
-    if entry.is_symlink():
-        target, above = entry.resolve(), root.resolve()
-        if target == above or target in above.parents:
-            return "is a link to the adapters folder or a folder above it, not to an adapter: delete it"
-    return None
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why `folder` cannot hold an adapter as it stands (it cannot be read, or its files are a folder or two
-    down, as extracting a zip or copying a training run's output leaves them), or None."""
-    from llm.lora import CONFIG, WEIGHTS
-
-    try:
-        names = set(os.listdir(folder))
-    except OSError as exc:
-        return f"the folder cannot be read ({type(exc).__name__}): check its permissions"
-    if names & {WEIGHTS, CONFIG, "persona.json"}:
-        return None
-    nested, into = nested_adapters(folder, {WEIGHTS, CONFIG}), escaped(folder.name)
-    if len(nested) == 1:
-        return f"the adapter files are in the subfolder {nested[0]}: move them up into {into}/"
-    if nested:
-        shown = ", ".join(nested[:4]) + (", …" if len(nested) > 4 else "")
-        return f"the adapter files are in the subfolders {shown}: move the one you want (e.g. the last) up into {into}/"
-    return None
-
-
-def nested_adapters(folder: Path, wanted: set[str], depth: int = 2, width: int = 100) -> list[str]:
-    """The shallowest subfolders of `folder` (at most `depth` down, `width` a level; links and `__MACOSX` are
-    not followed) that hold a file named in `wanted`, as escaped relative paths in natural order."""
-    level: list[Path] = [Path()]
-    for _ in range(depth):
-        below = []
-        for rel in level:
-            try:
-                with os.scandir(folder / rel) as entries:
-                    for entry in entries:
-                        hidden = entry.name.startswith(".") or entry.name in NOT_ADAPTERS
-                        if not hidden and entry.is_dir(follow_symlinks=False) and len(below) < width:
-                            below.append(rel / entry.name)
-            except OSError:  # an unreadable subfolder holds nothing we can point at
-                continue
-        found = [escaped(rel.as_posix(), 200) for rel in below if _holds(folder / rel, wanted)]
-        if found:
-            return sorted(found, key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
-        level = below
-    return []
-
-
-def _holds(folder: Path, wanted: set[str]) -> bool:
-    try:
-        return bool(wanted & set(os.listdir(folder)))
-    except OSError:
-        return False
-
-
-def listed(entry: Path) -> bool:
-    """Whether an entry of the adapters folder is listed: folders and links, and files that look like a persona
-    folder or an archive of one; not hidden entries, `__MACOSX` or files such as a README.md."""
-    name = entry.name
-    if name.startswith(".") or name in NOT_ADAPTERS:
-        return False
-    return entry.is_symlink() or entry.is_dir() or "." not in name or name.lower().endswith(".zip")
 
 
 def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
@@ -304,9 +247,9 @@ def load_prompt_personas(path: Path) -> tuple[list[Persona], str | None]:
     try:
         raw = read_json(path, MAX_PERSONAS_FILE_BYTES)
         if not isinstance(raw, dict):
-            raise ValueError("must hold an object of name: persona")
+            raise ValueError(Text(N_("must hold an object of name: persona")))
     except (OSError, ValueError) as exc:
-        return [], f"{path.name} cannot be read: {exc}"
+        return [], Text(N_("{name} cannot be read: {reason}"), name=path.name, reason=exc)
     return [_prompt_persona(name, entry) for name, entry in list(raw.items())[:MAX_PERSONAS]], None
 
 
@@ -315,15 +258,20 @@ def _prompt_persona(name: str, entry: object) -> Persona:
     try:
         card, notes = card_from(entry)
         if not SAFE_NAME.match(name):
-            problem = "name must be letters, digits, '-' or '_'"
+            problem = Text(N_("name must be letters, digits, '-' or '_'"))
     except Exception as exc:  # whatever is wrong with one entry, the others are listed
-        problem = f"{exc}" if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__})"
+        problem = (
+            text_of(exc)
+            if isinstance(exc, ValueError)
+            else Text(N_("cannot be read ({kind})"), kind=type(exc).__name__)
+        )
     return Persona(escaped(name), card or fallback_card(name), "prompt", problem=_shown(problem), notes=tuple(notes))
 
 
 def _shown(problem: str | None) -> str | None:
     """A problem as shown: a name or key quoted in it may hold controls (see `core.names.escaped`)."""
-    return None if problem is None else escaped(problem, MAX_PROBLEM_CHARS)
+    shown = None if problem is None else escaped(problem, MAX_PROBLEM_CHARS)
+    return problem if shown == problem else shown  # as it was: a Text keeps its translation
 
 
 class PersonaRegistry:
@@ -350,13 +298,19 @@ class PersonaRegistry:
                 prompt_personas, self.file_problem = load_prompt_personas(self.personas_file)
             except Exception as exc:  # e.g. a permission error on the folder: listed, never raised to the page
                 log.warning("personas file could not be read", exc_info=True)
-                prompt_personas, self.file_problem = [], f"the personas file cannot be read ({type(exc).__name__})"
+                prompt_personas, self.file_problem = (
+                    [],
+                    Text(N_("the personas file cannot be read ({kind})"), kind=type(exc).__name__),
+                )
             try:
                 found = self.adapters_dir.iterdir() if self.adapters_dir.is_dir() else ()
                 entries = sorted(e for e in found if listed(e))
             except Exception as exc:
                 log.warning("adapters folder could not be listed", exc_info=True)
-                entries, self.file_problem = [], f"the adapters folder cannot be read ({type(exc).__name__})"
+                entries, self.file_problem = (
+                    [],
+                    Text(N_("the adapters folder cannot be read ({kind})"), kind=type(exc).__name__),
+                )
             adapters = [self._scan_adapter(e) for e in entries]
             self._detach_gone({p.name for p in adapters if p.available})
             self._personas = [BASE, *prompt_personas, *adapters]
@@ -369,7 +323,7 @@ class PersonaRegistry:
                 return self._check_and_attach(entry)
         except Exception as exc:  # a stranger's files: whatever breaks, only this adapter is unavailable
             log.warning("adapter folder %r could not be scanned", escaped(entry.name), exc_info=True)
-            problem = f"it could not be read ({type(exc).__name__}); the server log has the details"
+            problem = Text(N_("it could not be read ({kind}); the server log has the details"), kind=type(exc).__name__)
         return Persona(escaped(entry.name), fallback_card(entry.name), "lora", entry, problem)
 
     def _check_and_attach(self, folder: Path) -> Persona:
@@ -382,7 +336,7 @@ class PersonaRegistry:
                 model = self.backend.attach_adapter(folder.name, folder, card)
                 self._attached.add(folder.name)
             except StudioError as exc:
-                problem = str(exc)
+                problem = exc.text
         return Persona(escaped(folder.name), card, "lora", folder, _shown(problem), model, tuple(notes))
 
     def _detach_gone(self, available: set[str]) -> None:
