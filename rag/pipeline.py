@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text, text_of
 from llm.options import GenerationOptions
 from llm.prompts import Message
 from rag.prompts import answer_messages, rewrite_messages
@@ -36,13 +36,13 @@ def standalone_query(backend, history: list[Message], question: str, model: str 
 def retrieve(provider, reranker: Reranker, query: str, options: SearchOptions, keep: int) -> Retrieval:
     """Search, then keep the `keep` snippets closest in meaning to the query. Never raises StudioError."""
     if provider is None:
-        return Retrieval(query, error="Search is not configured.")
+        return Retrieval(query, error=Text(N_("Search is not configured.")))
     try:
         results = provider.search(query, options)
     except StudioError as exc:
-        return Retrieval(query, error=str(exc))
+        return Retrieval(query, error=text_of(exc))
     if not results:
-        return Retrieval(query, error="The search returned no results.")
+        return Retrieval(query, error=Text(N_("The search returned no results.")))
     ranked = reranker.rerank(query, results)[:keep]
     return Retrieval(query, [r for _, r in ranked])
 

@@ -15,6 +15,7 @@ import logging
 import requests
 from requests.adapters import HTTPAdapter
 
+from core.errors import N_, Text
 from core.settings import Settings, display_url
 from rag.results import (
     GoogleAnswer,
@@ -43,8 +44,10 @@ class GoogleSearch:
     def __init__(self, settings: Settings):
         if not settings.google_api_key or not settings.google_cse_id:
             raise SearchError(
-                "Google search needs GOOGLE_API_KEY and GOOGLE_CSE_ID. Put them in .streamlit/secrets.toml "
-                '(GOOGLE_API_KEY = "…", GOOGLE_CSE_ID = "…") or the environment, or set SEARCH_PROVIDER=searxng.'
+                N_(
+                    "Google search needs GOOGLE_API_KEY and GOOGLE_CSE_ID. Put them in .streamlit/secrets.toml "
+                    '(GOOGLE_API_KEY = "…", GOOGLE_CSE_ID = "…") or the environment, or set SEARCH_PROVIDER=searxng.'
+                )
             )
         self._key = settings.google_api_key.get_secret_value()
         self._cx = settings.google_cse_id.get_secret_value()
@@ -89,12 +92,13 @@ class GoogleSearch:
         except (TimeoutError, OSError, httplib2.HttpLib2Error) as exc:
             raise _network_error("Google", self.shown, exc, self.timeout_s) from None
         except (ValueError, RecursionError):  # not UTF-8, not JSON, or JSON nested past what Python reads
-            raise SearchError("Google answered with something that is not valid JSON. Try again later.") from None
+            raise SearchError(N_("Google answered with something that is not valid JSON. Try again later.")) from None
         try:
             return read_answer(data, GoogleAnswer, options.num)
         except UnusableAnswer as exc:
             raise SearchError(
-                f"Google answered with something that is not the expected JSON ({exc}). Try again later."
+                N_("Google answered with something that is not the expected JSON ({reason}). Try again later."),
+                reason=exc,
             ) from None
 
     def _explain_status(self, status: int, location: str) -> SearchError:
@@ -102,34 +106,53 @@ class GoogleSearch:
             target = redirect_target(self.endpoint or GOOGLE_API, location)
             if not same_origin(target, self.endpoint or GOOGLE_API):
                 return SearchError(
-                    f"Google's endpoint {self.shown} redirected to another host ({OffHostRedirect(target).shown}); "
-                    "a search is never sent on to another host. Check GOOGLE_CSE_ENDPOINT (unset, it is Google's)."
+                    N_(
+                        "Google's endpoint {where} redirected to another host ({target}); a search is never sent "
+                        "on to another host. Check GOOGLE_CSE_ENDPOINT (unset, it is Google's)."
+                    ),
+                    where=self.shown,
+                    target=OffHostRedirect(target).shown,
                 )
             return SearchError(
-                f"Google's endpoint {self.shown} answered with a redirect ({status}), which the API never does. "
-                "Check GOOGLE_CSE_ENDPOINT (unset, it is Google's)."
+                N_(
+                    "Google's endpoint {where} answered with a redirect ({status}), which the API never "
+                    "does. Check GOOGLE_CSE_ENDPOINT (unset, it is Google's)."
+                ),
+                where=self.shown,
+                status=status,
             )
         if status == 400:
             return SearchError(
-                "Google rejected the request (400): the API key or engine id is not valid. Check "
-                "GOOGLE_API_KEY and GOOGLE_CSE_ID."
+                N_(
+                    "Google rejected the request (400): the API key or engine id is not valid. Check "
+                    "GOOGLE_API_KEY and GOOGLE_CSE_ID."
+                )
             )
         if status == 403:
             return SearchError(
-                "Google refused access (403). The Custom Search JSON API is closed to new customers and ends on "
-                "2027-01-01; if your project has no access, switch to SearXNG (SEARCH_PROVIDER=searxng, see "
-                "the README)."
+                N_(
+                    "Google refused access (403). The Custom Search JSON API is closed to new customers and ends on "
+                    "2027-01-01; if your project has no access, switch to SearXNG (SEARCH_PROVIDER=searxng, see "
+                    "the README)."
+                )
             )
         if status == 429:
             return SearchError(
-                "Google's daily search quota is used up (429; the free tier allows 100 a day). Try tomorrow, "
-                "or use SearXNG."
+                N_(
+                    "Google's daily search quota is used up (429; the free tier allows 100 a day). Try tomorrow, "
+                    "or use SearXNG."
+                )
             )
         if status >= 500:
-            return SearchError(f"Google search failed on Google's side ({status}). Try again in a moment.")
+            return SearchError(
+                N_("Google search failed on Google's side ({status}). Try again in a moment."), status=status
+            )
         return SearchError(
-            f"Google search failed ({status}). Try again in a moment; if it keeps failing, check GOOGLE_API_KEY "
-            "and GOOGLE_CSE_ID, or use SearXNG (SEARCH_PROVIDER=searxng)."
+            N_(
+                "Google search failed ({status}). Try again in a moment; if it keeps failing, check "
+                "GOOGLE_API_KEY and GOOGLE_CSE_ID, or use SearXNG (SEARCH_PROVIDER=searxng)."
+            ),
+            status=status,
         )
 
 
@@ -153,11 +176,15 @@ class SearxngSearch:
         try:
             status, body = within(self.timeout_s, lambda: self._get(adapter, params), adapter.sockets)
         except DeadlinePassed:
-            raise _timeout_error(f"SearXNG at {self.shown}", self.timeout_s) from None
+            raise _timeout_error(Text(N_("SearXNG at {where}"), where=self.shown), self.timeout_s) from None
         except OffHostRedirect as exc:
             raise SearchError(
-                f"SearXNG at {self.shown} redirected to another host ({exc.shown}); a search is never sent on to "
-                "another host. Fix SEARXNG_URL: set it to the address SearXNG itself answers on."
+                N_(
+                    "SearXNG at {where} redirected to another host ({target}); a search is never sent on to "
+                    "another host. Fix SEARXNG_URL: set it to the address SearXNG itself answers on."
+                ),
+                where=self.shown,
+                target=exc.shown,
             ) from None
         except requests.RequestException as exc:
             raise _network_error("SearXNG", self.shown, exc, self.timeout_s) from None
@@ -166,14 +193,19 @@ class SearxngSearch:
             data = json.loads(body.decode("utf-8", "replace"))
         except (ValueError, RecursionError):
             raise SearchError(
-                f"SearXNG at {self.shown} did not answer with JSON. Is JSON output enabled in settings.yml?"
+                N_("SearXNG at {where} did not answer with JSON. Is JSON output enabled in settings.yml?"),
+                where=self.shown,
             ) from None
         try:
             return read_answer(data, SearxngAnswer, options.num)
         except UnusableAnswer as exc:
             raise SearchError(
-                f"SearXNG at {self.shown} answered with JSON that is not a search answer ({exc}). Check that "
-                "SEARXNG_URL points at SearXNG itself."
+                N_(
+                    "SearXNG at {where} answered with JSON that is not a search answer ({reason}). Check "
+                    "that SEARXNG_URL points at SearXNG itself."
+                ),
+                where=self.shown,
+                reason=exc,
             ) from None
 
     def _get(self, adapter: _RecordingAdapter, params: dict | None) -> tuple[int, bytes]:
@@ -196,8 +228,12 @@ class SearxngSearch:
                 if not same_origin(url, self.url):
                     raise OffHostRedirect(url)
         raise SearchError(
-            f"SearXNG at {self.shown} redirected more than {MAX_REDIRECTS} times. Set SEARXNG_URL to the address "
-            "SearXNG itself answers on."
+            N_(
+                "SearXNG at {where} redirected more than {count} times. Set SEARXNG_URL to the "
+                "address SearXNG itself answers on."
+            ),
+            where=self.shown,
+            count=MAX_REDIRECTS,
         )
 
     def _body(self, response) -> bytes:
@@ -206,25 +242,37 @@ class SearxngSearch:
             body += chunk
             if len(body) > MAX_ANSWER_BYTES:
                 raise SearchError(
-                    f"SearXNG at {self.shown} sent an answer over {MAX_ANSWER_BYTES // 2**20} MB, which is not a "
-                    "page of search results. Check that SEARXNG_URL points at SearXNG itself."
+                    N_(
+                        "SearXNG at {where} sent an answer over {limit} MB, which is not a page of "
+                        "search results. Check that SEARXNG_URL points at SearXNG itself."
+                    ),
+                    where=self.shown,
+                    limit=MAX_ANSWER_BYTES // 2**20,
                 )
         return bytes(body)
 
     def _check_status(self, status: int) -> None:
         if status == 403:
             raise SearchError(
-                f"SearXNG at {self.shown} refused JSON output (403). Enable it: add `json` under `search: formats:` "
-                "in its settings.yml and restart it."
+                N_(
+                    "SearXNG at {where} refused JSON output (403). Enable it: add `json` under `search: "
+                    "formats:` in its settings.yml and restart it."
+                ),
+                where=self.shown,
             )
         if status == 429:
             raise SearchError(
-                f"SearXNG at {self.shown} is rate limiting (429). Disable its limiter for local use, or wait."
+                N_("SearXNG at {where} is rate limiting (429). Disable its limiter for local use, or wait."),
+                where=self.shown,
             )
         if status >= 400:
             raise SearchError(
-                f"SearXNG at {self.shown} failed ({status}). Its log says why; check SEARXNG_URL, "
-                "or try again in a moment."
+                N_(
+                    "SearXNG at {where} failed ({status}). Its log says why; check SEARXNG_URL, or try again "
+                    "in a moment."
+                ),
+                where=self.shown,
+                status=status,
             )
 
 
@@ -257,8 +305,13 @@ class _RecordingAdapter(HTTPAdapter):
 
 def _timeout_error(who: str, timeout_s: float) -> SearchError:
     return SearchError(
-        f"The search provider ({who}) did not answer within {timeout_s:g} s (SEARCH_TIMEOUT_S). Try again; if "
-        "it keeps happening, raise SEARCH_TIMEOUT_S or check your proxy (HTTPS_PROXY)."
+        N_(
+            "The search provider ({who}) did not answer within {timeout_s:g} s (SEARCH_TIMEOUT_S). "
+            "Try again; if it keeps happening, raise SEARCH_TIMEOUT_S or check your proxy "
+            "(HTTPS_PROXY)."
+        ),
+        who=who,
+        timeout_s=timeout_s,
     )
 
 
@@ -266,5 +319,7 @@ def _network_error(who: str, where: str, exc: Exception, timeout_s: float) -> Se
     if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
         return _timeout_error(who, timeout_s)
     return SearchError(
-        f"Cannot reach {who} at {where}. Is it running and reachable? (Behind a proxy, set HTTPS_PROXY.)"
+        N_("Cannot reach {who} at {where}. Is it running and reachable? (Behind a proxy, set HTTPS_PROXY.)"),
+        who=who,
+        where=where,
     )

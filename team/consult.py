@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text, text_of
 from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from team import prompts
@@ -106,10 +106,17 @@ def _ask(
             if cancel.is_set():
                 break
     except StudioError as exc:
-        out.put((index, None, stats, str(exc)))
+        out.put((index, None, stats, text_of(exc)))
     except Exception as exc:  # a bug must not leave the round waiting: the expert is shown as failed
         log.error("an expert's answer failed: %s", type(exc).__name__, exc_info=exc)
-        out.put((index, None, stats, f"The answer failed ({type(exc).__name__}). The other experts go on."))
+        out.put(
+            (
+                index,
+                None,
+                stats,
+                Text(N_("The answer failed ({kind}). The other experts go on."), kind=type(exc).__name__),
+            )
+        )
     finally:
         if stream is not None:
             stream.close()  # leaves the batch at once
@@ -126,7 +133,7 @@ def _apply(run: TeamRun, message: tuple) -> Event:
         if turn.status not in ("failed",):
             turn.status = {"stop": "done", "length": "length", "error": "failed"}.get(stats.finish_reason, "stopped")
             if turn.status == "failed" and not turn.error:
-                turn.error = "The answer failed."
+                turn.error = Text(N_("The answer failed."))
         return Event("turn_done", index)
     if error is not None:
         turn.status, turn.error = "failed", error

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text
 from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from team import prompts
@@ -39,13 +39,16 @@ def plan(backend, team: Team, run: TeamRun, options: GenerationOptions, cancel) 
     if problem is None:
         try:
             asks = parse_plan(step.text, names, max_asks, run.task)
-            problem = None if asks else "the plan asks no expert"
+            problem = None if asks else Text(N_("the plan asks no expert"))
         except PlanError as exc:
-            problem = str(exc)
+            problem = exc.text
     if problem is not None:
         step.outcome, step.note = (
             "fallback",
-            f"The coordinator's plan was unusable ({problem}), so every expert was asked the task as given.",
+            Text(
+                N_("The coordinator's plan was unusable ({problem}), so every expert was asked the task as given."),
+                problem=problem,
+            ),
         )
         asks = fallback_plan(names, run.task, max_asks)
     else:
@@ -80,7 +83,7 @@ def follow_up(backend, team: Team, run: TeamRun, round_: int, options: Generatio
             asked = {asked_key(t.expert, t.question) for t in run.turns}
             asks = parse_plan(step.text, names, max_asks, run.task, asked)
         except PlanError as exc:
-            problem = str(exc)
+            problem = exc.text
     if asks:
         step.outcome = "planned"
         step.asked = [team.expert(ask.expert).card.display_name for ask in asks]
@@ -88,9 +91,9 @@ def follow_up(backend, team: Team, run: TeamRun, round_: int, options: Generatio
         step.outcome = "finished"
         run.ended_by = "budget" if cap < bound and step.tokens >= cap else "finished"  # cut by the budget
         step.note = (
-            f"The follow-up was unusable ({problem}); the answers so far are used."
+            Text(N_("The follow-up was unusable ({problem}); the answers so far are used."), problem=problem)
             if problem
-            else "Nothing new to ask: the coordinator finished."
+            else Text(N_("Nothing new to ask: the coordinator finished."))
         )
     yield Event("planned", len(run.steps) - 1)
     return asks
@@ -134,12 +137,14 @@ def _coordinate(
             if cancel.is_set():  # set from another thread (a stop, a client gone): the row leaves at once
                 break
     except StudioError as exc:
-        problem = f"the model could not write it: {exc}"
+        problem = Text(N_("the model could not write it: {reason}"), reason=exc)
     finally:
         if stream is not None:
             stream.close()
         step.tokens, step.seconds = stats.completion_tokens, stats.total_s
         run.tokens_used += stats.completion_tokens
     if problem is None and stats.finish_reason == "length":
-        problem = f"it did not finish within {step_options.max_new_tokens} tokens"
+        problem = Text(
+            N_("it did not finish within {max_new_tokens} tokens"), max_new_tokens=step_options.max_new_tokens
+        )
     return problem

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text
 
 MAX_QUESTION_CHARS = 200  # a question longer than this is cut by the schema; it also bounds the plan's length
 MIN_QUESTION_CHARS = 3  # shorter "questions" ("", "?", "..") are replaced by the task itself
@@ -129,7 +129,7 @@ def _reason(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "plan"
-        return f"the plan does not match its schema ({where}: {first['msg']})"
+        return Text(N_("the plan does not match its schema ({where}: {problem})"), where=where, problem=first["msg"])
     if isinstance(exc, json.JSONDecodeError):
-        return f"the plan is not valid JSON ({exc.msg} at character {exc.pos})"
-    return f"the plan is not usable ({exc})"
+        return Text(N_("the plan is not valid JSON ({reason} at character {pos})"), reason=exc.msg, pos=exc.pos)
+    return Text(N_("the plan is not usable ({reason})"), reason=exc)

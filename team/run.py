@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.errors import N_
 from llm.options import GenerationOptions
 from team.consult import consult
 from team.coordinate import follow_up, plan
@@ -55,7 +56,7 @@ def run_team(
 ) -> Iterator[Event]:
     """Plan, consult (and follow up, within the limits), synthesise; filling `run` as it goes."""
     if not team.available:
-        raise TeamError(f"The team {team.name!r} cannot run: {team.problem}.")
+        raise TeamError(N_("The team {name!r} cannot run: {problem}."), name=team.name, problem=team.problem)
     options = options or DEFAULT_OPTIONS
     cancel = cancel or threading.Event()
     started = time.perf_counter()
@@ -95,9 +96,9 @@ def available_teams(registry, teams_file: Path | None = None) -> list[Team]:
 def find_team(registry, name: str, teams_file: Path | None = None) -> Team:
     team = next((t for t in _teams(registry, teams_file) if t.name == name), None)
     if team is None:
-        raise TeamError(f"No team named {name!r}. Teams are defined in TEAMS_FILE (teams.json).")
+        raise TeamError(N_("No team named {name!r}. Teams are defined in TEAMS_FILE (teams.json)."), name=name)
     if not team.available:
-        raise TeamError(f"The team {name!r} cannot run: {team.problem}.")
+        raise TeamError(N_("The team {name!r} cannot run: {problem}."), name=name, problem=team.problem)
     return team
 
 
@@ -119,7 +120,7 @@ def answer(
     for _ in run_team(backend, team, run, options, cancel):
         pass
     if run.synthesis_status == "failed":
-        raise TeamError(f"The team's final answer failed: {run.synthesis_error}")
+        raise TeamError(N_("The team's final answer failed: {reason}"), reason=run.synthesis_error)
     return run.synthesis
 
 

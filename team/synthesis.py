@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from core.errors import StudioError
+from core.errors import StudioError, text_of
 from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from team import prompts
@@ -39,7 +39,7 @@ def synthesise(backend, team: Team, run: TeamRun, options: GenerationOptions, ca
             if cancel.is_set():  # set from another thread (a stop, a client gone): the row leaves at once
                 break
     except StudioError as exc:
-        run.synthesis_status, run.synthesis_error = "failed", str(exc)
+        run.synthesis_status, run.synthesis_error = "failed", text_of(exc)
     finally:
         if stream is not None:
             stream.close()

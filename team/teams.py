@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import validation_message
+from core.errors import N_, Text, validation_message
 from core.names import escaped, no_control_characters, without_bidi_controls
 from personas.registry import SAFE_NAME, Persona, read_json
 
@@ -23,7 +23,7 @@ MAX_EXPERTS = 8  # rows of one batch (MAX_BATCH_SIZE's default): more would queu
 MAX_TEAMS_FILE_BYTES = 1 << 20  # the shipped file is about 1 KB
 MAX_TEAMS = 200
 MAX_PROBLEM_CHARS = 1000
-FIX = "Fix it (teams.json in the project shows the form)."
+FIX = Text(N_("Fix it (teams.json in the project shows the form)."))
 
 
 class TeamCard(BaseModel):
@@ -47,7 +47,7 @@ class TeamCard(BaseModel):
     @classmethod
     def _distinct(cls, names: list[str]) -> list[str]:
         if len(set(names)) != len(names):
-            raise ValueError("an expert is listed twice")
+            raise ValueError(Text(N_("an expert is listed twice")))
         return names
 
 
@@ -78,23 +78,28 @@ def load_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | N
         return _load(path.expanduser(), personas)
     except Exception as exc:  # a stranger's file: whatever breaks, teams are off and the rest serves
         log.warning("the teams file could not be read", exc_info=True)
-        return [], f"The teams file cannot be read ({type(exc).__name__}). {FIX}"
+        return [], Text(N_("The teams file cannot be read ({kind}). {fix}"), kind=type(exc).__name__, fix=FIX)
 
 
 def _load(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:
     if not path.is_file():
         return (
             [],
-            f"{escaped(path.name)} was not found. Set TEAMS_FILE to a teams file (see teams.json in the project).",
+            Text(
+                N_("{name} was not found. Set TEAMS_FILE to a teams file (see teams.json in the project)."),
+                name=escaped(path.name),
+            ),
         )
     try:
         raw = read_json(path, MAX_TEAMS_FILE_BYTES)  # size-capped; deep nesting is refused, not a RecursionError
         if not isinstance(raw, dict):
-            raise ValueError("the file must hold an object of name: team")
+            raise ValueError(Text(N_("the file must hold an object of name: team")))
         if len(raw) > MAX_TEAMS:
-            raise ValueError(f"it holds {len(raw)} teams, more than {MAX_TEAMS}")
+            raise ValueError(Text(N_("it holds {count} teams, more than {limit}"), count=len(raw), limit=MAX_TEAMS))
     except (OSError, ValueError) as exc:
-        return [], escaped(f"{path.name} cannot be read: {exc}. {FIX}", MAX_PROBLEM_CHARS)
+        return [], shown_problem(
+            Text(N_("{name} cannot be read: {reason}. {fix}"), name=path.name, reason=exc, fix=FIX)
+        )
     by_name = {p.name: p for p in personas}
     return [_resolve(str(name), entry, by_name) for name, entry in raw.items()], None
 
@@ -105,9 +110,18 @@ def _resolve(name: str, entry: object, personas: dict[str, Persona]) -> Team:
         team = _check(name, entry, personas)
     except Exception as exc:
         log.warning("team %r could not be read", escaped(name), exc_info=True)
-        team = _unusable(name, f"it could not be read ({type(exc).__name__}); the server log has the details")
-    problem = None if team.problem is None else escaped(team.problem, MAX_PROBLEM_CHARS)
+        team = _unusable(
+            name, Text(N_("it could not be read ({kind}); the server log has the details"), kind=type(exc).__name__)
+        )
+    problem = None if team.problem is None else shown_problem(team.problem)
     return Team(escaped(team.name), team.card, team.coordinator, team.experts, problem)
+
+
+def shown_problem(problem: str) -> str:
+    """A problem as shown: a name quoted in it may hold controls (see `core.names.escaped`); a `Text` that needs
+    no escaping is kept, so it is shown translated."""
+    shown = escaped(problem, MAX_PROBLEM_CHARS)
+    return problem if shown == problem else shown
 
 
 def _unusable(name: str, problem: str) -> Team:
@@ -119,20 +133,37 @@ def _check(name: str, entry: object, personas: dict[str, Persona]) -> Team:
     try:
         card = TeamCard.model_validate(entry)
     except ValidationError as exc:
-        return _unusable(name, f"malformed entry ({validation_message(exc)}); fix it in the teams file")
+        return _unusable(
+            name,
+            Text(
+                N_("malformed entry ({problem}); fix it in the teams file"),
+                problem=validation_message(exc),
+            ),
+        )
     if not SAFE_NAME.match(name):
         return Team(
-            name, card, problem="name must be letters, digits, '-' or '_' (max 64); rename it in the teams file"
+            name,
+            card,
+            problem=Text(N_("name must be letters, digits, '-' or '_' (max 64); rename it in the teams file")),
         )
     missing = next((n for n in [card.coordinator, *card.experts] if n not in personas), None)
     if missing is not None:
         return Team(
             name,
             card,
-            problem=f"names the persona {missing!r}, which does not exist (add it to personas.json or adapters/)",
+            problem=Text(
+                N_("names the persona {missing!r}, which does not exist (add it to personas.json or adapters/)"),
+                missing=missing,
+            ),
         )
     coordinator, experts = personas[card.coordinator], tuple(personas[n] for n in card.experts)
     broken = next((p for p in (coordinator, *experts) if not p.available), None)
     if broken is not None:
-        return Team(name, card, coordinator, experts, f"the persona {broken.name!r} is unavailable: {broken.problem}")
+        return Team(
+            name,
+            card,
+            coordinator,
+            experts,
+            Text(N_("the persona {name!r} is unavailable: {problem}"), name=broken.name, problem=broken.problem),
+        )
     return Team(name, card, coordinator, experts)
