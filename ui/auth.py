@@ -11,7 +11,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.access import FREE_GUESSES, GATE, GUESS_INTERVAL_S, GUESSES, MAX_WAIT_S, GuessLimiter, TooManyGuesses
 from core.settings import get_settings
-from ui.i18n import _
+from ui.i18n import _, shown
 
 __all__ = [
     "FREE_GUESSES",
@@ -77,7 +77,7 @@ def require_password() -> None:
         try:
             right = check_password(given, password.get_secret_value(), guess_limiter())
         except TooManyGuesses as exc:
-            st.warning(str(exc))
+            st.warning(shown(exc))
         else:
             if right:
                 st.session_state["auth.ok"] = True

@@ -26,7 +26,7 @@ from llm.options import GenerationOptions
 from llm.prompts import conversation
 from personas.registry import BASE, Persona
 from ui.chat import DEFAULT_SYSTEM_PROMPT, UI_UPDATE_S, render_footer
-from ui.i18n import _
+from ui.i18n import _, shown
 from ui.safe_text import plain, safe_markdown
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _stream(backend: ChatBackend, whos, text: str, options: GenerationOptions, a
             try:  # asked for here, in order; queued in the batch at the first read (in its thread)
                 unread.append(backend.stream(_messages(who, text), options, model=who.model, cancel=cancel))
             except StudioError as exc:  # e.g. the prompt does not fit, the adapter went away: this column only
-                answers[index].update(error=str(exc), cut=False)
+                answers[index].update(error=shown(exc), cut=False)
                 draw(index, done=True)
                 continue
             threads.append(threading.Thread(target=_read, args=(unread[-1], index, cancel, out), daemon=True))
@@ -208,7 +208,7 @@ def _apply(answer: dict, message: tuple, reraise: bool = True) -> bool:
         )
         return True
     if isinstance(value, StudioError):
-        answer["error"] = str(value)
+        answer["error"] = shown(value)
     elif isinstance(value, Exception):
         answer["error"] = _("This answer failed ({kind}); the other one goes on. Try again.").format(
             kind=type(value).__name__

@@ -22,7 +22,7 @@ from personas.editing import (
 )
 from personas.registry import DEFAULT_AVATAR, SAFE_NAME, PersonaRegistry
 from personas.tutorial import example_dataset, finetune_command
-from ui.i18n import _
+from ui.i18n import _, shown
 from ui.safe_text import plain, safe_markdown
 
 FLASH = "persona.manage.flash"  # what the last change did, shown after the rerun that makes it visible
@@ -91,7 +91,7 @@ def create_form(reg: PersonaRegistry, draft: AdapterDraft) -> None:
         try:
             create_adapter_card(draft.folder, fields)
         except StudioError as exc:
-            st.error(safe_markdown(_("Not saved: {reason}").format(reason=exc)))
+            st.error(safe_markdown(_("Not saved: {reason}").format(reason=shown(exc))))
             return
         _done(reg, _("Created the persona {name}: choose it in the sidebar.").format(name=draft.name), prefix)
 
@@ -126,7 +126,7 @@ def prompt_personas(reg: PersonaRegistry) -> None:
     try:
         entries = read_entries(reg.personas_file)
     except StudioError as exc:
-        st.error(safe_markdown(_("The personas cannot be changed here: {reason}").format(reason=exc)))
+        st.error(safe_markdown(_("The personas cannot be changed here: {reason}").format(reason=shown(exc))))
         return
     names = [name for name in entries if SAFE_NAME.match(name)]
     choice = st.selectbox(
@@ -145,7 +145,7 @@ def prompt_personas(reg: PersonaRegistry) -> None:
         try:
             delete_prompt_persona(reg.personas_file, choice)
         except StudioError as exc:
-            st.error(safe_markdown(_("Not deleted: {reason}").format(reason=exc)))
+            st.error(safe_markdown(_("Not deleted: {reason}").format(reason=shown(exc))))
             return
         _done(reg, _("Deleted {name}.").format(name=choice), prefix, "persona.edit.pick")
 
@@ -171,7 +171,7 @@ def edit_form(reg: PersonaRegistry, choice: str, original: object, prefix: str) 
     try:
         save_prompt_persona(reg.personas_file, name, fields, expected=original, new=choice == NEW, reserved=adapters)
     except StudioError as exc:
-        st.error(safe_markdown(_("Not saved: {reason}").format(reason=exc)))
+        st.error(safe_markdown(_("Not saved: {reason}").format(reason=shown(exc))))
         if choice != NEW and "meanwhile" in str(exc):
             st.session_state.pop(prefix + "original", None)  # the next run shows the entry as it is now
         return
@@ -195,7 +195,7 @@ def import_card(reg: PersonaRegistry) -> None:
         imported = parse_card_file(upload.name, upload.read(MAX_FILE_BYTES + 1))
         name = add_imported(reg.personas_file, imported.persona_id, imported.card, reserved=adapters)
     except StudioError as exc:
-        st.error(safe_markdown(_("Not imported: {reason}").format(reason=exc)))
+        st.error(safe_markdown(_("Not imported: {reason}").format(reason=shown(exc))))
         return
     _done(
         reg,

@@ -8,7 +8,7 @@ from llm.interface import ChatBackend
 from personas.editing import needs_card
 from personas.registry import BASE, Persona, PersonaRegistry
 from ui import prefs
-from ui.i18n import N_, _
+from ui.i18n import N_, _, shown
 from ui.safe_text import plain, safe_markdown
 
 KINDS = {"base": N_("base model"), "prompt": N_("prompt"), "lora": N_("LoRA")}
@@ -58,9 +58,9 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
         if broken or reg.file_problem:
             with st.expander(_("Unavailable ({count})").format(count=len(broken) + bool(reg.file_problem))):
                 if reg.file_problem:
-                    st.caption(safe_markdown(reg.file_problem))
+                    st.caption(safe_markdown(shown(reg.file_problem)))
                 for p in broken:
-                    st.caption(f"**{plain(p.name)}**: {safe_markdown(p.problem or '')}")
+                    st.caption(f"**{plain(p.name)}**: {safe_markdown(shown(p.problem or ''))}")
                     if needs_card(p):
                         st.caption(_("Create its persona in the **Manage personas** view."))
         noted = [p for p in personas if p.available and p.notes]

@@ -10,7 +10,7 @@ from llm.prompts import Message
 from rag.pipeline import Retrieval, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
-from ui.i18n import _
+from ui.i18n import _, shown
 from ui.safe_text import code_span, link, plain, safe_markdown
 
 
@@ -34,7 +34,7 @@ def search_provider() -> tuple[CachedSearch | None, str | None]:
         # Keyed by the settings marked as shaping the search provider: changing one builds it anew.
         return _provider(shared_key(settings, "search"), settings), None
     except StudioError as exc:
-        return None, str(exc)
+        return None, shown(exc)
 
 
 def provider_setup(problem: str) -> None:
@@ -105,7 +105,7 @@ def find_sources(
             query = standalone_query(backend, earlier, question, model)
         except StudioError as exc:
             status.update(label=_("Could not search"), state="error")
-            failure = str(exc)
+            failure = shown(exc)
         else:
             retrieval = retrieve(provider, reranker(settings.rerank_model), query, options, settings.search_sources)
             if retrieval.error:  # "Searched" only when a search ran and answered
@@ -120,7 +120,9 @@ def find_sources(
 def show_retrieval(retrieval: Retrieval) -> None:
     st.caption(_("Searched for: {query}").format(query=code_span(retrieval.query)))
     if retrieval.error:
-        st.warning(_("No sources: {reason} The model was told to say it doesn't know.").format(reason=retrieval.error))
+        st.warning(
+            _("No sources: {reason} The model was told to say it doesn't know.").format(reason=shown(retrieval.error))
+        )
 
 
 def render_sources(message: dict) -> None:

@@ -23,7 +23,7 @@ from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, load_teams
 from ui import conversations
 from ui.chat import UI_UPDATE_S, field_range, sampling_widgets
-from ui.i18n import N_, _
+from ui.i18n import N_, _, shown
 from ui.safe_text import plain, safe_markdown
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def pick_team(backend) -> Team | None:
     usable = {t.name: t for t in teams if t.available}
     with st.sidebar:
         if problem:
-            st.warning(safe_markdown(problem))
+            st.warning(safe_markdown(shown(problem)))
         choice = None
         if usable:
             choice = st.selectbox(_("Team"), list(usable), format_func=lambda n: usable[n].label, key="team.current")
@@ -59,7 +59,7 @@ def pick_team(backend) -> Team | None:
         if broken:
             with st.expander(_("Unavailable ({count})").format(count=len(broken))):
                 for t in broken:
-                    st.caption(f"**{plain(t.name)}**: {safe_markdown(t.problem or '')}")
+                    st.caption(f"**{plain(t.name)}**: {safe_markdown(shown(t.problem or ''))}")
     return usable.get(choice) if choice else None
 
 
@@ -193,9 +193,9 @@ class RunView:
         }.get(step.outcome, (_("{step}: stopped").format(step=title), "error"))  # "running": saved mid-run
         box.update(label=plain(label), state=state)
         if step.outcome == "fallback" and step.note:
-            st.warning(step.note)
+            st.warning(shown(step.note))
         elif step.note:
-            st.caption(plain(step.note))
+            st.caption(plain(shown(step.note)))
 
     def round(self, number: int) -> None:
         turns = [i for i, t in enumerate(self.run.turns) if t.round == number]
@@ -222,7 +222,7 @@ class RunView:
             safe_markdown(turn.answer) or ("…" if turn.status in ("waiting", "answering") else _("*(no answer)*"))
         )
         colour = {"failed": "red", "stopped": "orange", "length": "orange"}.get(turn.status)
-        text = plain(report.turn_status(turn))
+        text = plain(report.turn_status(turn, _))
         caption.caption(f":{colour}[{text}]" if colour else text)
 
     def synthesis_start(self) -> None:
@@ -238,12 +238,12 @@ class RunView:
         if self.answer is not None:
             self.answer.markdown(safe_markdown(run.synthesis) or _("*(no answer was written)*"))
         if run.synthesis_status == "failed":
-            st.error(_("The answer failed: {reason}").format(reason=run.synthesis_error))
+            st.error(_("The answer failed: {reason}").format(reason=shown(run.synthesis_error)))
         if run.synthesis_status == "length":
             st.caption(":orange[" + _("The answer was cut at its token limit.") + "]")
-        if note := report.ended_note(run):
+        if note := report.ended_note(run, _):
             (st.warning if run.ended_by == "stopped" else st.info)(note)
-        st.caption(report.figures(run))
+        st.caption(report.figures(run, _))
 
     def draw_all(self) -> None:
         """A finished (or saved) run at once: the answer first, as the export has it, then how it came about."""
@@ -311,7 +311,7 @@ def run_live(
                     on_progress(run_message(run, pending))
                     last_save = time.perf_counter()
         except StudioError as exc:
-            st.error(str(exc))
+            st.error(shown(exc))
         finally:
             events.close()  # a stop lands here: the run ends and every row leaves the batch
             run_message(run, pending)
