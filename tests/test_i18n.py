@@ -1,10 +1,12 @@
 """The interface in 简体中文, English and Українська: every message the pages show is in each catalog, with the
-same placeholders; no page passes a bare English string to Streamlit; and the app, opened in Chinese or in
-Ukrainian, draws its words from the catalog (AppTest on the real entry point, a scripted backend)."""
+same placeholders, those marked below the pages (errors and notes from core/, llm/, personas/, team/, rag/) too;
+no page passes a bare English string to Streamlit; and the app, opened in Chinese or in Ukrainian, draws its words
+from the catalog, an error made below the pages included (AppTest on the real entry point, a scripted backend)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import string
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.fake_backend import Reply, install
 from ui import i18n
 
 SOURCES = ["app.py", "pages", "ui"]
+BELOW = ["core", "llm", "personas", "team", "rag"]  # their N_() messages reach the pages (scripts/i18n.sh); not server/
 TRANSLATED = [language for language in i18n.LANGUAGES if language != i18n.SOURCE]
 # Streamlit calls whose text a person reads: positional text arguments and the keywords below.
 SHOWN = {
@@ -35,7 +38,7 @@ PAGE_FILE = re.compile(r"pages/\w+\.py")
 
 def messages() -> set[str]:
     found = set()
-    for folder in {(ROOT / s).parent if (ROOT / s).is_file() else ROOT / s for s in SOURCES}:
+    for folder in {(ROOT / s).parent if (ROOT / s).is_file() else ROOT / s for s in SOURCES + BELOW}:
         for _file, _line, message, _comments, _context in extract_from_dir(
             folder,
             method_map=[("app.py", "python")] if folder == ROOT else [("**.py", "python")],
@@ -53,6 +56,56 @@ def placeholders(text: str) -> set[str]:
 def test_the_pages_have_messages_and_babel_finds_them():
     found = messages()
     assert {"New chat", "Message the model", "System prompt", "Regenerate last answer"} <= found
+
+
+def test_the_messages_marked_below_the_pages_are_found_too():
+    found = messages()
+    assert {
+        "{file} is missing",  # llm/lora.py
+        "No adapter named {model!r} is loaded. Press 'Refresh personas'.",  # llm/transformers_backend.py
+        "name: {name} is taken; choose another.",  # personas/editing.py
+        "No team named {name!r}. Teams are defined in TEAMS_FILE (teams.json).",  # team/run.py
+        "Stopped: the run was stopped; what streamed until then is kept.",  # team/report.py
+        "Search is not configured.",  # rag/pipeline.py
+        "{path} is not valid TOML ({kind}). Fix or remove it.",  # core/settings.py
+    } <= found
+
+
+def test_an_error_is_english_for_logs_and_the_api_and_translated_where_shown():
+    from core.errors import N_, StudioError, Text, english, translated
+
+    chinese = i18n.catalog("zh_CN")
+    inner = StudioError(N_("{file} is missing"), file="adapter_model.safetensors")
+    outer = StudioError(N_("the adapter cannot be used: {reason}"), reason=inner)
+    assert str(outer) == "the adapter cannot be used: adapter_model.safetensors is missing"  # as before
+    assert translated(outer, english) == str(outer)
+    shown = translated(outer, lambda m: chinese.get(m, m))
+    assert shown == chinese["the adapter cannot be used: {reason}"].format(
+        reason=chinese["{file} is missing"].format(file="adapter_model.safetensors")
+    )
+    assert "adapter_model.safetensors" in shown and "adapter" not in shown.replace("adapter_model", "")
+    budget = Text(N_("logit_bias holds {count:,} entries; at most {limit} are accepted"), count=1234, limit=300)
+    assert str(budget) == "logit_bias holds 1,234 entries; at most 300 are accepted"
+    assert "1,234" in translated(ValueError(budget), lambda m: chinese.get(m, m))  # a validator's, as raised
+    assert str(StudioError("plain text {not a field}")) == "plain text {not a field}"  # unmarked: as written
+
+
+def test_the_team_report_speaks_the_pages_language_and_saves_english():
+    from team import report
+    from team.record import Limits, TeamRun, Turn
+
+    run = TeamRun(team="t", team_display_name="T", task="?", limits=Limits(), ended_by="stopped", seconds=2.0)
+    turn = Turn(round=1, expert="e", display_name="E", question="?", status="done", tokens=1200, seconds=1.5)
+    ukrainian = i18n.catalog("uk")
+    look_up = ukrainian.get
+    assert report.ended_note(run) == "Stopped: the run was stopped; what streamed until then is kept."
+    assert (
+        report.ended_note(run, lambda m: look_up(m, m))
+        == ukrainian["Stopped: the run was stopped; what streamed until then is kept."]
+    )
+    assert report.turn_status(turn) == "done · 1,200 tokens · 1.5 s"
+    assert report.turn_status(turn, lambda m: look_up(m, m)) == "готово · токенів: 1,200 · 1.5 с"
+    assert "budget tokens used" in report.markdown(run)  # the saved text stays English
 
 
 @pytest.mark.parametrize("language", TRANSLATED)
@@ -167,3 +220,38 @@ def test_a_preset_moves_the_sliders_and_they_stay_movable(monkeypatch):
     assert at.slider(key="chat.temperature").value == PRESETS["Creative"]["temperature"]
     at.slider(key="chat.temperature").set_value(0.3).run()
     assert at.slider(key="chat.temperature").value == 0.3
+
+
+def test_an_error_made_below_the_pages_is_shown_in_the_pages_language(tmp_path, monkeypatch):
+    """A real failure: an adapter folder holding only a pickle .bin. `llm.lora` refuses it (an AdapterError), the
+    registry keeps the refusal, and the Personas page, opened in Chinese, lists it in Chinese."""
+    install(monkeypatch)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "persona.json").write_text(json.dumps({"display_name": "Broken"}), encoding="utf-8")
+    (broken / "adapter_model.bin").write_bytes(b"pickle")
+    monkeypatch.setenv("ADAPTERS_DIR", str(tmp_path))
+    english = "only a pickle .bin adapter was found; loading it could run code. Convert it to safetensors"
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.query_params[i18n.QUERY_KEY] = "zh_CN"
+    at.switch_page("pages/1_Personas.py").run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.sidebar.caption if "broken" in c.value]
+    assert captions and i18n.catalog("zh_CN")[english] in captions[0], captions
+    assert english not in captions[0]
+
+
+def test_a_team_problem_is_shown_in_the_pages_language(tmp_path, monkeypatch):
+    install(monkeypatch)
+    teams = tmp_path / "teams.json"
+    entry = {"display_name": "Ghosts", "coordinator": "tutor", "experts": ["nobody-here"]}
+    teams.write_text(json.dumps({"ghost": entry}), encoding="utf-8")
+    monkeypatch.setenv("TEAMS_FILE", str(teams))
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.query_params[i18n.QUERY_KEY] = "uk"
+    at.switch_page("pages/3_Team.py").run()
+    assert not at.exception, at.exception
+    said = i18n.catalog("uk")[
+        "names the persona {missing!r}, which does not exist (add it to personas.json or adapters/)"
+    ]
+    assert any(said.format(missing="nobody-here") in c.value for c in at.sidebar.caption), at.sidebar.caption
