@@ -101,6 +101,8 @@ class Message(_Part):
     tool_call_id: Annotated[str, Field(max_length=200)] | None = None  # a tool message: the call it answers
     id: Annotated[str, Field(max_length=64)] | None = None
     replaces: Annotated[str, Field(max_length=64)] | None = None  # the answer a regenerated one took the place of
+    parent: Annotated[str, Field(max_length=64)] | None = None  # the message it follows (core/versions.py)
+    feedback: Literal["up", "down"] | None = None  # the 👍/👎 a person gave an answer
     time: Annotated[float, Field(ge=0, le=10**11)] | None = None  # seconds since 1970
     model: ShortText | None = None
     persona: ShortText | None = None
@@ -121,6 +123,7 @@ class Export(_Part):
     title: Annotated[str, Field(max_length=10_000)] = "Imported"
     page: Annotated[str, AfterValidator(_page)] = "chat"
     messages: Annotated[list[Message], Field(max_length=MAX_MESSAGES)]
+    versions: Annotated[list[Message], Field(max_length=MAX_MESSAGES)] | None = None  # beside the branch
 
 
 # --- import: refuse with the reason -------------------------------------------------------------

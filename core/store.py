@@ -6,9 +6,10 @@ take the write lock, so a search over a large store neither waits for a save nor
 A message row is keyed by (conversation, message id), the id a message gets when it is created, so a
 write is an idempotent upsert: saving a message again (a streaming answer growing, a save retried after
 the database was locked) replaces only that message. No row is deleted except with its conversation: a
-regenerated answer hides the one it replaces (once it has text), and a message taken back (too long to
-answer) is hidden. Every write bumps the conversation's version; a writer that names the version it last
-saw (compare-and-swap) learns that another tab wrote in between, or deleted the conversation, and forks
+message taken back (too long to answer) is hidden, and the versions an edit or a regenerate left beside
+the conversation's branch (core/versions.py) are kept as other versions, loaded and exported with it.
+Every write bumps the conversation's version; a writer that names the version it last saw
+(compare-and-swap) learns that another tab wrote in between, or deleted the conversation, and forks
 instead of mixing two histories (see ui/conversations.py).
 """
 
@@ -20,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
@@ -45,7 +46,7 @@ SCHEMA = [
         content TEXT NOT NULL,
         meta TEXT NOT NULL,             -- JSON: stats, settings, persona, sources, cut
         created REAL NOT NULL,
-        hidden INTEGER NOT NULL DEFAULT 0,  -- replaced by a regenerated answer, or taken back
+        hidden INTEGER NOT NULL DEFAULT 0,  -- 0: on the branch; 1: taken back; 2: another version (OTHER)
         PRIMARY KEY (conversation_id, id)
     )""",
     """CREATE TABLE IF NOT EXISTS api_objects (
@@ -60,10 +61,13 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS messages_order ON messages(conversation_id, seq)",
     "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC)",
 ]
-UPSERT = """INSERT INTO messages (conversation_id, id, seq, role, content, meta, created) VALUES (?, ?, ?, ?, ?, ?, ?)
+OTHER = 2  # the `hidden` of a version beside the branch: an edited question's old text, a regenerated answer
+UPSERT = """INSERT INTO messages (conversation_id, id, seq, role, content, meta, created, hidden)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (conversation_id, id) DO UPDATE SET seq = excluded.seq, role = excluded.role,
-    content = excluded.content, meta = excluded.meta"""
+    content = excluded.content, meta = excluded.meta, hidden = excluded.hidden"""
 VISIBLE = "SELECT id, role, content, meta FROM messages WHERE conversation_id = ? AND hidden = 0 ORDER BY seq, created"
+OTHERS = f"SELECT id, role, content, meta FROM messages WHERE conversation_id = ? AND hidden = {OTHER} ORDER BY created"
 
 
 class StoreError(StudioError):
@@ -90,11 +94,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class Loaded:
-    """One consistent snapshot of a conversation: its messages and the version they are at."""
+    """One consistent snapshot of a conversation: its branch, the other versions beside it, and the version of
+    the conversation they are at."""
 
     summary: Summary
     version: int
     messages: list[dict]
+    others: list[dict] = field(default_factory=list)
 
 
 def new_id() -> str:
@@ -174,15 +180,17 @@ class Store:
 
     # --- conversations -------------------------------------------------------------------
 
-    def create(self, page: str, title: str, messages: Iterable[dict] = ()) -> str:
-        """A new conversation, with `messages` (kept ids, or new ones) in the same transaction."""
+    def create(self, page: str, title: str, messages: Iterable[dict] = (), others: Iterable[dict] = ()) -> str:
+        """A new conversation, with `messages` (kept ids, or new ones) and the `others` versions beside them, in
+        the same transaction."""
         cid, now = new_id(), time.time()
         with self._connect(write=True) as db:
             db.execute(
                 "INSERT INTO conversations (id, title, page, created, updated) VALUES (?, ?, ?, ?, ?)",
                 (cid, _title(title), page, now, now),
             )
-            _put(db, cid, enumerate(messages), (), now)
+            others = list(others)
+            _put(db, cid, [*enumerate(messages), *enumerate(others)], (), now, {m.get("id") for m in others} - {None})
         return cid
 
     def rename(self, cid: str, title: str) -> None:
@@ -231,10 +239,12 @@ class Store:
         hide: Iterable[str] = (),
         version: int | None = None,
         wait_s: float | None = None,
+        off: Iterable[str] = (),
     ) -> int:
-        """Upsert (position, message) pairs, each message with its "id"; hide the ids in `hide` and the
-        answers that written ones (with text) replace. With `version`, only if that is still the
-        conversation's version, else ConversationChanged. Returns the new version."""
+        """Upsert (position, message) pairs, each message with its "id": those in `off` as other versions, the
+        rest on the branch. Hide the ids in `hide`; the answers that written ones (with text) replace become
+        other versions. With `version`, only if that is still the conversation's version, else
+        ConversationChanged. Returns the new version."""
         now = time.time()
         with self._connect(write=True, wait_s=wait_s) as db:
             row = db.execute("SELECT version, title FROM conversations WHERE id = ?", (cid,)).fetchone()
@@ -242,7 +252,7 @@ class Store:
                 raise ConversationChanged(gone=True)
             if version is not None and row[0] != version:
                 raise ConversationChanged(gone=False, title=row[1])
-            _put(db, cid, items, hide, now)
+            _put(db, cid, items, hide, now, set(off))
             db.execute("UPDATE conversations SET version = version + 1, updated = ? WHERE id = ?", (now, cid))
         return row[0] + 1
 
@@ -260,10 +270,12 @@ class Store:
                 "SELECT id, title, page, updated, version FROM conversations WHERE id = ?", (cid,)
             ).fetchone()
             rows = db.execute(VISIBLE, (cid,)).fetchall() if row else []
+            other_rows = db.execute(OTHERS, (cid,)).fetchall() if row else []
         if row is None:
             return None
         messages = [m for m in (clean_message(*r) for r in rows) if m is not None]
-        return Loaded(Summary(*row[:4]), row[4], messages)
+        others = [m for m in (clean_message(*r) for r in other_rows) if m is not None]
+        return Loaded(Summary(*row[:4]), row[4], messages, others)
 
     def messages(self, cid: str) -> list[dict]:
         loaded = self.load(cid)
@@ -275,26 +287,45 @@ class Store:
         loaded = self.load(cid)
         if loaded is None:
             raise StoreError("That conversation no longer exists (deleted, perhaps in another tab). Pick another one.")
-        messages = [{k: v for k, v in m.items() if k not in ("id", "replaces")} for m in loaded.messages]
-        return {
+        export = {
             "format": EXPORT_FORMAT,
             "title": loaded.summary.title,
             "page": loaded.summary.page,
-            "messages": messages,
+            "messages": [_exported(m) for m in loaded.messages],
         }
+        if loaded.others:  # the tree: ids and parents link the versions to the branch
+            export["versions"] = [_exported(m) for m in loaded.others]
+        return export
 
     def import_json(self, data: object) -> str:
         """Store an export (checked by core.conversation_schema) as a new conversation; returns its id."""
         export, _ = check_export(data)
-        return self.create(export.page, export.title, imported_messages(export))
+        return self.create(export.page, export.title, *imported_messages(export))
 
 
-def imported_messages(export) -> list[dict]:
-    """An export's messages with fresh ids; `replaces` named messages the file does not hold."""
-    return [
-        {**m.model_dump(exclude_unset=True, exclude={"id", "replaces"}), "id": new_message_id()}
-        for m in export.messages
-    ]
+def _exported(message: dict) -> dict:
+    return {k: v for k, v in message.items() if k != "replaces"}
+
+
+def imported_messages(export) -> tuple[list[dict], list[dict]]:
+    """An export's branch and other versions with fresh ids, their parents following them (a version whose
+    parent the file does not hold is left out: it has no place in the tree)."""
+    fresh = {m.id: new_message_id() for m in [*export.messages, *(export.versions or [])] if m.id}
+
+    def renewed(m) -> dict:
+        message = {**m.model_dump(exclude_unset=True, exclude={"id", "replaces", "parent"}), "id": new_message_id()}
+        if m.id:
+            message["id"] = fresh[m.id]
+        if m.parent is None or m.parent in fresh:
+            message["parent"] = fresh.get(m.parent)
+        return message
+
+    branch = [renewed(m) for m in export.messages]
+    for m, message in zip(export.messages, branch):
+        if "parent" not in m.model_fields_set or (m.parent is not None and m.parent not in fresh):
+            message.pop("parent", None)  # follows the message before it
+    others = [renewed(m) for m in export.versions or [] if m.parent is None or m.parent in fresh]
+    return branch, others
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -332,17 +363,27 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
-def _put(db: sqlite3.Connection, cid: str, items: Iterable[tuple[int, dict]], hide: Iterable[str], now: float) -> None:
-    """Upsert the messages; hide `hide` and the answers that written ones (with text) replace."""
+def _put(
+    db: sqlite3.Connection,
+    cid: str,
+    items: Iterable[tuple[int, dict]],
+    hide: Iterable[str],
+    now: float,
+    off=frozenset(),
+) -> None:
+    """Upsert the messages (those in `off` as other versions); hide `hide`; the answers that written ones (with
+    text) replace become other versions."""
     items = list(items)
-    db.executemany(UPSERT, [_row(cid, seq, m, now) for seq, m in items])
-    replaced = [m["replaces"] for _, m in items if m.get("replaces") and m["content"]]
+    db.executemany(UPSERT, [_row(cid, seq, m, now, OTHER if m.get("id") in off else 0) for seq, m in items])
+    replaced = [m["replaces"] for _, m in items if m.get("replaces") and m["content"] and m.get("id") not in off]
+    db.executemany("UPDATE messages SET hidden = 1 WHERE conversation_id = ? AND id = ?", [(cid, i) for i in hide])
     db.executemany(
-        "UPDATE messages SET hidden = 1 WHERE conversation_id = ? AND id = ?", [(cid, i) for i in [*hide, *replaced]]
+        f"UPDATE messages SET hidden = {OTHER} WHERE conversation_id = ? AND id = ? AND hidden = 0",
+        [(cid, i) for i in replaced],
     )
 
 
-def _row(cid: str, seq: int, message: dict, now: float) -> tuple:
+def _row(cid: str, seq: int, message: dict, now: float, hidden: int = 0) -> tuple:
     return (
         cid,
         message.get("id") or new_message_id(),
@@ -351,6 +392,7 @@ def _row(cid: str, seq: int, message: dict, now: float) -> tuple:
         message["content"],
         _meta_json(message),
         now,
+        hidden,
     )
 
 

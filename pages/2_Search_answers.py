@@ -9,6 +9,7 @@ from llm.prompts import conversation
 from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
 from ui.chat import model_picker, render_footer, render_message, sidebar_options, stream_to_history
+from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
 from ui.search import find_sources, provider_setup, render_sources, search_options, search_provider, show_retrieval
 from ui.session import ChatSession, Turn, start
@@ -53,4 +54,5 @@ session.run(
     header=header,
     render=lambda message: render_message(message, render_sources),
     disabled=provider is None,
+    allowed=WITHOUT_CONTINUE,  # an answer here is a search and a turn: it is regenerated, not continued
 )

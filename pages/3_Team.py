@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
 from ui.safe_text import plain
 from ui.session import ChatSession, Turn, start
@@ -44,4 +45,5 @@ session.run(
     header=header,
     render=render_message,
     disabled=team is None,
+    allowed=WITHOUT_CONTINUE,  # a run is many turns: it is run again, not continued
 )

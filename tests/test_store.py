@@ -87,7 +87,8 @@ def test_regenerate_hides_the_old_answer_only_once_the_new_one_has_text(db):
     db.write(cid, [(1, {"role": "assistant", "content": "new", "id": "c", "replaces": "a"})])
     assert contents(db.messages(cid)) == ["q", "", "new"]
     with sqlite3.connect(db.path) as raw:  # kept, not deleted
-        assert raw.execute("SELECT hidden FROM messages WHERE id = 'a'").fetchone() == (1,)
+        assert raw.execute("SELECT hidden FROM messages WHERE id = 'a'").fetchone() == (2,)  # another version
+    assert [m["id"] for m in db.load(cid).others] == ["a"]
 
 
 def test_version_compare_and_swap(db):
@@ -183,7 +184,7 @@ def test_export_then_import_gives_the_same_conversation(db):
     ]
     cid = db.create("search", "Eiffel", messages)
     export = json.loads(json.dumps(db.export_json(cid)))
-    assert all("id" not in m for m in export["messages"])
+    assert all(m["id"] for m in export["messages"]) and "versions" not in export  # ids: the tree's links
     copy = db.import_json(export)
     strip = lambda ms: [{k: v for k, v in m.items() if k != "id"} for m in ms]  # noqa: E731
     assert copy != cid and strip(db.messages(copy)) == messages and db.summary(copy).page == "search"

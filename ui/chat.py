@@ -5,6 +5,7 @@ These only draw and keep per-session state; all model work goes through the back
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -341,20 +342,27 @@ def stream_to_history(
     """Stream `messages`' answer into the current container; add it (with `extra`) to the session's history.
 
     While streaming, the partial answer is the session's pending one and is saved about once a second, so a
-    stop, a new message or a crash keeps it. Returns the stored message, or None when nothing came.
+    stop, a new message or a crash keeps it. Returns the stored message, or None when nothing came. During a
+    continue (`session.resuming`, the last of `messages`) the same answer grows: it is shown from its start.
     """
     stats = GenerationStats()
-    pending = session.hold(
-        {
-            "role": "assistant",
-            "content": "",
-            "time": time.time(),
-            "id": new_message_id(),
-            "model": model or backend.name,
-            "settings": options.model_dump(exclude={"logit_bias"}),  # figures only: nothing nested
-            **(extra or {}),
-        }
-    )
+    resume = session.resuming
+    if resume is not None:
+        options = options.model_copy(update={"continue_final_message": True})
+        pending = session.hold({k: v for k, v in resume.items() if k != "cut"})
+    else:
+        pending = session.hold(
+            {
+                "role": "assistant",
+                "content": "",
+                "time": time.time(),
+                "id": new_message_id(),
+                "model": model or backend.name,
+                "settings": options.model_dump(exclude={"logit_bias", "continue_final_message"}),  # figures only
+                **(extra or {}),
+            }
+        )
+    before = pending["content"]
     on_progress = conversations.saver(session)
 
     def recorded() -> Iterator[str]:
@@ -365,21 +373,28 @@ def stream_to_history(
         stats = stream.stats
         for piece in stream:
             pending["content"] += piece
-            pending["stats"] = stats.as_dict()
+            pending["stats"] = grown(stats.as_dict(), resume)
             on_progress(pending)
             yield piece
 
     try:
-        write_stream(coalesce(recorded()))  # drawn through safe_markdown, like render_message
+        write_stream(coalesce(itertools.chain([before] if before else [], recorded())))  # as render_message draws
     except StudioError as exc:
         session.drop_pending()
         st.error(safe_markdown(str(exc)))  # a server's error text may quote what it was sent
-        if pending["content"]:
-            return session.land({**pending, "stats": stats.as_dict()}, cut=True)
+        if pending["content"] != before:
+            return session.land({**pending, "stats": grown(stats.as_dict(), resume)}, cut=True)
         if isinstance(exc, PromptTooLongError) and (unsent := session.take_back()):
             # Not answerable as it stands: out of the history (and the store) so later turns still work,
             # and its text handed back so nothing the user typed is lost.
             with st.expander(_("Your unsent message (copy it from here)")):
                 st.code(unsent["content"], language=None)
         return None
-    return session.land({**pending, "stats": stats.as_dict(), "dropped": stats.dropped_messages})
+    return session.land({**pending, "stats": grown(stats.as_dict(), resume), "dropped": stats.dropped_messages})
+
+
+def grown(stats: dict, resumed: dict | None) -> dict:
+    """A continued answer's figures: its tokens count what it had before too."""
+    if resumed and (before := (resumed.get("stats") or {}).get("completion_tokens")):
+        return {**stats, "completion_tokens": (stats.get("completion_tokens") or 0) + before}
+    return stats

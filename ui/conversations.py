@@ -19,23 +19,15 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core.access import GATE
-from core.conversation_schema import parse_export
-from core.errors import StudioError
-from core.names import without_bidi_controls
 from core.settings import get_settings
 from core.store import (
     ConversationChanged,
     Store,
     StoreError,
     fingerprint,
-    imported_messages,
     new_message_id,
-    to_markdown,
 )
-from ui.auth import session_id
 from ui.i18n import N_, _
-from ui.safe_text import plain
 
 if TYPE_CHECKING:
     from ui.session import ChatSession
@@ -54,7 +46,8 @@ class Sync:
     """What this session knows the store holds of its conversation."""
 
     version: int | None = None  # the conversation's version after this session's last read or write
-    saved: dict[str, int] = field(default_factory=dict)  # message id -> fingerprint as this session last wrote it
+    # message id -> (fingerprint, beside the branch) as this session last wrote or read it
+    saved: dict[str, tuple[int, bool]] = field(default_factory=dict)
     hide: list[str] = field(default_factory=list)  # ids taken off the page, to hide in the store at the next save
 
 
@@ -95,12 +88,18 @@ def conversation_page(cid: str | None) -> str | None:
 
 
 def _adopt(
-    session: ChatSession, cid: str | None, version: int | None = None, messages: list[dict] | None = None
+    session: ChatSession,
+    cid: str | None,
+    version: int | None = None,
+    messages: list[dict] | None = None,
+    others: list[dict] | None = None,
 ) -> None:
-    """This session now shows `messages` of conversation `cid`, as stored at `version` (None: a new chat)."""
-    messages = messages or []
+    """This session now shows `messages` of conversation `cid` (and keeps the `others` versions beside them), as
+    stored at `version` (None: a new chat)."""
+    messages, others = messages or [], others or []
     st.session_state[session.keys.messages] = messages
-    st.session_state[session.keys.sync] = Sync(version, {m["id"]: fingerprint(m) for m in messages})
+    st.session_state[session.keys.others] = others
+    st.session_state[session.keys.sync] = Sync(version, _fingerprints(messages, others))
     if cid:
         st.session_state[session.keys.cid] = cid
     else:
@@ -142,7 +141,7 @@ def bind(session: ChatSession) -> None:
             st.warning(_(SAVE_LATER))
             _point_url_at(own)
             return
-        _adopt(session, cid, loaded.version, loaded.messages)
+        _adopt(session, cid, loaded.version, loaded.messages, loaded.others)
     except StoreError as exc:
         _unsaved(exc)
 
@@ -155,7 +154,7 @@ def _catch_up(db: Store, session: ChatSession, cid: str) -> None:
     if version is None or version == sync.version or _unsaved_changes(session):
         return
     if loaded := db.load(cid):
-        _adopt(session, cid, loaded.version, loaded.messages)
+        _adopt(session, cid, loaded.version, loaded.messages, loaded.others)
 
 
 def _point_url_at(cid: str | None) -> None:
@@ -166,17 +165,23 @@ def _point_url_at(cid: str | None) -> None:
 
 
 def _unsaved_changes(session: ChatSession) -> bool:
-    changed, hide = _changes(session.history, _sync(session))
+    changed, hide = _changes(session.history, session.others, _sync(session))
     return bool(changed or hide or session.pending())
 
 
-def _changes(messages: list[dict], sync: Sync) -> tuple[list[tuple[int, dict]], list[str]]:
-    """(position, message) pairs this session has not yet written as they are now, and ids to hide."""
+def _fingerprints(messages: list[dict], others: list[dict]) -> dict[str, tuple[int, bool]]:
+    return {m["id"]: (fingerprint(m), off) for off, group in ((False, messages), (True, others)) for m in group}
+
+
+def _changes(messages: list[dict], others: list[dict], sync: Sync) -> tuple[list[tuple[int, dict]], list[str]]:
+    """(position, message) pairs this session has not yet written as they are now (the branch's messages, then
+    the versions beside it), and ids to hide."""
     changed = []
-    for seq, m in enumerate(messages):
-        m.setdefault("id", new_message_id())  # every message has one from birth; this covers any other source
-        if sync.saved.get(m["id"]) != fingerprint(m):
-            changed.append((seq, m))
+    for off, group in ((False, messages), (True, others)):
+        for seq, m in enumerate(group):
+            m.setdefault("id", new_message_id())  # every message has one from birth; this covers any other source
+            if sync.saved.get(m["id"]) != (fingerprint(m), off):
+                changed.append((seq, m))
     return changed, sync.hide
 
 
@@ -187,21 +192,22 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
     db = store()
     if db is None or not messages:
         return
-    sync = _sync(session)
-    changed, hide = _changes(messages, sync)
+    sync, others = _sync(session), session.others
+    changed, hide = _changes(messages, others, sync)
     if not changed and not hide:
         return
     cid = session.cid
+    off = {m["id"] for m in others}
     try:
         if cid is None:
             _start(db, session, messages)
             return
         try:
-            sync.version = db.write(cid, changed, hide, sync.version, wait_s)
+            sync.version = db.write(cid, changed, hide, sync.version, wait_s, off)
         except ConversationChanged as exc:
             _fork(db, session, messages, exc)
             return
-        sync.saved.update((m["id"], fingerprint(m)) for _at, m in changed)
+        sync.saved.update((m["id"], (fingerprint(m), m["id"] in off)) for _at, m in changed)
         sync.hide = []
     except StoreError as exc:
         _unsaved(exc)
@@ -210,9 +216,10 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
 def _start(db: Store, session: ChatSession, messages: list[dict], title: str | None = None) -> str:
     """A new conversation holding `messages` (written in the same transaction), now this session's."""
     title = title or next((m["content"] for m in messages if m["role"] == "user"), _("New chat"))
-    cid = db.create(session.page, title, messages)
+    others = session.others
+    cid = db.create(session.page, title, messages, others)
     st.session_state[session.keys.cid] = cid
-    st.session_state[session.keys.sync] = Sync(0, {m["id"]: fingerprint(m) for m in messages})
+    st.session_state[session.keys.sync] = Sync(0, _fingerprints(messages, others))
     st.query_params["c"] = cid
     return cid
 
@@ -250,20 +257,10 @@ def saver(session: ChatSession):
     return on_progress
 
 
-# --- the sidebar: reserved at the top of a page, drawn at its end (so it shows this run's saves) ---
-
-
-def sidebar_slot():
-    """Reserve the sidebar's place; `finish` fills it."""
-    return st.sidebar.container()
-
-
-def finish(session: ChatSession, slot) -> None:
-    """End of a page run: save (waiting the full busy timeout), then draw the conversation list into `slot`."""
+def finish(session: ChatSession) -> None:
+    """End of a page run: save, waiting the full busy timeout (the sidebar then shows whether saving works)."""
     st.session_state.pop(UNSAVED, None)  # this save decides whether saving works now
     save(session)
-    with slot:
-        _sidebar(session)
 
 
 def start_new(session: ChatSession) -> None:
@@ -274,20 +271,7 @@ def start_new(session: ChatSession) -> None:
     _point_url_at(None)
 
 
-def _open(cid: str) -> None:
-    st.query_params["c"] = cid  # bind() loads it at the top of the run this click starts
-
-
-def _rename(cid: str, key: str) -> None:
-    title = st.session_state.get(key, "")
-    if title.strip() and (db := store()):
-        try:
-            db.rename(cid, title)
-        except StoreError as exc:
-            st.session_state[ERROR] = str(exc)
-
-
-def _delete(session: ChatSession, cid: str) -> None:
+def delete(session: ChatSession, cid: str) -> None:
     if db := store():
         try:
             db.delete(cid)
@@ -297,113 +281,3 @@ def _delete(session: ChatSession, cid: str) -> None:
     session.drop_pending()
     _adopt(session, None)
     _point_url_at(None)
-
-
-def _import(session: ChatSession, key: str) -> None:
-    """Check the file against the export schema (core.conversation_schema); refuse it with the reason."""
-    upload = st.session_state.get(key)
-    db = store()
-    if upload is None or db is None:
-        return
-    try:
-        export, dropped = parse_export(upload.getvalue())
-        cid = db.create(export.page, export.title, imported_messages(export))
-    except StudioError as exc:
-        st.session_state[ERROR] = str(exc)
-        return
-    notice = _("Imported a conversation of {count} messages.").format(count=len(export.messages))
-    if dropped:
-        more = _(" and {count} more").format(count=len(dropped) - 5) if len(dropped) > 5 else ""
-        notice += " " + _("Unknown fields were left out: {names}.").format(names=", ".join(dropped[:5]) + more)
-    if export.page == session.page:
-        st.query_params["c"] = cid
-    else:
-        persona = export.page.removeprefix("persona:")
-        where = _(PAGE_NAMES[export.page]) if export.page in PAGE_NAMES else _("Personas ({name})").format(name=persona)
-        notice += " " + _("It belongs to the {page} page and is listed there.").format(page=where)
-    st.session_state[NOTICE] = notice
-
-
-def _notes(session: ChatSession, cid: str | None) -> None:
-    if error := st.session_state.pop(ERROR, None):
-        st.error(error)
-    if notice := st.session_state.pop(NOTICE, None):
-        st.success(notice)
-    if unsaved := st.session_state.get(UNSAVED):
-        st.warning(
-            _(
-                "Conversations are not being saved: {reason} Chat still works; unsaved messages are written at "
-                "the next save."
-            ).format(reason=unsaved)
-        )
-    note = st.session_state.get(session.keys.note)
-    if note and note[0] == cid:
-        st.info(note[1])
-
-
-def _sidebar(session: ChatSession) -> None:
-    """New, current (rename, export, delete with confirmation), search, open, import."""
-    st.subheader(_("Conversations"))
-    key = session.key
-    st.button("➕ " + _("New chat"), key=key("new"), use_container_width=True, on_click=start_new, args=(session,))
-    cid = session.cid
-    _notes(session, cid)
-    db = store()
-    if db is None:
-        return
-    try:
-        if cid and (summary := db.summary(cid)):
-            with st.expander(_("This conversation")):
-                title_key = key(f"title.{cid}")
-                st.text_input(
-                    _("Title"),
-                    without_bidi_controls(summary.title),
-                    key=title_key,
-                    on_change=_rename,
-                    args=(cid, title_key),
-                )
-                name = "".join(c if c.isalnum() else "-" for c in summary.title)[:40] or "conversation"
-                # Built only when clicked (on another thread): not on every rerun of the page.
-                st.download_button(
-                    _("Export Markdown"),
-                    lambda: to_markdown(db.export_json(cid)),
-                    f"{name}.md",
-                    "text/markdown",
-                    key=key("md"),
-                )
-                st.download_button(
-                    _("Export JSON"),
-                    lambda: _export_text(db, cid),
-                    f"{name}.json",
-                    "application/json",
-                    key=key("json"),
-                )
-                sure = st.checkbox(_("Yes, delete this conversation"), key=key(f"sure.{cid}"))
-                st.button(_("Delete"), key=key("delete"), disabled=not sure, on_click=_delete, args=(session, cid))
-        text = st.text_input(_("Search conversations"), key=key("conv_search"), placeholder=_("Search by text"))
-        for item in db.list(session.page, text, limit=20):
-            # A button label renders markdown (images too): a title, maybe imported, is shown as text only.
-            label = ("▸ " if item.id == cid else "") + plain(item.title)
-            st.button(
-                label,
-                key=key(f"open.{item.id}"),
-                use_container_width=True,
-                on_click=_open,
-                args=(item.id,),
-            )
-        GATE.offer_upload(session_id())  # the one widget that uploads: the session guard lets its files in
-        st.file_uploader(
-            _("Import a JSON export"),
-            type=["json"],
-            key=key("import"),
-            on_change=_import,
-            args=(session, key("import")),
-        )
-    except StoreError as exc:
-        st.warning(_("Conversations are not being saved: {reason} Chat still works.").format(reason=exc))
-
-
-def _export_text(db: Store, cid: str) -> str:
-    import json
-
-    return json.dumps(db.export_json(cid), ensure_ascii=False, indent=1)
