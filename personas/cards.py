@@ -114,16 +114,29 @@ def png_card_text(data: bytes) -> bytes:
         raise CardError(
             N_("The image has too many pixels; a card's image may have at most {limit:,}."), limit=MAX_PIXELS
         ) from None
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError… for a broken file
+    except ValueError as exc:
+        if "decompressed data too large" not in str(exc).lower():  # Pillow's own bound on a compressed (zTXt/iTXt) chunk
+            raise _damaged(exc) from None
+        from PIL import PngImagePlugin
+
         raise CardError(
-            N_("The PNG cannot be read ({kind}): it is cut short or damaged. Export the card again."),
-            kind=type(exc).__name__,
+            N_("A compressed text chunk of the PNG unpacks to more than {limit} MB; a card is smaller."),
+            limit=max(PngImagePlugin.MAX_TEXT_CHUNK >> 20, 1),
         ) from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError… for a broken file
+        raise _damaged(exc) from None
     for key in CHUNKS:
         if key in texts:
             return _decoded(key, texts[key])
     raise CardError(
         N_("The PNG holds no character card (no 'chara' or 'ccv3' text chunk): {expected}."), expected=EXPECTED
+    )
+
+
+def _damaged(exc: Exception) -> CardError:
+    return CardError(
+        N_("The PNG cannot be read ({kind}): it is cut short or damaged. Export the card again."),
+        kind=type(exc).__name__,
     )
 
 
