@@ -115,7 +115,7 @@ def png_card_text(data: bytes) -> bytes:
             N_("The image has too many pixels; a card's image may have at most {limit:,}."), limit=MAX_PIXELS
         ) from None
     except ValueError as exc:
-        if "decompressed data too large" not in str(exc).lower():  # Pillow's own bound on a compressed (zTXt/iTXt) chunk
+        if "decompressed data too large" not in str(exc).lower():  # Pillow bounds a zTXt/iTXt chunk
             raise _damaged(exc) from None
         from PIL import PngImagePlugin
 
