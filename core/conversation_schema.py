@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import StudioError
+from core.errors import N_, StudioError, Text
 from core.text import surrogate_at
 
 EXPORT_FORMAT = "llama-studio-conversation/1"
@@ -26,6 +26,10 @@ MAX_SOURCES = 50  # a search answer cites at most SEARCH_SOURCES (<= 10) sources
 
 class ImportRefused(StudioError):
     """An uploaded file is not a conversation export we can take; the message says why."""
+
+
+DEEP = N_("The file nests too deeply to be a conversation export.")
+THE_FILE = Text(N_("the file"))  # where a problem is, when it is the whole file
 
 
 class _Part(BaseModel):
@@ -44,9 +48,9 @@ def _flat(settings: dict[str, Any]) -> dict[str, Any]:
     """Sampling settings are shown as figures only: numbers, text, true/false, nothing nested."""
     for key, value in settings.items():
         if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"setting {_name(key)} must be a number, text or true/false")
+            raise ValueError(Text(N_("setting {name} must be a number, text or true/false"), name=_name(key)))
         if isinstance(value, str) and len(value) > 500:
-            raise ValueError(f"setting {_name(key)} is longer than 500 characters")
+            raise ValueError(Text(N_("setting {name} is longer than 500 characters"), name=_name(key)))
     return settings
 
 
@@ -57,7 +61,7 @@ def _name(key: object) -> str:
 
 def _page(page: str) -> str:
     if not re.fullmatch(r"chat|search|team|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
-        raise ValueError("must be chat, search, team or persona:NAME (NAME: letters, digits, - and _)")
+        raise ValueError(Text(N_("must be chat, search, team or persona:NAME (NAME: letters, digits, - and _)")))
     return page
 
 
@@ -133,47 +137,67 @@ def parse_export(raw: bytes) -> tuple[Export, list[str]]:
     """An uploaded file as a checked export, and the paths of the unknown keys that were dropped."""
     if len(raw) > MAX_IMPORT_BYTES:
         raise ImportRefused(
-            f"The file is {len(raw) / 2**20:.1f} MB; imports are limited to {MAX_IMPORT_BYTES // 2**20} MB."
+            N_("The file is {size:.1f} MB; imports are limited to {limit} MB."),
+            size=len(raw) / 2**20,
+            limit=MAX_IMPORT_BYTES // 2**20,
         )
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ImportRefused("The file is not UTF-8 text, so it is not a conversation export.") from None
+        raise ImportRefused(N_("The file is not UTF-8 text, so it is not a conversation export.")) from None
     except RecursionError:
-        raise ImportRefused("The file nests too deeply to be a conversation export.") from None
+        raise ImportRefused(DEEP) from None
     except json.JSONDecodeError as exc:
         raise ImportRefused(
-            f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+            N_("The file is not valid JSON ({reason} at line {line}, column {column})."),
+            reason=exc.msg,
+            line=exc.lineno,
+            column=exc.colno,
         ) from None
     except ValueError:  # the one other case: an integer of more than 4,300 digits
-        raise ImportRefused("The file holds a number too long to read, so it is not a conversation export.") from None
+        raise ImportRefused(
+            N_("The file holds a number too long to read, so it is not a conversation export.")
+        ) from None
     return check_export(data)
 
 
 def check_export(data: object) -> tuple[Export, list[str]]:
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise ImportRefused(f'Not a conversation export (expected "format": "{EXPORT_FORMAT}").')
+        raise ImportRefused(N_('Not a conversation export (expected "format": "{format}").'), format=EXPORT_FORMAT)
     if (where := surrogate_at(data)) is not None:
         raise ImportRefused(
-            f"The file was not imported: {where or 'the file'} holds a lone UTF-16 surrogate (such as \\ud800), "
-            "which is not text. Export the conversation again, or fix that field."
+            N_(
+                "The file was not imported: {where} holds a lone UTF-16 surrogate (such as \\ud800), which is not "
+                "text. Export the conversation again, or fix that field."
+            ),
+            where=where or THE_FILE,
         )
     try:
         export = Export.model_validate(data)
     except ValidationError as exc:
-        raise ImportRefused(f"The file was not imported: {describe(exc)}") from None
+        raise ImportRefused(N_("The file was not imported: {problem}"), problem=describe(exc)) from None
     except RecursionError:
-        raise ImportRefused("The file nests too deeply to be a conversation export.") from None
+        raise ImportRefused(DEEP) from None
     return export, drop_unknown(export)
 
 
-def describe(exc: ValidationError) -> str:
-    """The first problem as `messages[3].sources[0].title: Input should be a valid string`."""
+def describe(exc: ValidationError) -> Text:
+    """The first problem as `messages[3].sources[0].title: Input should be a valid string.` (pydantic's words, in
+    English; a validator's own, marked, translated), and how many more there are."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{_name(p)}" for p in first["loc"]).lstrip(".") or "the file"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{path}: {first['msg']}{more}."
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{_name(p)}" for p in first["loc"]).lstrip(".") or THE_FILE
+    cause = (first.get("ctx") or {}).get("error")
+    problem = first["msg"]
+    if isinstance(cause, ValueError) and len(cause.args) == 1 and isinstance(cause.args[0], Text):
+        problem = Text(N_("Value error, {message}"), message=cause.args[0])  # as pydantic says it, translatable
+    if len(errors) == 1:
+        return Text(N_("{where}: {problem}."), where=path, problem=problem)
+    if len(errors) == 2:
+        return Text(N_("{where}: {problem} (and 1 more problem)."), where=path, problem=problem)
+    return Text(
+        N_("{where}: {problem} (and {count} more problems)."), where=path, problem=problem, count=len(errors) - 1
+    )
 
 
 def drop_unknown(part: BaseModel, path: str = "") -> list[str]:
@@ -187,6 +211,22 @@ def drop_unknown(part: BaseModel, path: str = "") -> list[str]:
             if isinstance(child, BaseModel):
                 dropped += drop_unknown(child, f"{path}.{name}" + (f"[{n}]" if isinstance(value, list) else ""))
     return dropped
+
+
+# --- export: as Markdown, to read ---------------------------------------------------------------
+
+
+def to_markdown(export: dict) -> str:
+    """An export (`Store.export_json`) as Markdown: the branch, each answer's sources under it."""
+    lines = [f"# {export['title']}", ""]
+    for m in export["messages"]:
+        who = "You" if m["role"] == "user" else "Assistant"
+        lines += [f"**{who}:**" + (" *(cut off)*" if m.get("cut") else ""), "", m["content"], ""]
+        for n, source in enumerate(m.get("sources") or [], 1):
+            lines.append(f"[{n}] {source.get('title', '')} — {source.get('link', '')}")
+        if m.get("sources"):
+            lines.append("")
+    return "\n".join(lines)
 
 
 # --- read: drop what is bad, keep the message ---------------------------------------------------

@@ -9,10 +9,13 @@ marked with `N_()` and its values, `StudioError(N_("Cannot read {path}."), path=
 `str()` of either is the English text (for logs, the HTTP API and the tests); a page shows it in its reader's
 language with `ui.i18n.shown()`, which passes its catalog's lookup to `translated()`. `scripts/i18n.sh` extracts
 the marked messages from every folder into the one catalog. Markup and untrusted values stay in parameters.
+Words saved to be shown later (a team run's notes and errors) keep their message id and values beside the English
+(`kept`, and `restored` when read back), so a reopened record is shown in its reader's language too.
 """
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 
 
@@ -68,6 +71,38 @@ def text_of(exc: BaseException) -> str:
     if len(exc.args) == 1 and isinstance(exc.args[0], Text):
         return exc.args[0]
     return str(exc)
+
+
+def kept(value):
+    """Words to save (a team run's note or error) as JSON data: a `Text` (or an error carrying one) as its English
+    beside its message id and values, `{"text", "id", "values"}`, so `restored` can make it a `Text` again and a
+    reopened record is shown in its reader's language; plain text, numbers and None as they are."""
+    if isinstance(value, BaseException):
+        value = text_of(value)
+    if isinstance(value, Text):
+        return {"text": str(value), "id": value.template, "values": {n: kept(v) for n, v in value.params.items()}}
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def restored(data, depth: int = 0):
+    """What `kept` saved, read back: a `Text` again when its message id and values still give its English (else
+    the English as saved, so a changed or damaged record says what it said); other values as they are."""
+    if not isinstance(data, dict):
+        return data
+    english, template, values = data.get("text"), data.get("id"), data.get("values")
+    if not (isinstance(english, str) and isinstance(template, str) and isinstance(values, dict)):
+        raise ValueError("saved words need text, id and values")
+    if depth > 8:  # deeper than any message nests its values
+        return english
+    try:  # only plain {name} fields: a saved template never reaches into its values' attributes
+        params = {str(name): restored(value, depth + 1) for name, value in values.items()}
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
+        if params and not all(name.isidentifier() and "{" not in spec for name, spec in fields):
+            return english
+        text = Text(template, **params)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return english
+    return text if str(text) == english else english
 
 
 class StudioError(Exception):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from core.errors import N_, Text
 from core.settings import Settings, get_settings, shared_key
 from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
@@ -82,7 +83,7 @@ def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBac
         # The settings that shape the loaded model and its scheduler are in the key: changing one loads anew.
         key = ("transformers", str(folder), source.kind, source.ref, shared_key(settings, "engine"))
         if key not in _built:
-            report("Loading the model into memory…", None)
+            report(Text(N_("Loading the model into memory…")), None)
         return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, settings))
     finally:
         with _status_lock:

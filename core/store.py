@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
-from core.errors import StudioError
+from core.conversation_schema import to_markdown as to_markdown  # tests import it from here
+from core.errors import N_, StudioError
 
 SCHEMA_VERSION = 3  # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata
 SCHEMA = [
@@ -68,6 +69,26 @@ UPSERT = """INSERT INTO messages (conversation_id, id, seq, role, content, meta,
     content = excluded.content, meta = excluded.meta, hidden = excluded.hidden"""
 VISIBLE = "SELECT id, role, content, meta FROM messages WHERE conversation_id = ? AND hidden = 0 ORDER BY seq, created"
 OTHERS = f"SELECT id, role, content, meta FROM messages WHERE conversation_id = ? AND hidden = {OTHER} ORDER BY created"
+# What SQLite's error says -> what the page says; the values: the file's name and path, SQLite's error, its kind.
+SQLITE_PROBLEMS = [
+    (
+        ("not a database", "malformed", "file is encrypted"),
+        N_("The conversation database {name} is corrupt. Move it away (a fresh one is made) to save again."),
+    ),
+    (
+        ("readonly", "read-only"),
+        N_("The conversation database {name} is read-only. Make it writable, or set DATA_DIR."),
+    ),
+    (
+        ("locked", "busy"),
+        N_("The conversation database is locked by another program. Saving resumes when it is free."),
+    ),
+    (("unable to open", "disk"), N_("Cannot open {path} ({reason}). Check DATA_DIR and free disk space.")),
+]
+SQLITE_FAILED = N_(
+    "The conversation database failed ({kind}). Check that DATA_DIR is writable and has free space; chat goes on "
+    "unsaved until then."
+)
 
 
 class StoreError(StudioError):
@@ -80,7 +101,9 @@ class ConversationChanged(StoreError):
     def __init__(self, gone: bool, title: str = ""):
         self.gone, self.title = gone, title
         super().__init__(
-            "That conversation was deleted in another tab." if gone else "That conversation was changed in another tab."
+            N_("That conversation was deleted in another tab.")
+            if gone
+            else N_("That conversation was changed in another tab.")
         )
 
 
@@ -126,7 +149,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
-                f"Cannot create {path.parent} ({exc.strerror}). Set DATA_DIR to a writable folder."
+                N_("Cannot create {folder} ({reason}). Set DATA_DIR to a writable folder."),
+                folder=path.parent,
+                reason=exc.strerror,
             ) from None
         with self._connect(foreign_keys=False) as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: set once for the file, not per connection
@@ -160,23 +185,8 @@ class Store:
 
     def _explain(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc).lower()
-        if "not a database" in text or "malformed" in text or "file is encrypted" in text:
-            return StoreError(
-                f"The conversation database {self.path.name} is corrupt. Move it away (a fresh one is made) to "
-                "save again."
-            )
-        if "readonly" in text or "read-only" in text:
-            return StoreError(
-                f"The conversation database {self.path.name} is read-only. Make it writable, or set DATA_DIR."
-            )
-        if "locked" in text or "busy" in text:
-            return StoreError("The conversation database is locked by another program. Saving resumes when it is free.")
-        if "unable to open" in text or "disk" in text:
-            return StoreError(f"Cannot open {self.path} ({exc}). Check DATA_DIR and free disk space.")
-        return StoreError(
-            f"The conversation database failed ({type(exc).__name__}). Check that DATA_DIR is writable and has "
-            "free space; chat goes on unsaved until then."
-        )
+        message = next((m for words, m in SQLITE_PROBLEMS if any(w in text for w in words)), SQLITE_FAILED)
+        return StoreError(message, name=self.path.name, path=self.path, reason=str(exc), kind=type(exc).__name__)
 
     # --- conversations -------------------------------------------------------------------
 
@@ -286,7 +296,9 @@ class Store:
     def export_json(self, cid: str) -> dict:
         loaded = self.load(cid)
         if loaded is None:
-            raise StoreError("That conversation no longer exists (deleted, perhaps in another tab). Pick another one.")
+            raise StoreError(
+                N_("That conversation no longer exists (deleted, perhaps in another tab). Pick another one.")
+            )
         export = {
             "format": EXPORT_FORMAT,
             "title": loaded.summary.title,
@@ -336,7 +348,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     found = db.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise StoreError(
-            "The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR."
+            N_("The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR.")
         )
     if found < SCHEMA_VERSION:
         old = _columns(db, "messages")
@@ -403,15 +415,3 @@ def _meta_json(message: dict) -> str:
 
 def _title(text: str) -> str:
     return " ".join(text.split())[:80] or "New chat"
-
-
-def to_markdown(export: dict) -> str:
-    lines = [f"# {export['title']}", ""]
-    for m in export["messages"]:
-        who = "You" if m["role"] == "user" else "Assistant"
-        lines += [f"**{who}:**" + (" *(cut off)*" if m.get("cut") else ""), "", m["content"], ""]
-        for n, source in enumerate(m.get("sources") or [], 1):
-            lines.append(f"[{n}] {source.get('title', '')} — {source.get('link', '')}")
-        if m.get("sources"):
-            lines.append("")
-    return "\n".join(lines)

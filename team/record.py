@@ -8,14 +8,26 @@ and a stopped run keeps it. Only the run's own thread writes it (the steps in `t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
-from core.errors import StudioError
+from core.errors import StudioError, kept, restored
 from team.teams import MAX_EXPERTS, Team
 
 MIN_EXPERT_TOKENS = 16  # an answer shorter than this is not worth a round: the budget is spent
+
+
+def _words(value: object) -> str:
+    value = restored(value)
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return value
+
+
+# A note or an error: saved with its message id and values beside the English (core.errors.kept), so a reopened
+# run says it in its reader's language; a run saved as plain English text reads back as it was.
+Words = Annotated[str, PlainValidator(_words), PlainSerializer(kept, when_used="json")]
 
 
 class TeamError(StudioError):
@@ -46,7 +58,7 @@ class Turn(BaseModel):
     question: str
     answer: str = ""
     status: Literal["waiting", "answering", "done", "length", "stopped", "failed"] = "waiting"
-    error: str | None = None
+    error: Words | None = None
     tokens: int = 0
     seconds: float = 0.0
     batched_with: int = 0  # other answers decoded in the same forward passes
@@ -59,7 +71,7 @@ class Step(BaseModel):
     kind: Literal["plan", "follow_up"]
     text: str = ""  # the coordinator's JSON, as written
     outcome: Literal["running", "planned", "fallback", "finished", "stopped"] = "running"
-    note: str | None = None  # why the plan fell back, or was cut
+    note: Words | None = None  # why the plan fell back, or was cut
     asked: list[str] = []  # display names of the experts it asks
     tokens: int = 0
     seconds: float = 0.0
@@ -77,7 +89,7 @@ class TeamRun(BaseModel):
     consult_seconds: list[float] = []  # wall time of each consult round
     synthesis: str = ""
     synthesis_status: Literal["waiting", "writing", "done", "length", "stopped", "failed"] = "waiting"
-    synthesis_error: str | None = None
+    synthesis_error: Words | None = None
     synthesis_tokens: int = 0
     synthesis_seconds: float = 0.0
     ended_by: Literal["running", "finished", "rounds", "budget", "stopped"] = "running"

@@ -6,7 +6,6 @@ These only draw and keep per-session state; all model work goes through the back
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,14 +15,14 @@ import streamlit as st
 from pydantic import BaseModel, ValidationError
 
 from core import runtime
-from core.errors import StudioError
+from core.errors import StudioError, validation_message
 from core.settings import get_settings
 from core.store import new_message_id
 from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
 from ui import conversations, prefs
-from ui.i18n import N_, _
+from ui.i18n import N_, _, shown
 from ui.safe_text import safe_markdown, write_stream
 
 if TYPE_CHECKING:
@@ -89,33 +88,16 @@ def backend_or_stop() -> ChatBackend:
         loader.join(0.25)
     box.empty()
     if isinstance(result.get("error"), StudioError):
-        st.error(_("The model is not available. {reason}").format(reason=result["error"]))
+        st.error(_("The model is not available. {reason}").format(reason=shown(result["error"])))
         st.stop()
     if "error" in result:
         raise result["error"]
     return result["backend"]
 
 
-# The loader's stages (llm/loading.py, core/runtime.py) in the page's language: pattern -> message.
-LOADING_STAGES = [
-    (
-        re.compile(r"Converting the bundled demo model"),
-        N_("Converting the bundled demo model (first start only, about 30 s)…"),
-    ),
-    (
-        re.compile(r"Downloading (?P<model>\S+) into (?P<folder>.+) \(first start only\): (?P<size>[\d.]+) GB"),
-        N_("Downloading {model} into {folder} (first start only): {size} GB"),
-    ),
-    (re.compile(r"Loading the model into memory"), N_("Loading the model into memory…")),
-]
-
-
 def loading_words(message: str) -> str:
-    """A stage of the model's load, as the page says it."""
-    for pattern, words in LOADING_STAGES:
-        if found := pattern.match(message):
-            return _(words).format(**found.groupdict())
-    return message or _("Starting the model…")
+    """A stage of the model's load (a `Text` from llm/loading.py or core/runtime.py), as the page says it."""
+    return shown(message) if message else _("Starting the model…")
 
 
 def model_notes(backend: ChatBackend) -> list[str]:
@@ -196,7 +178,8 @@ def sidebar_options(prefix: str, system_prompt: str | None = None) -> tuple[str,
     try:
         return system_prompt, GenerationOptions(**values)
     except ValidationError as exc:
-        st.sidebar.error(_("Invalid option: {reason}. Using the defaults.").format(reason=exc.errors()[0]["msg"]))
+        reason = shown(validation_message(exc))
+        st.sidebar.error(_("Invalid option: {reason}. Using the defaults.").format(reason=reason))
         return system_prompt, GenerationOptions()
 
 
@@ -210,7 +193,7 @@ def model_picker(backend: ChatBackend, prefix: str) -> str | None:
     try:
         served = _served_models(backend, backend.name)
     except StudioError as exc:
-        st.sidebar.warning(_("Could not list the server's models: {reason}").format(reason=exc))
+        st.sidebar.warning(_("Could not list the server's models: {reason}").format(reason=shown(exc)))
         return None
     if len(served) <= 1:
         st.sidebar.caption(_("Model: {name}").format(name=backend.name))
@@ -381,7 +364,7 @@ def stream_to_history(
         write_stream(coalesce(itertools.chain([before] if before else [], recorded())))  # as render_message draws
     except StudioError as exc:
         session.drop_pending()
-        st.error(safe_markdown(str(exc)))  # a server's error text may quote what it was sent
+        st.error(safe_markdown(shown(exc)))  # a server's error text may quote what it was sent
         if pending["content"] != before:
             return session.land({**pending, "stats": grown(stats.as_dict(), resume)}, cut=True)
         if isinstance(exc, PromptTooLongError) and (unsent := session.take_back()):

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core.access import GATE
-from core.conversation_schema import parse_export
-from core.errors import StudioError
+from core.conversation_schema import parse_export, to_markdown
+from core.errors import StudioError, text_of
 from core.names import without_bidi_controls
-from core.store import Store, StoreError, imported_messages, to_markdown
+from core.store import Store, StoreError, imported_messages
 from ui import conversations
 from ui.auth import session_id
 from ui.conversations import ERROR, NOTICE, PAGE_NAMES, UNSAVED, store
-from ui.i18n import _
+from ui.i18n import _, shown
 from ui.safe_text import plain
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _rename(cid: str, key: str) -> None:
         try:
             db.rename(cid, title)
         except StoreError as exc:
-            st.session_state[ERROR] = str(exc)
+            st.session_state[ERROR] = text_of(exc)  # shown in the page's language
 
 
 def _import(session: ChatSession, key: str) -> None:
@@ -59,7 +59,7 @@ def _import(session: ChatSession, key: str) -> None:
         export, dropped = parse_export(upload.getvalue())
         cid = db.create(export.page, export.title, *imported_messages(export))
     except StudioError as exc:
-        st.session_state[ERROR] = str(exc)
+        st.session_state[ERROR] = text_of(exc)
         return
     notice = _("Imported a conversation of {count} messages.").format(count=len(export.messages))
     if dropped:
@@ -76,7 +76,7 @@ def _import(session: ChatSession, key: str) -> None:
 
 def _notes(session: ChatSession, cid: str | None) -> None:
     if error := st.session_state.pop(ERROR, None):
-        st.error(error)
+        st.error(shown(error))
     if notice := st.session_state.pop(NOTICE, None):
         st.success(notice)
     if unsaved := st.session_state.get(UNSAVED):
@@ -84,7 +84,7 @@ def _notes(session: ChatSession, cid: str | None) -> None:
             _(
                 "Conversations are not being saved: {reason} Chat still works; unsaved messages are written at "
                 "the next save."
-            ).format(reason=unsaved)
+            ).format(reason=shown(unsaved))
         )
     note = st.session_state.get(session.keys.note)
     if note and note[0] == cid:
@@ -157,7 +157,7 @@ def _sidebar(session: ChatSession) -> None:
             args=(session, key("import")),
         )
     except StoreError as exc:
-        st.warning(_("Conversations are not being saved: {reason} Chat still works.").format(reason=exc))
+        st.warning(_("Conversations are not being saved: {reason} Chat still works.").format(reason=shown(exc)))
 
 
 def _export_text(db: Store, cid: str) -> str:

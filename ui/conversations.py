@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from core.errors import text_of
 from core.settings import get_settings
 from core.store import (
     ConversationChanged,
@@ -67,8 +68,9 @@ def store() -> Store | None:
 
 
 def _unsaved(exc: StoreError) -> None:
-    """Remember why saving failed; `finish` shows it once, in the sidebar (never mid-stream)."""
-    st.session_state[UNSAVED] = str(exc)
+    """Remember why saving failed (its message id and values: shown in the page's language); `finish` shows it
+    once, in the sidebar (never mid-stream)."""
+    st.session_state[UNSAVED] = text_of(exc)
 
 
 def _sync(session: ChatSession) -> Sync:
@@ -276,7 +278,7 @@ def delete(session: ChatSession, cid: str) -> None:
         try:
             db.delete(cid)
         except StoreError as exc:
-            st.session_state[ERROR] = str(exc)
+            st.session_state[ERROR] = text_of(exc)
             return
     session.drop_pending()
     _adopt(session, None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from pydantic import ValidationError
 
-from core.errors import StudioError
+from core.errors import StudioError, validation_message
 from core.runtime import get_registry
 from core.settings import get_settings
 from core.store import new_message_id
@@ -92,7 +92,8 @@ def sidebar_limits() -> tuple[Limits, GenerationOptions]:
     try:
         return Limits(**values), GenerationOptions(**sampling)
     except ValidationError as exc:
-        st.sidebar.error(_("Invalid limit: {reason}. Using the defaults.").format(reason=exc.errors()[0]["msg"]))
+        reason = shown(validation_message(exc))
+        st.sidebar.error(_("Invalid limit: {reason}. Using the defaults.").format(reason=reason))
         return Limits(), GenerationOptions()
 
 
