@@ -50,7 +50,7 @@ def kept_comparisons(persona: Persona) -> None:
     earlier = comparisons(persona)
     if not earlier:
         return
-    st.button(_("Clear comparisons"), key="persona.compare_clear", on_click=_clear, args=(_key(persona),))
+    clear_button(persona)
     for record in earlier:
         question(record["question"])
         for column, answer in zip(st.columns(2), record["answers"]):
@@ -59,6 +59,10 @@ def kept_comparisons(persona: Persona) -> None:
                 if shown := _text(answer, done=True):
                     st.markdown(shown)
                 footer(answer)
+
+
+def clear_button(persona: Persona) -> None:
+    st.button(_("Clear comparisons"), key="persona.compare_clear", on_click=_clear, args=(_key(persona),))
 
 
 def _clear(key: str) -> None:
@@ -92,6 +96,8 @@ def side_by_side(backend: ChatBackend, persona: Persona, text: str, options: Gen
     whos = (BASE, persona)
     record = {"question": text, "time": time.time(), "answers": [_answer(who) for who in whos]}
     earlier = comparisons(persona)
+    if not earlier:  # the first: `kept_comparisons` drew no button, so it is drawn here, where it will stay
+        clear_button(persona)
     earlier.append(record)
     del earlier[:-KEPT]
     question(text)
