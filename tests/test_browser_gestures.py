@@ -12,6 +12,7 @@ import pytest
 from core.store import Store
 from tests.browser import bubbles, send, start_streamlit, stop
 from tests.conftest import ARTIFACTS
+from ui import prefs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 ROW = '[class*="st-key-chat-gestures-"]'
@@ -94,6 +95,18 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
     stored = Store(data / "conversations.sqlite3").load(cid)
     assert stored.messages[1]["feedback"] == "up" and len(stored.others) == 2
     page.screenshot(path=ARTIFACTS / "gestures-en.png", full_page=True)
+    # another server process on the same data (a restart): the same branch, both versions, the 👍
+    proc, other = start_streamlit("app.py", data)
+    try:
+        page.goto(f"{other}/?c={cid}")
+        page.get_by_text("1/2").first.wait_for(timeout=180_000)
+        assert said(page, 0) == "Name three colours."
+        assert page.locator(ROW).nth(1).get_by_role("radio", name="Thumbs up").get_attribute("aria-checked") == "true"
+        page.locator(ROW).nth(0).locator('[class*="-next"] button:visible').first.click()
+        page.get_by_text("2/2").first.wait_for(timeout=30_000)
+        assert said(page, 0) == "Name three animals."
+    finally:
+        stop(proc)
     context.close()
 
 
@@ -102,6 +115,9 @@ def test_the_row_speaks_chinese_and_fits_a_phone(browser, served):
     context = browser.new_context(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="zh-CN"
     )
+    # short answers, kept in this browser as the sidebar would keep them (ui/prefs.py's cookie)
+    kept = prefs.encode({"max_new_tokens": 8, "temperature": 0.0})
+    context.add_cookies([{"name": prefs.COOKIE_PREFIX + "chat", "value": kept, "url": url}])
     page = context.new_page()
     page.goto(url)
     box = page.locator('[data-testid="stChatInputTextArea"]')
