@@ -7,7 +7,7 @@ from ui.chat import answer, check_prompt, render_message, sidebar_options
 from ui.compare import kept_comparisons, side_by_side
 from ui.i18n import N_, _
 from ui.persona_editor import manage
-from ui.personas import persona_system_prompt, pick_persona, registry, select_from_url
+from ui.personas import description, display_name, persona_system_prompt, pick_persona, registry, select_from_url
 from ui.safe_text import plain, safe_markdown
 from ui.session import ChatSession, Turn, start
 
@@ -25,8 +25,8 @@ session = ChatSession(f"persona:{persona.name}", "persona", f"persona.{persona.n
 
 
 def header() -> None:
-    if persona.card.description:
-        st.caption(safe_markdown(persona.card.description))
+    if description(persona):
+        st.caption(safe_markdown(description(persona)))
     if view == "Chat" and persona.card.greeting:
         with st.chat_message("assistant", avatar=persona.card.avatar):
             st.markdown(safe_markdown(persona.card.greeting))
@@ -44,9 +44,9 @@ def reply(turn: Turn) -> None:
 
 
 session.run(
-    plain(f"{persona.card.avatar} {persona.card.display_name}"),  # persona files come from anyone
+    plain(f"{persona.card.avatar} {display_name(persona)}"),  # persona files come from anyone
     reply,
-    _("Message {name}").format(name=persona.card.display_name),
+    _("Message {name}").format(name=display_name(persona)),
     header=header,
     render=lambda message: render_message(message, avatar=persona.card.avatar),  # its answers show its avatar
     body={"Side by side": compare, "Manage personas": lambda: manage(backend, reg)}.get(view),

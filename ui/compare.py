@@ -27,6 +27,7 @@ from llm.prompts import conversation
 from personas.registry import BASE, Persona
 from ui.chat import DEFAULT_SYSTEM_PROMPT, UI_UPDATE_S, render_footer
 from ui.i18n import _, shown
+from ui.personas import display_name
 from ui.safe_text import plain, safe_markdown
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def side_by_side(backend: ChatBackend, persona: Persona, text: str, options: Gen
 
 
 def _answer(who: Persona) -> dict:
-    name = f"{who.card.avatar} {who.card.display_name}"
+    name = f"{who.card.avatar} {display_name(who)}"
     # Cut until it ends on its own: a run stopped before then leaves it so.
     return {"name": name, "model": who.model, "content": "", "stats": {}, "error": None, "cut": True}
 

@@ -71,10 +71,26 @@ def pick_persona(reg: PersonaRegistry) -> Persona:
     return reg.get(choice)
 
 
+# The base model's card is the studio's own words (personas/registry.py's BASE), so the page says it in its language.
+BASE_WORDS = {
+    "display_name": N_("Base model"),
+    "description": N_("The model as it is, with the chat page's system prompt."),
+}
+
+
+def display_name(persona: Persona) -> str:
+    """A persona's name as the page shows it (the base model's in the page's language)."""
+    return _(BASE_WORDS["display_name"]) if persona.kind == "base" else persona.card.display_name
+
+
+def description(persona: Persona) -> str:
+    return _(BASE_WORDS["description"]) if persona.kind == "base" else persona.card.description
+
+
 def label(persona: Persona) -> str:
     """How the picker names a persona: avatar, name, kind, and whether it can be used."""
     shown = _("{avatar} {name} ({kind})").format(
-        avatar=persona.card.avatar, name=persona.card.display_name, kind=_(KINDS[persona.kind])
+        avatar=persona.card.avatar, name=display_name(persona), kind=_(KINDS[persona.kind])
     )
     return shown if persona.available else _("{persona} — unavailable").format(persona=shown)
 
