@@ -143,7 +143,16 @@ class ChatBackend(Protocol):
     name: str  # what the page shows as "model"
     notes: list[str]  # facts the page shows once (e.g. "this is the demo model")
     base_name: str | None  # the loaded base model, for checking adapters; None when a server decides
-    can_logprobs: bool  # its pieces carry log probabilities when options.logprobs asks (read with a False default)
+    can_logprobs: bool  # its pieces carry log probabilities when options.logprobs asks
+    is_server: bool  # an OpenAI-compatible server decides which models and adapters there are (its ids as they are)
+
+    def default_model(self) -> str | None:
+        """The model an answer that names none gets, when a choice among several is offered (None: the first)."""
+        ...
+
+    def figures(self) -> dict[str, int]:
+        """The engine's running counts for /health (decode steps, rows together…); {} when a server does the work."""
+        ...
 
     def stream(
         self,

@@ -19,6 +19,9 @@ from llm.tools import call_text
 class OpenAIBackend:
     """Streams chats from a server through the official `openai` client. Thread-safe (httpx pool)."""
 
+    can_logprobs = False  # not forwarded: the API refuses logprobs for a server's answers
+    is_server = True
+
     def __init__(self, settings: Settings):
         from openai import OpenAI
 
@@ -61,6 +64,12 @@ class OpenAIBackend:
             return [m.id for m in self.client.models.list()]
         except Exception as exc:  # openai's and httpx's errors, turned into a message below
             raise self._explain(exc) from None
+
+    def default_model(self) -> str | None:
+        return self.model  # OPENAI_MODEL, when set
+
+    def figures(self) -> dict[str, int]:
+        return {}  # the server keeps its own
 
     def resolve_model(self, model: str | None) -> str:
         chosen = model or self.model

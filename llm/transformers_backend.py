@@ -27,6 +27,7 @@ class TransformersBackend:
     Concurrent calls are decoded together, one batched forward pass per token (`llm.scheduler`)."""
 
     can_logprobs = True  # pieces carry their tokens' log probabilities when options.logprobs asks
+    is_server = False  # the model is here: one base model and the adapters attached to it
 
     def __init__(
         self,
@@ -82,6 +83,18 @@ class TransformersBackend:
 
     def list_models(self) -> list[str]:
         return [self.name]
+
+    def default_model(self) -> str | None:
+        return None  # the one model here
+
+    def figures(self) -> dict[str, int]:
+        scheduler = self.scheduler
+        return {
+            "decode_steps": scheduler.steps,
+            "most_rows_together": scheduler.max_rows_seen,
+            "prompts_prefilled": scheduler.prefills,
+            "prefill_tokens": scheduler.prefill_tokens,
+        }
 
     def complete(self, prompt: str, options, *, model=None) -> AnswerStream:
         """Raw text continued as it is, decoded in the shared batch like any answer: no chat template and no

@@ -53,6 +53,8 @@ class FakeBackend:
     """Implements llm.interface.ChatBackend from a script."""
 
     base_name = None  # like a server: adapters are not checked against a base model
+    is_server = True
+    can_logprobs = False
 
     def __init__(self, *replies: Reply, name: str = "fake-model", notes: list[str] | None = None):
         self.replies = list(replies)
@@ -110,6 +112,12 @@ class FakeBackend:
 
     def list_models(self) -> list[str]:
         return [self.name]
+
+    def default_model(self) -> str | None:
+        return None
+
+    def figures(self) -> dict[str, int]:
+        return {}
 
     def resolve_model(self, model: str | None) -> str:
         return model or self.name

@@ -103,6 +103,7 @@ def test_unsupported_fields_are_named():
 
 class Local:
     name, base_name = "SmolLM2-135M-Instruct (demo)", "SmolLM2-135M-Instruct (demo)"
+    is_server = False
 
 
 def test_model_ids_are_the_base_and_available_personas():

@@ -45,6 +45,7 @@ def folders(tmp_path, monkeypatch):
 def manage_page(monkeypatch, base_name: str | None = DEMO):
     fake = install(monkeypatch)
     fake.base_name = base_name  # as the in-process engine: adapters are checked against the loaded model
+    fake.is_server = base_name is None
     fake.name = base_name or fake.name
     at = AppTest.from_file("../app.py", default_timeout=60)
     at.switch_page(PAGE).run()

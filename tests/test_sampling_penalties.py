@@ -292,7 +292,7 @@ def test_a_server_backend_is_sent_the_penalties_and_the_bias_as_openai_spells_th
     assert (sent["presence_penalty"], sent["logit_bias"]) == (0.5, {"7": -100.0}) and "frequency_penalty" not in sent
     plain = backend._request("m", messages, GenerationOptions())
     assert plain.keys().isdisjoint({"presence_penalty", "frequency_penalty", "logit_bias"})
-    assert getattr(backend, "can_logprobs", False) is False  # the API refuses logprobs there (not forwarded)
+    assert backend.can_logprobs is False  # the API refuses logprobs there (not forwarded)
 
 
 @pytest.mark.parametrize("kind, backend", [("team", "local"), ("served", "server")])

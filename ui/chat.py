@@ -198,7 +198,7 @@ def model_picker(backend: ChatBackend, prefix: str) -> str | None:
     if len(served) <= 1:
         st.sidebar.caption(_("Model: {name}").format(name=backend.name))
         return None
-    default = getattr(backend, "model", None)
+    default = backend.default_model()
     index = served.index(default) if default in served else 0
     return st.sidebar.selectbox(_("Model"), served, index=index, key=f"{prefix}.model")
 

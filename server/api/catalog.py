@@ -28,7 +28,7 @@ def base_id(backend) -> str:
 def targets(backend, personas, teams=()) -> dict[str, Target]:
     """Every model id a request may name, in listing order. `personas`: the registry's list; `teams`: the
     available teams, each the model id `team:<name>` (its answer is the coordinator's synthesis)."""
-    if getattr(backend, "base_name", None) is None:  # a server: its own models are ids as they are
+    if backend.is_server:  # its own models are ids as they are
         served = backend.list_models()
         found = {name: Target(name, "served", name) for name in served}
         parent = backend.resolve_model(None) if served else None

@@ -108,15 +108,7 @@ async def health(request: Request) -> Response:
         backend = ENGINE.ready()
     except ApiError as exc:
         return JSONResponse({"error": str(exc)}, status_code=503)
-    figures = {"status": "ok"}
-    if scheduler := getattr(backend, "scheduler", None):  # the in-process engine
-        figures.update(
-            decode_steps=scheduler.steps,
-            most_rows_together=scheduler.max_rows_seen,
-            prompts_prefilled=scheduler.prefills,
-            prefill_tokens=scheduler.prefill_tokens,
-        )
-    return JSONResponse(figures)
+    return JSONResponse({"status": "ok", **backend.figures()})
 
 
 async def list_models(request: Request) -> Response:

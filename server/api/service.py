@@ -143,7 +143,7 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
     options = to_options(request)
     shape = answer_shape(request, target.kind)
     options = options.model_copy(update={"json_schema": shape.plan.json_schema})  # checked by `tools.plan`
-    if options.logprobs is not None and (target.kind == "team" or not getattr(ENGINE.backend, "can_logprobs", False)):
+    if options.logprobs is not None and (target.kind == "team" or not ENGINE.backend.can_logprobs):
         raise ApiError(
             400,
             "logprobs are not available for this model (a team, or a model served elsewhere).",
