@@ -162,3 +162,45 @@ def test_an_edit_of_a_message_no_longer_there_hands_the_text_back(monkeypatch):
     assert "no longer in this conversation" in at.warning[0].value
     assert "My careful edit." in [c.value for c in at.code]
     assert history(at) == ["First?", "A."]
+
+
+def test_on_the_search_page_an_answer_is_regenerated_with_a_new_search_and_has_no_continue(player, monkeypatch):
+    from tests.test_search_page import CX, KEY, PAGE
+
+    monkeypatch.setenv("GOOGLE_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_CSE_ID", CX)
+    monkeypatch.setenv("GOOGLE_CSE_ENDPOINT", player + "/")
+    install(monkeypatch, Reply(["It", " is", " 330 m [1]."]), Reply(["About 330 metres [1]."]))
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.switch_page(PAGE).run()
+    at.number_input(key="search.max_new").set_value(2)  # the first answer stops at max new tokens
+    at.chat_input(key="search.input").set_value("How tall is the Eiffel Tower?").run()
+    assert not at.exception, at.exception
+    first = at.session_state["search.messages"][1]
+    assert first["stats"]["finish_reason"] == "length"
+    assert not [b for b in at.button if b.key == f"search.continue.{first['id']}"]  # a search answer is redone
+    at.number_input(key="search.max_new").set_value(64)
+    click(at, f"search.regen.{first['id']}")
+    answers = at.session_state["search.messages"]
+    assert [m["role"] for m in answers] == ["user", "assistant"] and answers[1]["content"] == "About 330 metres [1]."
+    assert answers[1]["sources"] and "2/2" in [c.value for c in at.caption]
+    click(at, f"search.version.{answers[1]['id']}.previous")
+    assert at.session_state["search.messages"][1]["id"] == first["id"]
+
+
+def test_on_the_team_page_a_run_is_run_again_as_a_version(monkeypatch):
+    from tests.test_team_page import PAGE
+
+    install(monkeypatch)  # every step answers "Hello there.": the plan falls back, the experts and synthesis answer
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    at.switch_page(PAGE).run()
+    at.chat_input(key="team.input").set_value("Plan a picnic.").run()
+    assert not at.exception, at.exception
+    first = at.session_state["team.messages"][1]
+    assert first.get("team_run") and not [b for b in at.button if b.key == f"team.continue.{first['id']}"]
+    click(at, f"team.regen.{first['id']}")
+    runs = at.session_state["team.messages"]
+    assert [m["role"] for m in runs] == ["user", "assistant"] and runs[1]["id"] != first["id"]
+    assert runs[1].get("team_run") and "2/2" in [c.value for c in at.caption]
+    click(at, f"team.version.{runs[1]['id']}.previous")
+    assert at.session_state["team.messages"][1]["id"] == first["id"]
