@@ -48,8 +48,8 @@ def provider_setup(problem: str) -> None:
                 "the studio with the line below."
             )
         )
-        st.code(SEARXNG_START, language="bash")
-        st.code(SEARXNG_SETTINGS, language="bash")
+        st.code(SEARXNG_START, language="bash", wrap_lines=True)  # readable on a phone; the copy is exact
+        st.code(SEARXNG_SETTINGS, language="bash", wrap_lines=True)
         st.caption(_("Or set GOOGLE_API_KEY and GOOGLE_CSE_ID, if you have them (README: Search answers)."))
     else:
         st.warning(_("Search cannot run: {reason}").format(reason=problem))
