@@ -5,7 +5,10 @@ internal key (one per loaded version of an adapter) and never change afterwards:
 a new key, and the old one is removed once no answer in flight uses it (`llm.runner`). Which adapter each
 row of a forward pass uses is set on a `Routing` by `ModelRunner`, under its lock, for that one pass. A row
 without an adapter costs nothing; rows with one cost two thin matmuls per layer (`x @ A.T @ B.T * scale`,
-as PEFT computes it), per adapter in the batch.
+as PEFT computes it), per adapter in the batch. On a bfloat16 or float16 base the adapter's weights stay float32
+and the delta is computed in float32 and added before rounding to the base's dtype, as PEFT does
+(`autocast_adapter_dtype`): a thin matmul costs the same either way, and a half-precision delta would round away
+much of a small adapter's effect.
 
 PEFT is still what trains and saves adapters (`personas.finetune`); at inference its per-call hooks cost
 more than the whole forward pass of a small model, and its weights are read here directly instead.
@@ -35,6 +38,7 @@ CONFIG = "adapter_config.json"
 MAX_CONFIG_BYTES = 1 << 20  # PEFT writes about 2 KB; anything this big is not a config
 MAX_RANK = 4096
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors' names; integer or 8-bit tensors are not LoRA weights
+HALF = (torch.float16, torch.bfloat16)
 UNSUPPORTED = {  # adapter_config.json keys whose non-empty value changes the computation
     "use_dora": "DoRA",
     "lora_bias": "LoRA biases",
@@ -233,19 +237,27 @@ class MultiLoraLinear(nn.Module):
         return self.base.weight
 
     def add(self, key: str, a: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-        self.loras[key] = (a.to(self.base.weight), b.to(self.base.weight), scale)
+        weight = self.base.weight
+        dtype = lora_dtype(weight.dtype)
+        self.loras[key] = (a.to(weight.device, dtype), b.to(weight.device, dtype), scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        for key, rows in self.routing.groups:
-            lora = self.loras.get(key)
-            if lora is None:
-                continue
-            a, b, scale = lora
+        groups = [(self.loras[key], rows) for key, rows in self.routing.groups if key in self.loras]
+        if not groups:
+            return y
+        dtype = groups[0][0][0].dtype  # every adapter of a layer has the same dtype (`lora_dtype`)
+        x, summed = x.to(dtype), y.to(dtype)
+        for (a, b, scale), rows in groups:
             delta = F.linear(F.linear(x, a), b) * scale
             # `where`, not a 0/1 multiply: 0 * NaN is NaN, and one adapter's NaN must not reach the other rows.
-            y = y + (delta if rows is None else torch.where(rows, delta, 0.0))
-        return y
+            summed = summed + (delta if rows is None else torch.where(rows, delta, 0.0))
+        return summed.to(y.dtype)
+
+
+def lora_dtype(base: torch.dtype) -> torch.dtype:
+    """The dtype adapter weights are kept and applied in: float32 on a half-precision base (as PEFT does)."""
+    return torch.float32 if base in HALF else base
 
 
 def tensor_target(key: str) -> tuple[str, str] | None:
@@ -261,10 +273,11 @@ def tensor_target(key: str) -> tuple[str, str] | None:
 
 
 def read_adapter(folder: Path, model) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
-    """{module path: (A, B, scale)} for every layer the adapter targets, in the model's dtype and device.
+    """{module path: (A, B, scale)} for every layer the adapter targets, on the model's device, in `lora_dtype`.
 
     Every check runs before any tensor is used: names, targets, ranks against the config, shapes, dtypes and
-    finite values (in the model's dtype: a large float32 weight can become infinite in float16). Raises AdapterError."""
+    finite values (in the model's dtype too: a large float32 weight can become infinite in float16). Raises
+    AdapterError."""
     from safetensors import safe_open
 
     config = read_config(folder)
@@ -305,8 +318,8 @@ def read_adapter(folder: Path, model) -> dict[str, tuple[torch.Tensor, torch.Ten
                         expected=expected,
                         rank=rank,
                     )
-                tensor = f.get_tensor(key).to(weight)
-                if not torch.isfinite(tensor).all():
+                tensor = f.get_tensor(key).to(weight.device, lora_dtype(weight.dtype))
+                if not (torch.isfinite(tensor).all() and torch.isfinite(tensor.to(weight.dtype)).all()):
                     raise AdapterError(
                         N_("lora_{which} of {path} holds NaN or infinite values; retrain the adapter"),
                         which=which,

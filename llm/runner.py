@@ -73,7 +73,11 @@ class ModelRunner:
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab).
+        """input_ids (B, T) against `cache`; returns the last position's logits (B, vocab), in float32.
+
+        A bfloat16 model's logits are rounded to its 8-bit mantissa by its last matmul; everything after it (the
+        finiteness check, penalties, bias, the schema's mask, softmax, log probabilities) runs in float32 (as HF
+        `generate` does), so nothing after the model loses more.
 
         `adapter` is one adapter for every row, or a list with one per row (personas mixed in a batch); each an
         adapter's name (its current version) or a version key from `acquire`."""
@@ -92,7 +96,7 @@ class ModelRunner:
                 )
             finally:
                 self.routing.clear()
-            return out.logits[:, -1, :]
+            return out.logits[:, -1, :].float()
 
     def _key(self, name: str | None) -> str | None:
         if name is None or name in self._versions:
