@@ -194,6 +194,7 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
     examples = learnable(examples, config.max_length, log)
     torch.manual_seed(config.seed)
     model = loaded.model
+    bf16 = model.dtype == torch.bfloat16  # LLM_DTYPE: auto on CUDA, or bfloat16 on CPU
     on_cuda = loaded.device == "cuda"
     if on_cuda:
         model.gradient_checkpointing_enable()
@@ -235,7 +236,8 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
     bar = tqdm(total=total, initial=step, desc="fine-tuning", unit="step", file=sys.stderr)
     with bar:  # closed before any error is printed
         while step < total:
-            losses.append(_step(model, optimizer, scheduler, collate(batches[step], pad_id), loaded.device, step + 1))
+            batch = collate(batches[step], pad_id)
+            losses.append(_step(model, optimizer, scheduler, batch, loaded.device, step + 1, bf16))
             step += 1
             bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=f"{step / steps_per_epoch:.2f}")
             bar.update(1)
@@ -248,12 +250,18 @@ def train(examples, loaded, out_dir: Path, config: TrainConfig, resume: bool = F
     return losses
 
 
-def _step(model, optimizer, scheduler, batch, device: str, step: int) -> float:
-    """One optimizer step on one batch; returns its loss. Stops training when a number stops being finite."""
+def _step(model, optimizer, scheduler, batch, device: str, step: int, bf16: bool = False) -> float:
+    """One optimizer step on one batch; returns its loss. Stops training when a number stops being finite.
+
+    On a bfloat16 base the forward pass runs under bf16 autocast, on CUDA and CPU alike: PEFT keeps the LoRA
+    weights (and so their gradients and Adam's moments) in float32, and autocast runs their matmuls in bf16 beside
+    the base's instead of upcasting every activation; the loss is taken from float32 logits (transformers upcasts
+    them). bf16 has float32's range, so no gradient scaler is needed (float16 would need one: it is not used)."""
     import torch
 
     input_ids, labels, mask = (t.to(device) for t in batch)
-    loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
     if not math.isfinite(loss.item()):
         raise TrainingError(
             f"The loss became {loss.item()} at step {step}: training stopped, no adapter was "
