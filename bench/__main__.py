@@ -246,6 +246,12 @@ def main() -> None:
     parser.add_argument(
         "--tiny", action="store_true", help="with --gpu-shape: the same run on CPU, a 2-layer model of that shape"
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        default=None,
+        help="the demo model's dtype, for ours and the baseline alike (default: LLM_DTYPE, else auto)",
+    )
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument(
@@ -268,7 +274,7 @@ def main() -> None:
     if args.tiny and not args.gpu_shape:
         parser.error("--tiny goes with --gpu-shape")
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
-    settings = Settings(llm_model="demo")
+    settings = Settings(llm_model="demo", **({"llm_dtype": args.dtype} if args.dtype else {}))
     demo = load_model(settings)
     gpu = GpuShapeRun.start(demo, SHAPES["tiny" if args.tiny else "8b"]) if args.gpu_shape else None
     lm = gpu.lm if gpu else dataclasses.replace(demo, stop_ids=frozenset())  # no stop ids: exactly N tokens
@@ -281,7 +287,8 @@ def main() -> None:
     if not args.gpu_shape:
         backend.attach_adapter("captain-quill", adapter)
     device = torch.cuda.get_device_name() if lm.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"model: {lm.name} · device: {device} · torch {torch.__version__}\n")
+    dtype = next(lm.model.parameters()).dtype
+    print(f"model: {lm.name} · device: {device} · {dtype} · torch {torch.__version__}\n")
 
     if 1 in args.only:
         report_conversation(lm, backend, args.turns, args.new_tokens)

@@ -1,7 +1,7 @@
 """How often the demo persona's trait ("Fair winds") shows in answers to held-out prompts,
 with its LoRA adapter and without it (same system prompt, greedy decoding, the demo model).
 
-    .venv/bin/python scripts/measure_persona.py [--persona captain-quill] [--trait "fair winds"]
+    .venv/bin/python scripts/measure_persona.py [--persona captain-quill] [--trait "fair winds"] [--dtype bfloat16]
 """
 
 import argparse
@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--persona", default="captain-quill")
     parser.add_argument("--trait", default="fair winds")
     parser.add_argument("--prompts", type=Path, default=ROOT / "datasets" / "captain_quill_heldout.json")
+    parser.add_argument(
+        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help="default: LLM_DTYPE, else auto"
+    )
     args = parser.parse_args()
-    settings = Settings(llm_model="demo")
+    settings = Settings(llm_model="demo", **({"llm_dtype": args.dtype} if args.dtype else {}))
     backend = TransformersBackend(load_model(settings))
     persona = PersonaRegistry(backend, settings.adapters_dir, settings.personas_file).get(args.persona)
     if persona.name != args.persona or not persona.available:
@@ -41,7 +44,8 @@ def main() -> None:
             found = args.trait in text.lower()
             hits[label] += found
             print(f"[{label:15}] {'+' if found else '-'} {prompt!r} -> {text[:90]!r}")
-    print(f"\nTrait {args.trait!r} on {len(prompts)} held-out prompts (greedy, {backend.name}):")
+    dtype = next(backend.loaded.model.parameters()).dtype
+    print(f"\nTrait {args.trait!r} on {len(prompts)} held-out prompts (greedy, {backend.name}, {dtype}):")
     for label, n in hits.items():
         print(f"  {label:15}: {n}/{len(prompts)} = {100 * n / len(prompts):.0f}%")
 
