@@ -26,7 +26,7 @@ from team.consult import consult
 from team.coordinate import follow_up, plan
 from team.record import MIN_EXPERT_TOKENS, Event, Limits, Step, TeamError, TeamRun, Turn, new_run
 from team.synthesis import synthesise
-from team.teams import Team, load_teams
+from team.teams import Team, shared_teams
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -129,7 +129,7 @@ def _teams(registry, teams_file: Path | None) -> list[Team]:
         from core.settings import get_settings
 
         teams_file = get_settings().teams_file
-    teams, problem = load_teams(teams_file, registry.personas())
+    teams, problem = shared_teams(teams_file, registry.personas())
     if problem:
         raise TeamError(problem)
     return teams

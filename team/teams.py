@@ -3,11 +3,16 @@
 A team names its coordinator and experts by persona name. A team that names a missing or unavailable
 persona, or whose entry cannot be read at all, is listed as unavailable with the reason; the others keep
 working. Nothing in the file makes `load_teams` raise: a file that cannot be used is its returned problem.
+
+`shared_teams` is what the pages and the API ask: the teams, read again only when the file changes (its size
+or time) or the personas they are resolved against do (a persona refresh makes new ones), as the persona
+registry rescans only on a refresh. Teams are frozen, so every session and request may share them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +74,34 @@ class Team:
 
     def expert(self, name: str) -> Persona | None:
         return next((p for p in self.experts if p.name == name), None)
+
+
+# (file, its version, the personas' ids) -> (teams, problem, the personas): holding the personas keeps their
+# ids from being reused while the entry is kept.
+_SHARED: dict[tuple, tuple[list[Team], str | None, list[Persona]]] = {}
+_SHARED_LOCK = threading.Lock()
+SHARED_KEEP = 8  # (teams file, personas) pairs kept: one per registry in use, in practice
+
+
+def shared_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:
+    """`load_teams`, read once per version of the file and of the personas (see the module docstring)."""
+    path = path.expanduser()
+    try:
+        found = path.stat()
+        version = (found.st_mtime_ns, found.st_size, found.st_ino)
+    except OSError:
+        version = None  # missing or unreadable: `load_teams` says which, and a file that appears is read
+    key = (str(path), version, tuple(map(id, personas)))
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            teams, problem, _kept = _SHARED[key]
+            return list(teams), problem
+    teams, problem = load_teams(path, personas)
+    with _SHARED_LOCK:
+        while len(_SHARED) >= SHARED_KEEP:
+            _SHARED.pop(next(iter(_SHARED)))  # the oldest
+        _SHARED[key] = (list(teams), problem, list(personas))
+    return teams, problem
 
 
 def load_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:

@@ -421,3 +421,33 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     early = answer()
     early.close()  # closed before anything read it: nothing runs
     assert list(early.stops) == [] and backend.opened == ["plan"]
+
+
+def test_shared_teams_read_the_file_once_per_version_of_it_and_of_the_personas(tmp_path, monkeypatch):
+    import os
+
+    from team import teams as teams_module
+
+    path = tmp_path / "teams.json"
+    path.write_text((ROOT / "teams.json").read_text(encoding="utf-8"), encoding="utf-8")
+    reads = []
+    real = teams_module.read_json
+    monkeypatch.setattr(teams_module, "read_json", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    people = personas()
+    first = teams_module.shared_teams(path, people)
+    for _ in range(5):  # every request of a page or the API asks again
+        assert teams_module.shared_teams(path, list(people)) == first
+    assert len(reads) == 1 and first[0] and first[1] is None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["second"] = dict(next(iter(data.values())), display_name="Second board")
+    path.write_text(json.dumps(data), encoding="utf-8")
+    os.utime(path, ns=(1, 1))  # a new version, whatever the clock's resolution
+    changed = teams_module.shared_teams(path, people)
+    assert len(reads) == 2 and [t.name for t in changed[0]][-1] == "second"
+    teams_module.shared_teams(path, personas())  # a persona refresh: new persona objects, resolved again
+    assert len(reads) == 3
+    path.unlink()
+    assert (
+        teams_module.shared_teams(path, people)[0] == []
+        and "was not found" in teams_module.shared_teams(path, people)[1]
+    )

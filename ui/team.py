@@ -20,7 +20,7 @@ from core.store import new_message_id
 from llm.options import GenerationOptions
 from team import report
 from team.run import Event, Limits, TeamRun, new_run, run_team
-from team.teams import Team, load_teams
+from team.teams import Team, shared_teams
 from ui import conversations
 from ui.chat import UI_UPDATE_S, field_range, sampling_widgets
 from ui.i18n import N_, _, shown
@@ -47,7 +47,7 @@ LIMIT_HELP = {
 
 def pick_team(backend) -> Team | None:
     """Sidebar picker among the teams that can run; the others are listed with the reason."""
-    teams, problem = load_teams(get_settings().teams_file, get_registry(backend).personas())
+    teams, problem = shared_teams(get_settings().teams_file, get_registry(backend).personas())
     usable = {t.name: t for t in teams if t.available}
     with st.sidebar:
         if problem:
