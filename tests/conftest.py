@@ -37,7 +37,7 @@ def demo_model():
     from core.settings import Settings
     from llm.loading import load_model
 
-    return load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
+    return load_model(Settings(llm_model="demo", llm_dtype="float32", model_cache_dir=MODELS_DIR))
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +55,29 @@ def quill_backend():
     from llm.loading import load_model
     from llm.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR)), 64, 4, 8)
+    settings = Settings(llm_model="demo", llm_dtype="float32", model_cache_dir=MODELS_DIR)
+    backend = TransformersBackend(load_model(settings), 64, 4, 8)
     backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
     return backend
+
+
+@pytest.fixture(scope="session")
+def bf16_quill_backend():
+    """`quill_backend`'s twin with the demo model in bfloat16: its own copy, the shipped adapter, the same limits."""
+    from core.settings import Settings
+    from llm.loading import load_model
+    from llm.transformers_backend import TransformersBackend
+
+    settings = Settings(llm_model="demo", llm_dtype="bfloat16", model_cache_dir=MODELS_DIR)
+    backend = TransformersBackend(load_model(settings), 64, 4, 8)
+    backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
+    return backend
+
+
+@pytest.fixture(params=["float32", "bfloat16"])
+def any_quill(request):
+    """`quill_backend` (float32) or `bf16_quill_backend`: a test using it runs once in each dtype."""
+    return request.getfixturevalue("quill_backend" if request.param == "float32" else "bf16_quill_backend")
 
 
 def free_port() -> int:
@@ -94,7 +114,7 @@ def browser():
 
 # Fixtures that load the real demo model. A fixture built on one of them is caught too: pytest's closure of a
 # test's fixtures names every fixture it needs, however deep.
-MODEL_FIXTURES = frozenset({"demo_model", "backend", "quill_backend"})
+MODEL_FIXTURES = frozenset({"demo_model", "backend", "quill_backend", "bf16_quill_backend", "any_quill"})
 # Names whose use loads the model: in this process, or in a `streamlit run` server (it loads the model as it
 # starts). Looked for in the test, in each of its fixtures and in the helpers from tests/ that they call.
 MODEL_LOADERS = frozenset({"load_model", "load_from_folder", "TransformersBackend", "start_streamlit"})

@@ -1,6 +1,14 @@
 """Sessions answering at the same moment share one batched forward pass per token, on the real demo
 model: their tokens must equal the plain path's (one request alone on a fresh scheduler, `tests.reference`)
-token for token."""
+token for token.
+
+The first two tests also run with the model in bfloat16 (`any_quill`). There a batched row may part from the
+row alone: this CPU's bf16 matrix products round differently with 2 rows than with 1 (first seen in layer 3's
+down_proj, K=1536, one bf16 step), and the difference grows through the layers and the KV cache to up to 0.82 in
+the logits after one step (`tests/test_bf16.py` checks that bound). Measured first differing tokens: 11 of 12 (a
+Captain Quill row) in one run of four; 5 (a base row beside a JSON-schema row) in another test. So in bf16 the
+first token (from the row's own prefill, never batched) must be equal, and the rest is compared up to the first
+difference only."""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from llm.options import GenerationOptions
 from llm.prompts import conversation
 from llm.scheduler import BatchScheduler
 from tests.concurrency import at_once
-from tests.reference import GREEDY, alone, plain, prompt_ids
+from tests.reference import GREEDY, alone, first_difference, plain, prompt_ids
 
 pytestmark = pytest.mark.model
 QUESTIONS = [
@@ -40,25 +48,41 @@ def scheduler(quill_backend):
     return quill_backend.scheduler
 
 
-def test_four_sessions_with_mixed_personas_are_batched_and_match_the_plain_path(quill_backend, scheduler):
-    requests = [(prompt_ids(quill_backend, q), p) for q, p in zip(QUESTIONS, PERSONAS)]
-    expected = [plain(quill_backend, ids, adapter) for ids, adapter in requests]
+def assert_same_answers(backend, requests, got: list[list[int]], expected: list[list[int]]) -> None:
+    """Equal in float32; in bfloat16 the same first token, and equal up to their first difference (docstring)."""
+    if backend.runner.base.dtype != torch.bfloat16:
+        assert got == expected
+        return
+    for ours, alone_ in zip(got, expected):
+        assert ours[:1] == alone_[:1] and first_difference(ours, alone_) != 0, (ours, alone_)
+
+
+def test_four_sessions_with_mixed_personas_are_batched_and_match_the_plain_path(any_quill):
+    scheduler = any_quill.scheduler
+    scheduler.max_rows_seen = 0
+    requests = [(prompt_ids(any_quill, q), p) for q, p in zip(QUESTIONS, PERSONAS)]
+    expected = [plain(any_quill, ids, adapter) for ids, adapter in requests]
     steps_before = scheduler.steps
-    got = together(quill_backend, requests)
-    assert got == expected
+    got = together(any_quill, requests)
+    assert_same_answers(any_quill, requests, got, expected)
     assert scheduler.max_rows_seen >= 3  # they really shared steps (prompts of different lengths, two personas)
     produced = sum(len(tokens) for tokens in got)
     assert scheduler.steps - steps_before < produced * 0.6  # far fewer forward passes than tokens
-    assert expected[1] != plain(quill_backend, requests[1][0], None)  # the persona changes the answer
+    assert expected[1] != plain(any_quill, requests[1][0], None)  # the persona changes the answer
 
 
-def test_seeded_sampling_in_a_batch_repeats_the_plain_path(quill_backend, scheduler):
+def test_seeded_sampling_in_a_batch_repeats_the_plain_path(any_quill):
+    any_quill.scheduler.max_rows_seen = 0
     sampled = GenerationOptions(
         temperature=0.9, top_p=0.95, top_k=50, repetition_penalty=1.15, seed=11, max_new_tokens=24
     )
-    requests = [(prompt_ids(quill_backend, q), p) for q, p in zip(QUESTIONS[:3], PERSONAS[:3])]
-    expected = [plain(quill_backend, ids, adapter, sampled) for ids, adapter in requests]
-    assert together(quill_backend, requests, sampled) == expected
+    requests = [(prompt_ids(any_quill, q), p) for q, p in zip(QUESTIONS[:3], PERSONAS[:3])]
+    expected = [plain(any_quill, ids, adapter, sampled) for ids, adapter in requests]
+    got = together(any_quill, requests, sampled)
+    if any_quill.runner.base.dtype != torch.bfloat16:
+        assert got == expected
+    else:  # the same seed draws the same numbers; a row parts only where rounding moved a boundary
+        assert all(ours[:1] == alone_[:1] for ours, alone_ in zip(got, expected))
 
 
 def test_a_late_arrival_joins_a_running_batch_without_waiting_for_it(quill_backend, scheduler):

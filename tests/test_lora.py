@@ -1,4 +1,8 @@
-"""Our per-row LoRA against PEFT's, on the real demo model and the shipped adapter."""
+"""Our per-row LoRA against PEFT's, on the real demo model and the shipped adapter, in float32 and in bfloat16.
+
+In bfloat16 both keep the adapter in float32 and round base + delta once into bf16, so the logits are PEFT's up to
+the order of the thin matmuls (`BF16_LOGITS`); the greedy answers are compared up to their first difference, which
+must be a near-tie (measured: none within 32 tokens)."""
 
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ from llm.options import GenerationOptions
 from llm.prompts import conversation, encode
 from personas.registry import PersonaRegistry
 from tests.conftest import ROOT
-from tests.reference import alone
+from tests.reference import alone, tie_gap
 from tests.test_personas import fresh_model
 
 pytestmark = pytest.mark.model
 SHIPPED = ROOT / "adapters" / "captain-quill"
+BF16_LOGITS = 0.25  # max |ours - PEFT's| in bf16 (2 bf16 steps at the logits' size); float32: 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +59,43 @@ def test_same_logits_and_greedy_tokens_as_peft(quill_backend, peft_model):
         adapter="captain-quill",
     )
     assert ours_tokens == expected
+
+
+@pytest.fixture(scope="module")
+def bf16_peft_model():
+    from peft import PeftModel
+
+    from core.settings import Settings
+    from llm.loading import load_model
+    from tests.conftest import MODELS_DIR
+
+    model = load_model(Settings(llm_model="demo", llm_dtype="bfloat16", model_cache_dir=MODELS_DIR)).model
+    return PeftModel.from_pretrained(model, str(SHIPPED), is_trainable=False).eval()
+
+
+def test_in_bf16_same_logits_and_greedy_tokens_as_peft(bf16_quill_backend, bf16_peft_model):
+    backend, tokenizer = bf16_quill_backend, bf16_quill_backend.loaded.tokenizer
+    peft_lora = next(p for name, p in bf16_peft_model.named_parameters() if "lora_A" in name)
+    assert backend.runner.base.dtype == torch.bfloat16 and peft_lora.dtype == torch.float32  # both keep it float32
+    ids = encode(tokenizer, conversation("", [{"role": "user", "content": "Tell me about the harbour at night."}]))
+    with torch.inference_mode():
+        theirs = bf16_peft_model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+    ours = backend.runner.forward(torch.tensor([ids]), None, "captain-quill")[0]
+    base = backend.runner.forward(torch.tensor([ids]), None, None)[0]
+    assert (ours - theirs).abs().max() < BF16_LOGITS < (base - theirs).abs().max()
+    with torch.inference_mode():
+        out = bf16_peft_model.generate(
+            input_ids=torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=tokenizer.eos_token_id,
+        )
+    expected = out[0, len(ids) :].tolist()
+    options = GenerationOptions(temperature=0, max_new_tokens=32, repetition_penalty=1.0)
+    got = alone(backend.runner, ids, frozenset(), options, adapter="captain-quill")
+    assert tie_gap(backend, ids, expected, got, "captain-quill") < 0.5, (expected, got)
 
 
 def adapter_with(tmp_path, name: str, **config_changes):
