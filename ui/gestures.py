@@ -37,26 +37,12 @@ def bar(session: ChatSession, history: list[dict], at: int, kids: dict, allowed:
         if message["role"] == "user" and "edit" in allowed:
             _edit(session, message)
         if message["role"] == "assistant" and "regenerate" in allowed and at and history[at - 1]["role"] == "user":
-            st.button(
-                "",
-                icon=":material/refresh:",
-                help=_("Regenerate this answer (the current one is kept as a version)"),
-                key=session.key(f"regen.{mid}"),
-                type="tertiary",
-                on_click=session.ask,
-                args=("regenerate", mid),
-            )
+            help_ = _("Regenerate this answer (the current one is kept as a version)")
+            _ask(session, "regenerate", "regen", mid, "", ":material/refresh:", help_)
         last = at == len(history) - 1
         if "continue" in allowed and message["role"] == "assistant" and last and can_continue(message):
-            st.button(
-                _("Continue"),
-                icon=":material/fast_forward:",
-                help=_("Go on writing this answer from where it stopped"),
-                key=session.key(f"continue.{mid}"),
-                type="tertiary",
-                on_click=session.ask,
-                args=("continue", mid),
-            )
+            help_ = _("Go on writing this answer from where it stopped")
+            _ask(session, "continue", "continue", mid, _("Continue"), ":material/fast_forward:", help_)
         if message["role"] == "assistant" and "feedback" in allowed:
             key = session.key(f"feedback.{mid}")
             if key not in st.session_state and message.get("feedback") in THUMBS:
@@ -64,6 +50,12 @@ def bar(session: ChatSession, history: list[dict], at: int, kids: dict, allowed:
             st.feedback("thumbs", key=key, on_change=session.rate, args=(mid, key))
         if "versions" in allowed:
             _versions(session, history, at, kids)
+
+
+def _ask(session: ChatSession, kind: str, name: str, mid: str, label: str, icon: str, help_: str) -> None:
+    """A button asking the session to redo the message `mid` (`kind`) in the run its click starts."""
+    key = session.key(f"{name}.{mid}")
+    st.button(label, icon=icon, help=help_, key=key, type="tertiary", on_click=session.ask, args=(kind, mid))
 
 
 def _edit(session: ChatSession, message: dict) -> None:
