@@ -92,15 +92,17 @@ class GroupPlanner:
         return True
 
     def join(self, groups: list[Group], row: Row, cache: DynamicCache) -> None:
-        """Put a row in the group it pads least within the bound; else in a new group (up to MAX_GROUPS); else in
-        the group it pads least if the KV budget holds that padding; else in a group of its own."""
+        """Put a row in the group it grows least (in bytes held) within the padding bound; else in a new group (up
+        to MAX_GROUPS); else in the group it grows least if the KV budget holds that; else in a group of its own.
+        Bytes, not padded positions: a long row joining narrow rows widens all of them, one short row in a wide
+        group pads only itself."""
         length, budget = cache.get_seq_length(), self.caches
         options = []
         for group in groups:
             pads = group.cache.pads_after(length)
             within = padding_ok(pads, max(group.cache.width, length))
             need = self.worst_bytes(pads, [other.request.final for other in group.rows] + [row.request.final])
-            options.append((not within, sum(pads), need, group))
+            options.append((not within, need - group.held, need, group))
         options.sort(key=lambda option: option[:2])
         if len(groups) < MAX_GROUPS:
             options = [option for option in options if not option[0]]
