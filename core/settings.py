@@ -32,7 +32,7 @@ class SettingsError(StudioError, ValueError):
 
 @dataclass(frozen=True)
 class Shapes:
-    """Which process-wide objects (`core.runtime`, the search page) are built from a setting, so a change to
+    """Which process-wide objects (`runtime`, the search page) are built from a setting, so a change to
     it must build them anew: `shared_key` puts the setting into their cache keys. Every field says so, even
     when nothing shared is built from it (`PER_USE`: read where it is used, each time), and a test holds
     that, so a new setting cannot silently be left out of a key and serve a stale object."""
@@ -40,8 +40,8 @@ class Shapes:
     parts: tuple[str, ...] = ()
 
 
-ENGINE = Shapes(("engine",))  # the in-process model and its scheduler (core.runtime, transformers)
-SERVER = Shapes(("server",))  # the client of an OpenAI-compatible server (core.runtime, openai)
+ENGINE = Shapes(("engine",))  # the in-process model and its scheduler (runtime, transformers)
+SERVER = Shapes(("server",))  # the client of an OpenAI-compatible server (runtime, openai)
 PERSONAS = Shapes(("personas",))  # the persona registry and the adapters it attaches
 SEARCH = Shapes(("search",))  # the web search provider and its cache
 RERANKER = Shapes(("reranker",))  # the sentence-transformers model for reranking and embeddings

@@ -4,7 +4,7 @@
 pieces (each a `Piece` carrying its tokens' log probabilities when `options.logprobs` asks and the backend
 `can_logprobs`); its `stats` say how the answer went (tokens, times, why it ended). Closing the stream (or stopping
 iterating and dropping it) stops the computation. The in-process engine is `llm.transformers_backend`, a
-server is `llm.openai_backend`; both are chosen and loaded once per process by `core.runtime`.
+server is `llm.openai_backend`; both are chosen and loaded once per process by `runtime`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Finding, fetching and loading the model. The only module that constructs a model.
 
-`load_model` is plain Python (tests call it directly); `core.runtime.get_model` wraps it in the
-one `st.cache_resource` every page shares.
+`load_model` is plain Python (tests call it directly); `runtime.get_backend` (the app's composition root)
+builds the one backend every page and the API share from it.
 """
 
 from __future__ import annotations

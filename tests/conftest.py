@@ -199,11 +199,11 @@ def pytest_configure(config):
 
     if not hasattr(llm.loading.load_from_folder, "__wrapped__"):
         llm.loading.load_from_folder = _watched(llm.loading.load_from_folder, "it loads the model")
-    import core.runtime  # after the line above: it takes its own name for load_from_folder
+    import runtime  # after the line above: it takes its own name for load_from_folder
 
-    core.runtime.load_from_folder = llm.loading.load_from_folder
-    if not hasattr(core.runtime.BACKENDS["transformers"], "__wrapped__"):  # the shared one, loaded or not yet
-        core.runtime.BACKENDS["transformers"] = _watched(core.runtime.BACKENDS["transformers"], "it uses the model")
+    runtime.load_from_folder = llm.loading.load_from_folder
+    if not hasattr(runtime.BACKENDS["transformers"], "__wrapped__"):  # the shared one, loaded or not yet
+        runtime.BACKENDS["transformers"] = _watched(runtime.BACKENDS["transformers"], "it uses the model")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,7 +3,7 @@
     fake = install(monkeypatch, Reply(["Hel", "lo."]), Reply(["Par"], error=BackendError("lost")))
 
 Each `stream` call takes the next scripted `Reply` (then `FakeBackend.default`); every call is recorded. The
-pages get the fake through `core.runtime.get_backend`, as they get the real one. Each page also has one
+pages get the fake through `runtime.get_backend`, as they get the real one. Each page also has one
 AppTest through the real demo model; these are for what the page does with what comes back.
 """
 
@@ -133,5 +133,5 @@ class FakeBackend:
 def install(monkeypatch, *replies: Reply, **kwargs) -> FakeBackend:
     """A fake backend the pages get instead of the real one (for the rest of the test)."""
     fake = FakeBackend(*replies, **kwargs)
-    monkeypatch.setattr("core.runtime.get_backend", lambda progress=None, settings=None: fake)
+    monkeypatch.setattr("runtime.get_backend", lambda progress=None, settings=None: fake)
     return fake

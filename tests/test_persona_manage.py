@@ -93,7 +93,7 @@ def test_the_tutorials_adapter_folder_gets_a_form_and_becomes_a_persona(folders,
     assert fake.adapters["huanhuan"] == adapters / "huanhuan"
     assert not [w for w in at.text_input if str(w.key).startswith(prefix)]  # the form is gone
 
-    from core.runtime import get_registry
+    from runtime import get_registry
     from server.api.catalog import targets
 
     models = targets(fake, get_registry(fake).personas())  # what /v1/models lists

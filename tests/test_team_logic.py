@@ -380,7 +380,7 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     team = _standards_team()
     backend = EndlessSteps(team.coordinator.card.system_prompt, "plan")
     monkeypatch.setattr(service.ENGINE, "backend", backend)
-    monkeypatch.setattr("core.runtime.get_registry", lambda backend: None)
+    monkeypatch.setattr("runtime.get_registry", lambda backend: None)
     monkeypatch.setattr("team.run.find_team", lambda registry, name: team)
     request = ChatRequest.model_validate(
         {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from pydantic import BaseModel, ValidationError
 
-from core import runtime
+import runtime
 from core.errors import StudioError, validation_message
 from core.settings import get_settings
 from core.store import new_message_id
@@ -96,7 +96,7 @@ def backend_or_stop() -> ChatBackend:
 
 
 def loading_words(message: str) -> str:
-    """A stage of the model's load (a `Text` from llm/loading.py or core/runtime.py), as the page says it."""
+    """A stage of the model's load (a `Text` from llm/loading.py or runtime.py), as the page says it."""
     return shown(message) if message else _("Starting the model…")
 
 

@@ -16,7 +16,7 @@ KINDS = {"base": N_("base model"), "prompt": N_("prompt"), "lora": N_("LoRA")}
 
 def registry(backend: ChatBackend) -> PersonaRegistry:
     """The one registry per backend and folders, shared by all sessions and the API (adapters load once)."""
-    from core.runtime import get_registry
+    from runtime import get_registry
 
     return get_registry(backend)
 

@@ -57,7 +57,7 @@ def provider_setup(problem: str) -> None:
 
 def reranker(model_name: str) -> Reranker:
     """The process-wide model, shared with the API's embeddings."""
-    from core.runtime import get_reranker
+    from runtime import get_reranker
 
     return get_reranker(model_name)
 

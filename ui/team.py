@@ -14,10 +14,10 @@ import streamlit as st
 from pydantic import ValidationError
 
 from core.errors import StudioError, validation_message
-from core.runtime import get_registry
 from core.settings import get_settings
 from core.store import new_message_id
 from llm.options import GenerationOptions
+from runtime import get_registry
 from team import report
 from team.run import Event, Limits, TeamRun, new_run, run_team
 from team.teams import Team, shared_teams

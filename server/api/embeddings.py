@@ -59,7 +59,7 @@ async def embeddings(request: Request) -> Response:
 
 def encoder():
     """The shared embedding model (loaded on first use; blocking), or 503 saying why it cannot load."""
-    from core.runtime import get_reranker
+    from runtime import get_reranker
 
     try:
         return get_reranker(get_settings().rerank_model)

@@ -35,9 +35,9 @@ from server.api.streaming import _END, _next, close_quietly, collect, complete, 
 
 
 def api_store() -> ApiStore:
-    from core.runtime import shared
     from core.settings import get_settings
     from core.store import Store
+    from runtime import shared
 
     settings = get_settings()
     store = shared(("store", str(settings.database_path)), lambda: Store(settings.database_path))

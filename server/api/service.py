@@ -38,7 +38,7 @@ class Engine:
                 self._thread.start()
 
     def _load(self) -> None:
-        from core.runtime import get_backend, get_registry
+        from runtime import get_backend, get_registry
 
         try:
             backend = get_backend()
@@ -67,7 +67,7 @@ class Engine:
 
 def served_targets(backend) -> dict[str, Target]:
     """Every model id the API serves on `backend` (GET /v1/models; the API page lists them too)."""
-    from core.runtime import get_registry
+    from runtime import get_registry
 
     registry = get_registry(backend)
     return targets(backend, registry.personas(), _teams(registry))
@@ -219,7 +219,7 @@ class TeamAnswer:
         request: ChatRequest,
         stats: GenerationStats,
     ):
-        from core.runtime import get_registry
+        from runtime import get_registry
         from team.run import Limits, find_team, new_run, run_team
 
         registry = get_registry(ENGINE.backend)

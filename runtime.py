@@ -1,7 +1,9 @@
-"""The process-wide backend, persona registry and reranker, built once and shared by every page, session and the
-API. Each is keyed by `shared_key` of the settings it is built from (marked at each setting in `core.settings`), so
-changing one of those builds it anew, and changing any other setting does not. They are held here, not in a
-Streamlit cache, so that nothing a browser sends can empty them and load a second copy of the model."""
+"""The composition root: the process-wide backend, persona registry and reranker, built once from the settings
+and shared by every page, session and the API. It sits above everything it composes (core/, llm/, personas/,
+rag/), so core/ stays a floor. Each is keyed by the settings it is built from (marked at each setting in
+`core.settings`), so changing one of those builds it anew, and changing any other setting does not. They are held
+here, not in a Streamlit cache, so that nothing a browser sends can empty them and load a second copy of the
+model."""
 
 from __future__ import annotations
 
