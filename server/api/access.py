@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from core.settings import get_settings
-from server.api.service import ApiError
+from server.api.errors import ApiError
 from server.host_guard import LOCAL_NAMES, host_name
 
 

@@ -14,8 +14,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from core.settings import get_settings
 from core.text import surrogate_at
+from server.api.errors import ApiError
 from server.api.schemas import FIELD_NAMES, MAX_BODY_BYTES
-from server.api.service import ApiError
 
 Body = TypeVar("Body", bound=BaseModel)
 # A whole body must arrive within this (or REQUEST_TIMEOUT_S when lower): a client sending one byte at a time

@@ -9,7 +9,6 @@ naming `model`. On `LLM_BACKEND=openai` the text goes to the server's own /v1/co
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,14 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from core.errors import StudioError
-from llm.interface import PromptTooLongError
 from server.api.body import read_json
-from server.api.errors import ApiError
+from server.api.errors import ApiError, failure, refusal
 from server.api.schemas import CompletionRequest
-from server.api.service import ENGINE, ChatRun, StopStrings, _refusal, find_target, refuse_unsupported, to_options
+from server.api.service import ENGINE, ChatRun, StopStrings, find_target, refuse_unsupported, to_options
 from server.api.streaming import _END, _next, close_quietly, collect, in_thread
-
-log = logging.getLogger(__name__)
 
 
 async def completions(request: Request) -> Response:
@@ -70,10 +66,8 @@ def start_completion(body: CompletionRequest) -> ChatRun:
     options = to_options(body.sampling())
     try:
         pieces = ENGINE.backend.complete(body.prompt, options, model=target.backend_model)
-    except PromptTooLongError as exc:
-        raise ApiError(400, str(exc), param="prompt", code="context_length_exceeded") from None
     except StudioError as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc, prompt="prompt") from None
     return ChatRun(pieces, pieces.stats, StopStrings(pieces, body.stop_strings()))
 
 
@@ -103,11 +97,7 @@ async def sse(
         if include_usage:
             yield event(None, usage=usage(run))
     except Exception as exc:  # mid-stream: the status line is sent already, so the error goes in the stream
-        if not isinstance(exc, StudioError):
-            log.exception("API stream failed")
-        message = str(exc) if isinstance(exc, StudioError) else "The answer failed; the server's log says why."
-        error = {"message": message, "type": "server_error", "param": None, "code": "backend_error"}
-        yield f"data: {json.dumps({'error': error})}\n\n"
+        yield f"data: {json.dumps({'error': failure(exc)})}\n\n"
     finally:
         await close_quietly(run)
     yield "data: [DONE]\n\n"

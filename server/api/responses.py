@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from core.api_store import ApiObject, ApiStore, new_api_id
-from core.errors import StudioError
 from core.store import new_message_id
 from llm.prompts import turns
 from server.api.body import first_problem, read_json
-from server.api.errors import ApiError
+from server.api.errors import ApiError, failure_message
 from server.api.items import page, read_items, to_items
 from server.api.response_events import ItemWriter
 from server.api.response_schemas import ResponseRequest
@@ -267,7 +266,7 @@ async def events(turn: Turn) -> AsyncIterator[str]:
         )
         yield event(final, response=turn.shape())
     except Exception as exc:  # the status line is sent: the error goes in the stream
-        message = str(exc) if isinstance(exc, StudioError) else "The response failed; the server's log says why."
+        message = failure_message(exc, "response")
         turn.status = "failed"
         yield event("error", code="server_error", message=message, param=None)
     finally:

@@ -25,17 +25,12 @@ from server.api import assistants, completions, conversations, responses, runs
 from server.api.access import check_access
 from server.api.body import read_json
 from server.api.embeddings import embedding_id, embeddings
+from server.api.errors import ApiError, error_response, failure, refusal
 from server.api.schemas import ChatRequest
-from server.api.service import ENGINE, ApiError, ChatRun, start_chat
+from server.api.service import ENGINE, ChatRun, start_chat
 from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
 log = logging.getLogger(__name__)
-
-
-def error_response(exc: ApiError) -> JSONResponse:
-    """The one mapping from a refusal to HTTP: OpenAI's error shape, never a stack trace."""
-    body = {"error": {"message": str(exc), "type": exc.kind, "param": exc.param, "code": exc.code}}
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -162,10 +157,8 @@ async def chat_completions(request: Request) -> Response:
     chat = await read_json(request, ChatRequest)
     try:
         runs = await in_thread(start_chat, chat)
-    except ApiError:
-        raise
     except StudioError as exc:
-        raise ApiError(502, str(exc), code="backend_error", kind="server_error") from None
+        raise refusal(exc) from None
     answer_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
@@ -247,11 +240,7 @@ async def sse(runs: list[ChatRun], answer_id: str, created: int, model: str, inc
         if include_usage:
             yield event(0, None, usage=usage(runs))
     except Exception as exc:  # mid-stream: the status line is sent already, so the error goes in the stream
-        if not isinstance(exc, StudioError):
-            log.exception("API stream failed")
-        message = str(exc) if isinstance(exc, StudioError) else "The answer failed; the server's log says why."
-        error = {"message": message, "type": "server_error", "param": None, "code": "backend_error"}
-        yield f"data: {json.dumps({'error': error})}\n\n"
+        yield f"data: {json.dumps({'error': failure(exc)})}\n\n"
     finally:
         for run in runs:
             await close_quietly(run)

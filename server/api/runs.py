@@ -29,7 +29,7 @@ from core.store import new_message_id
 from server.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs
 from server.api.assistants import check_tools, found_assistant, found_thread, message_shape, thread_messages
 from server.api.body import first_problem, read_json
-from server.api.errors import ApiError
+from server.api.errors import ApiError, failure_message
 from server.api.items import page
 from server.api.response_schemas import ResponseRequest
 from server.api.responses import Turn, api_store, finish, finish_quietly, list_query, start
@@ -184,9 +184,7 @@ def settle(run: Run) -> None:
 
 
 def fail(run: Run, exc: BaseException) -> None:
-    if not isinstance(exc, StudioError):
-        log.error("A run failed", exc_info=exc)
-    message = str(exc) if isinstance(exc, StudioError) else "The run failed; the server's log says why."
+    message = failure_message(exc, "run")
     run.set("failed", last_error={"code": "server_error", "message": message})
     with _live:
         LIVE.pop(run.shape["id"], None)

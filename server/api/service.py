@@ -13,7 +13,7 @@ from llm.interface import GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
 from server.api.catalog import Target, targets
-from server.api.errors import ApiError
+from server.api.errors import ApiError, refusal
 from server.api.logprobs import Logprobs
 from server.api.messages import to_messages
 from server.api.schemas import DEFAULT_MAX_TOKENS, ChatRequest
@@ -160,7 +160,7 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
             choices = [options.model_copy(update={"seed": seeded(options.seed, i)}) for i in range(count)]
             answers = ENGINE.backend.stream_choices(messages, choices, model=target.backend_model, **tools)
     except StudioError as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc) from None
     runs = []
     for pieces in answers:
         logprobs = Logprobs(pieces) if options.logprobs is not None else None
@@ -308,18 +308,6 @@ class TeamAnswer:
         if thread is not None:
             thread.join(timeout=30)
         self._tally()  # also when a stop string ended the answer: usage counts what the team generated
-
-
-def _refusal(exc: StudioError) -> ApiError:
-    from llm.interface import OptionError, PromptTooLongError
-
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, PromptTooLongError):
-        return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, OptionError):  # e.g. a logit_bias token id outside this model's vocabulary
-        return ApiError(400, str(exc), param=exc.field, code="invalid_value")
-    return ApiError(502, str(exc), code="backend_error", kind="server_error")
 
 
 def to_options(request: ChatRequest) -> GenerationOptions:

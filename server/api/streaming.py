@@ -9,7 +9,7 @@ import anyio
 from starlette.requests import Request
 
 from core.errors import StudioError
-from server.api.errors import ApiError
+from server.api.errors import refusal
 from server.api.service import ChatRun
 
 # Our own pool for model work, so API streams never take the threads Streamlit serves files with.
@@ -51,7 +51,7 @@ async def collect(run: ChatRun, request: Request) -> str | None:
                 if await request.is_disconnected():
                     return None
     except StudioError as exc:
-        raise ApiError(502, str(exc), code="backend_error", kind="server_error") from None
+        raise refusal(exc) from None
     finally:
         await close_quietly(run)
     return "".join(pieces)
