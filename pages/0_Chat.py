@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ui.chat import answer, model_notes, model_picker, sidebar_options
+from ui.answer import answer
+from ui.chat import model_notes, model_picker, sidebar_options
 from ui.i18n import _
 from ui.session import ChatSession, Turn, start
 

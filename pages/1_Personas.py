@@ -3,7 +3,8 @@ personas (create one for an adapter folder, edit prompt personas, import charact
 
 import streamlit as st
 
-from ui.chat import answer, check_prompt, render_message, sidebar_options
+from ui.answer import answer
+from ui.chat import check_prompt, render_message, sidebar_options
 from ui.compare import kept_comparisons, side_by_side
 from ui.i18n import N_, _
 from ui.persona_editor import manage

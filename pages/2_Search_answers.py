@@ -8,7 +8,8 @@ from core.settings import get_settings
 from llm.prompts import conversation
 from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
-from ui.chat import model_picker, render_footer, render_message, sidebar_options, stream_to_history
+from ui.answer import stream_to_history
+from ui.chat import model_picker, render_footer, render_message, sidebar_options
 from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
 from ui.search import find_sources, provider_setup, render_sources, search_options, search_provider, show_retrieval

@@ -209,7 +209,7 @@ def test_old_turns_dropped_to_fit_the_context_are_announced(monkeypatch):
 
 
 def test_coalescing_never_loses_text_on_error():
-    from ui.chat import coalesce
+    from ui.answer import coalesce
 
     def pieces():
         yield "a"

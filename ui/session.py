@@ -102,7 +102,7 @@ class ChatSession:
         self.page = page  # the store's name for the page: "chat", "search", "team", "persona:<name>"
         self.prefix = prefix or page  # widget keys: "<prefix>.input", "<prefix>.new", …
         self.keys = Keys(history or f"{self.prefix}.messages")
-        self.resuming: dict | None = None  # during a continue: the answer growing (read by ui.chat)
+        self.resuming: dict | None = None  # during a continue: the answer growing (read by ui.answer)
         self.replacing: dict | None = None  # during a regenerate: the answer beside the branch
         st.session_state.setdefault(self.keys.messages, [])
         st.session_state.setdefault(self.keys.others, [])
