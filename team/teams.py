@@ -4,9 +4,10 @@ A team names its coordinator and experts by persona name. A team that names a mi
 persona, or whose entry cannot be read at all, is listed as unavailable with the reason; the others keep
 working. Nothing in the file makes `load_teams` raise: a file that cannot be used is its returned problem.
 
-`shared_teams` is what the pages and the API ask: the teams, read again only when the file changes (its size
-or time) or the personas they are resolved against do (a persona refresh makes new ones), as the persona
-registry rescans only on a refresh. Teams are frozen, so every session and request may share them.
+`shared_teams` is what the pages and the API ask (the API through `teams_of`, `available_teams` and `find_team`):
+the teams, read again only when the file changes (its size or time) or the personas they are resolved against do
+(a persona refresh makes new ones), as the persona registry rescans only on a refresh. Teams are frozen, so every
+session and request may share them.
 """
 
 from __future__ import annotations
@@ -102,6 +103,38 @@ def shared_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str |
             _SHARED.pop(next(iter(_SHARED)))  # the oldest
         _SHARED[key] = (list(teams), problem, list(personas))
     return teams, problem
+
+
+def teams_of(registry, teams_file: Path | None = None) -> list[Team]:
+    """The teams resolved against `registry`'s personas (TEAMS_FILE unless `teams_file`), shared as `shared_teams`
+    keeps them. Raises TeamError when the file itself cannot be used."""
+    from team.record import TeamError
+
+    if teams_file is None:
+        from core.settings import get_settings
+
+        teams_file = get_settings().teams_file
+    teams, problem = shared_teams(teams_file, registry.personas())
+    if problem:
+        raise TeamError(problem)
+    return teams
+
+
+def available_teams(registry, teams_file: Path | None = None) -> list[Team]:
+    """The teams that can run now (for listing `team:<name>` models)."""
+    return [team for team in teams_of(registry, teams_file) if team.available]
+
+
+def find_team(registry, name: str, teams_file: Path | None = None) -> Team:
+    """The team named `name`, ready to run; TeamError saying why not."""
+    from team.record import TeamError
+
+    team = next((t for t in teams_of(registry, teams_file) if t.name == name), None)
+    if team is None:
+        raise TeamError(N_("No team named {name!r}. Teams are defined in TEAMS_FILE (teams.json)."), name=name)
+    if not team.available:
+        raise TeamError(N_("The team {name!r} cannot run: {problem}."), name=name, problem=team.problem)
+    return team
 
 
 def load_teams(path: Path, personas: list[Persona]) -> tuple[list[Team], str | None]:

@@ -14,9 +14,10 @@ from core.errors import StudioError
 from llm.options import GenerationOptions
 from personas.registry import PersonaRegistry
 from team import report
+from team.answer import team_answer
 from team.plan import Ask, PlanError, plan_schema
 from team.prompts import expert_messages, plan_messages
-from team.run import Limits, TeamError, answer, consult, new_run, plan, run_team
+from team.run import Limits, TeamError, consult, new_run, plan, run_team
 from team.teams import load_teams
 from tests.conftest import ROOT
 
@@ -160,14 +161,16 @@ def test_a_stopped_run_keeps_what_streamed_and_stops_computing(backend, standard
 
 
 def test_one_call_runs_a_team_for_the_api(backend, registry):
+    """`team_answer` is the path the API serves `team:<name>` through: the synthesis as text pieces."""
     limits = Limits(expert_tokens=16, synthesis_tokens=16, follow_up_rounds=0)
-    text = answer(backend, registry, "ai-standards", TASKS[2], limits, GREEDY)
-    assert text.strip()
+    pieces = team_answer(backend, registry, "ai-standards", TASKS[2], limits, GREEDY)
+    text = "".join(pieces)
+    assert text.strip() and text == pieces.run.synthesis
     with pytest.raises(TeamError, match="No team named 'nope'"):
-        answer(backend, registry, "nope", "x", limits)
+        team_answer(backend, registry, "nope", "x", limits)
     # The second shipped team needs the LoRA persona, which this registry has not got.
     with pytest.raises(TeamError, match="'captain-quill', which does not exist"):
-        answer(backend, registry, "harbour-council", "x", limits)
+        team_answer(backend, registry, "harbour-council", "x", limits)
     assert issubclass(TeamError, StudioError) and issubclass(PlanError, ValueError)
 
 

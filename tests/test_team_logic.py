@@ -372,16 +372,19 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     import threading
     import time
 
-    from llm.interface import GenerationStats
     from server.api import service
+    from server.api.catalog import Target
     from server.api.routes import _END, _next, usage
     from server.api.schemas import ChatRequest
 
     team = _standards_team()
     backend = EndlessSteps(team.coordinator.card.system_prompt, "plan")
     monkeypatch.setattr(service.ENGINE, "backend", backend)
+    monkeypatch.setattr(
+        service.ENGINE, "targets", lambda: {"team:ai-standards": Target("team:ai-standards", "team", "ai-standards")}
+    )
     monkeypatch.setattr("runtime.get_registry", lambda backend: None)
-    monkeypatch.setattr("team.run.find_team", lambda registry, name: team)
+    monkeypatch.setattr("team.answer.find_team", lambda registry, name: team)
     request = ChatRequest.model_validate(
         {
             "model": "team:ai-standards",
@@ -391,11 +394,9 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
         }
     )
 
-    def answer() -> service.ChatRun:
-        pieces = service.TeamAnswer(
-            "ai-standards", [{"role": "user", "content": TASK}], service.to_options(request), request, GenerationStats()
-        )
-        return service.ChatRun(pieces, pieces.stats, service.StopStrings(pieces, request.stop_strings()))
+    def answer() -> service.ChatRun:  # the served path: the chat route's own start
+        (run,) = service.start_chat(request)
+        return run
 
     chat = answer()
     outcome = []

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import runtime
 from core.errors import StudioError
 from llm.interface import GenerationStats
 from llm.options import GenerationOptions
@@ -18,6 +19,8 @@ from server.api.logprobs import Logprobs
 from server.api.messages import to_messages
 from server.api.schemas import DEFAULT_MAX_TOKENS, ChatRequest
 from server.api.tools import AnswerShape, ToolPlan, plan
+from team.answer import TeamAnswer, team_answer
+from team.record import Limits
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def served_targets(backend) -> dict[str, Target]:
 
 def _teams(registry) -> list:
     """The teams that can run; none (logged) when the teams file cannot be used: personas still serve."""
-    from team.run import available_teams
+    from team.teams import available_teams
 
     try:
         return available_teams(registry)
@@ -153,7 +156,7 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
     tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
     try:
         if target.kind == "team":
-            answers = [TeamAnswer(target.backend_model, messages, options, request, GenerationStats())]
+            answers = [start_team(target.backend_model, messages, options, request)]
         elif count == 1:
             answers = [ENGINE.backend.stream(messages, options, model=target.backend_model, cancel=cancel, **tools)]
         else:  # one prefill of the prompt for all of them; choice i is seeded seed + i
@@ -199,115 +202,23 @@ def answer_shape(request: ChatRequest, kind: str) -> AnswerShape:
     return AnswerShape(plan(request))
 
 
-class TeamAnswer:
-    """A team run as text pieces: the coordinator's synthesis as it streams. The task is the last user
-    message; the request's sampling options apply to every step. A request with max_tokens is a quick
-    run: that bound on each expert and the synthesis, no follow-up round (the page has the full controls).
+def team_limits(request: ChatRequest) -> Limits:
+    """A request with max_tokens is a quick run: that bound on each expert's answer and the synthesis (not the
+    coordinator's plan), no follow-up round (the page has the full controls)."""
+    limit = request.max_completion_tokens or request.max_tokens
+    if not limit:
+        return Limits()
+    return Limits(
+        synthesis_tokens=min(max(limit, 16), 4096), expert_tokens=min(max(limit, 16), 256), follow_up_rounds=0
+    )
 
-    The run goes on in a thread of its own, started by the first read. Closing it, from any thread and also
-    while another thread waits for a piece, sets the run's cancel event: every row of the run (plan, experts,
-    synthesis) stops at its next step, and the waiting reader gets the end. No text comes while the team plans
-    and consults, which can take minutes: `wait` lets a reader look up meanwhile (is its client still there?)."""
 
-    _END = object()
-
-    def __init__(
-        self,
-        team_name: str,
-        messages: list[Message],
-        options: GenerationOptions,
-        request: ChatRequest,
-        stats: GenerationStats,
-    ):
-        from runtime import get_registry
-        from team.run import Limits, find_team, new_run, run_team
-
-        registry = get_registry(ENGINE.backend)
-        team = find_team(registry, team_name)
-        task = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-        limit = request.max_completion_tokens or request.max_tokens
-        # max_tokens bounds the synthesis and each expert's answer (not the coordinator's plan).
-        limits = (
-            Limits(
-                synthesis_tokens=min(max(limit, 16), 4096), expert_tokens=min(max(limit, 16), 256), follow_up_rounds=0
-            )
-            if limit
-            else Limits()
-        )
-        self.run, self.stats, self.cancel = new_run(team, task, limits), stats, threading.Event()
-        self._events = run_team(ENGINE.backend, team, self.run, options, self.cancel)
-        self._ready = threading.Condition()
-        self._pieces: list = []  # synthesis text not read yet, then _END or the run's error
-        self._thread: threading.Thread | None = None
-
-    def __iter__(self):
-        return self
-
-    def wait(self, timeout: float) -> bool:
-        """True once a piece (or the end) is ready to read; False when none came within `timeout` seconds."""
-        self._start()
-        with self._ready:
-            return bool(self._ready.wait_for(lambda: self._pieces, timeout))
-
-    def __next__(self) -> str:
-        self._start()
-        with self._ready:
-            self._ready.wait_for(lambda: self._pieces)
-            item = self._pieces[0]
-            if isinstance(item, str):
-                return self._pieces.pop(0)
-            self._pieces[0] = self._END  # a failure is raised once; later reads just end
-        if item is not self._END:
-            raise item
-        self._settle()
-        raise StopIteration
-
-    def _start(self) -> None:
-        with self._ready:
-            if self._thread is None and not self.cancel.is_set():
-                self._thread = threading.Thread(target=self._produce, name="team-answer", daemon=True)
-                self._thread.start()
-
-    def _produce(self) -> None:
-        """The run, in its own thread: the synthesis' text to the reader, then the end (or the run's error)."""
-        end = self._END
-        try:
-            for event in self._events:
-                if event.kind == "synthesis_piece" and event.text:
-                    self._put(event.text)
-        except Exception as exc:  # raised to the reader where the pieces end; the route logs what is a bug
-            end = exc
-        finally:
-            self._put(end)
-
-    def _put(self, item) -> None:
-        with self._ready:
-            self._pieces.append(item)
-            self._ready.notify_all()
-
-    def _settle(self) -> None:
-        from team.run import TeamError
-
-        self._tally()
-        if self.run.synthesis_status == "failed":
-            raise TeamError(f"The team's final answer failed: {self.run.synthesis_error}")
-
-    def _tally(self) -> None:
-        run = self.run
-        self.stats.completion_tokens = run.tokens_used + run.synthesis_tokens  # every token the team generated
-        self.stats.finish_reason = "length" if run.synthesis_status == "length" else "stop"
-
-    def close(self) -> None:
-        """Stops every row of the run at its next step, and returns once the run let go of them."""
-        with self._ready:
-            self.cancel.set()
-            thread = self._thread
-            if thread is None:  # closed before it was read: nothing ran, and nothing will
-                self._pieces.append(self._END)
-                self._ready.notify_all()
-        if thread is not None:
-            thread.join(timeout=30)
-        self._tally()  # also when a stop string ended the answer: usage counts what the team generated
+def start_team(team_name: str, messages: list[Message], options: GenerationOptions, request: ChatRequest) -> TeamAnswer:
+    """A team's answer (`team.answer`): the task is the last user message; the request's sampling options apply
+    to every step."""
+    task = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    registry = runtime.get_registry(ENGINE.backend)
+    return team_answer(ENGINE.backend, registry, team_name, task, team_limits(request), options)
 
 
 def to_options(request: ChatRequest) -> GenerationOptions:
