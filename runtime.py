@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from core.errors import N_, Text
 from core.settings import Settings, get_settings, shared_key
+from llm.config import EngineConfig, ServerConfig
 from llm.interface import ChatBackend
 from llm.loading import Progress, cuda_available, fetch, load_from_folder, resolve_source
 
@@ -43,18 +44,18 @@ def shared(key: tuple, build: Callable[[], T]) -> T:
         return value
 
 
-def _transformers_backend(folder: str, kind: str, ref: str, settings: Settings) -> ChatBackend:
+def _transformers_backend(folder: str, kind: str, ref: str, config: EngineConfig) -> ChatBackend:
     # Imported here: torch loads only when the in-process engine is the one asked for (not with LLM_BACKEND=openai).
     from llm.loading import ModelSource
     from llm.transformers_backend import TransformersBackend
 
-    loaded = load_from_folder(Path(folder), ModelSource(kind, ref), settings)
+    loaded = load_from_folder(Path(folder), ModelSource(kind, ref), config)
     return TransformersBackend(
         loaded,
-        settings.kv_cache_budget_mb,
-        settings.kv_cache_max_sessions,
-        settings.max_batch_size,
-        settings.prefill_chunk_tokens,
+        config.kv_cache_budget_mb,
+        config.kv_cache_max_sessions,
+        config.max_batch_size,
+        config.prefill_chunk_tokens,
     )
 
 
@@ -77,29 +78,30 @@ def _reporting(progress: Progress | None) -> Progress:
 
 def _make_transformers(settings: Settings, progress: Progress | None) -> ChatBackend:
     # Fetching (download / GGUF conversion) runs outside the cache so the page can show its progress.
-    report = _reporting(progress)
+    report, config = _reporting(progress), EngineConfig.from_settings(settings)
     try:
-        source = resolve_source(settings, cuda_available())
+        source = resolve_source(config, cuda_available())
         with _fetch_lock:
-            folder = fetch(source, settings.models_dir, report)
-        # The settings that shape the loaded model and its scheduler are in the key: changing one loads anew.
-        key = ("transformers", str(folder), source.kind, source.ref, shared_key(settings, "engine"))
+            folder = fetch(source, config.models_dir, report)
+        # The engine's config is in the key: changing anything that shapes the model or its scheduler loads anew.
+        key = ("transformers", str(folder), source.kind, source.ref, config)
         if key not in _built:
             report(Text(N_("Loading the model into memory…")), None)
-        return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, settings))
+        return shared(key, lambda: _transformers_backend(str(folder), source.kind, source.ref, config))
     finally:
         with _status_lock:
             _loading[0] = None
 
 
-def _openai_backend(settings: Settings) -> ChatBackend:
+def _openai_backend(config: ServerConfig) -> ChatBackend:
     from llm.openai_backend import OpenAIBackend
 
-    return OpenAIBackend(settings)
+    return OpenAIBackend(config)
 
 
 def _make_openai(settings: Settings, progress: Progress | None) -> ChatBackend:
-    return shared(("openai", shared_key(settings, "server")), lambda: _openai_backend(settings))
+    config = ServerConfig.from_settings(settings)
+    return shared(("openai", config), lambda: _openai_backend(config))
 
 
 BACKENDS = {"transformers": _make_transformers, "openai": _make_openai}

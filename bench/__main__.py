@@ -33,6 +33,7 @@ from bench.limit import report_limit
 from bench.store_cost import report_store
 from core.settings import PROJECT_ROOT, Settings
 from llm.compute_thread import in_own_thread
+from llm.config import EngineConfig
 from llm.interface import GenerationStats
 from llm.loading import LoadedModel, load_model
 from llm.options import GenerationOptions
@@ -164,7 +165,7 @@ def ours_together(backend, personas: list[str | None], question: str, new_tokens
     }
 
 
-def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir) -> dict:
+def persona_switch(config: EngineConfig, backend: TransformersBackend, adapter_dir) -> dict:
     """Time from choosing a persona to its first token."""
     from peft import PeftModel
 
@@ -172,7 +173,7 @@ def persona_switch(settings: Settings, backend: TransformersBackend, adapter_dir
         "You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Hello!"}]
     )
     started = time.perf_counter()
-    lm = load_model(settings)  # the tutorial reloads the base model...
+    lm = load_model(config)  # the tutorial reloads the base model...
     model = PeftModel.from_pretrained(lm.model, str(adapter_dir))  # ...and the adapter on top
     baseline_answer(lm, messages, 1, model=model)
     baseline = time.perf_counter() - started
@@ -274,14 +275,15 @@ def main() -> None:
     if args.tiny and not args.gpu_shape:
         parser.error("--tiny goes with --gpu-shape")
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
-    settings = Settings(llm_model="demo", **({"llm_dtype": args.dtype} if args.dtype else {}))
-    demo = load_model(settings)
+    dtype = {"llm_dtype": args.dtype} if args.dtype else {}
+    config = EngineConfig.from_settings(Settings(llm_model="demo", **dtype))
+    demo = load_model(config)
     gpu = GpuShapeRun.start(demo, SHAPES["tiny" if args.tiny else "8b"]) if args.gpu_shape else None
     lm = gpu.lm if gpu else dataclasses.replace(demo, stop_ids=frozenset())  # no stop ids: exactly N tokens
     # Attaching an adapter injects LoRA layers into the model it is given: ours gets its own copy, unless no
     # scenario runs the baseline on `lm` (scenario 4 alone).
     own_copy = not args.gpu_shape and {1, 2, 3} & set(args.only)
-    ours = dataclasses.replace(load_model(settings), stop_ids=frozenset()) if own_copy else lm
+    ours = dataclasses.replace(load_model(config), stop_ids=frozenset()) if own_copy else lm
     backend = TransformersBackend(ours)
     adapter = PROJECT_ROOT / "adapters" / "captain-quill"
     if not args.gpu_shape:
@@ -298,7 +300,7 @@ def main() -> None:
             personas = [None] * count if args.gpu_shape else mixed[:count]
             report_concurrent(lm, backend, personas, args.new_tokens, args.repeats)
     if 3 in args.only and not args.gpu_shape:
-        switch = persona_switch(settings, backend, adapter)
+        switch = persona_switch(config, backend, adapter)
         print("3. persona switch, choice to first token")
         print(
             f"   baseline (reload base + adapter): {switch['baseline']:.2f} s · ours (adapter already loaded): "
@@ -311,7 +313,7 @@ def main() -> None:
     elif 4 in args.only:
         print("4. team consult: not measured with --gpu-shape (the team's LoRA expert fits the demo model only)")
     if 5 in args.only and not args.gpu_shape:
-        report_constrained(settings, args.new_tokens, args.repeats)  # the demo model, a copy of its own
+        report_constrained(config, args.new_tokens, args.repeats)  # the demo model, a copy of its own
     elif 5 in args.only:
         print("5. JSON-schema row: not measured with --gpu-shape (a random model's answers do not end)")
     if 6 in args.only:

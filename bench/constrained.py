@@ -114,9 +114,9 @@ def processor_ms(lm, options: GenerationOptions, text: str) -> list[float]:
     return times
 
 
-def constrained_cost(settings, new_tokens: int, repeats: int) -> dict:
+def constrained_cost(config, new_tokens: int, repeats: int) -> dict:
     """Medians of `repeats` runs of every configuration, with each run's ratios."""
-    lm = load_model(settings)  # its own copy: no adapter, and the model's own stop ids (the JSON ends on one)
+    lm = load_model(config)  # its own copy: no adapter, and the model's own stop ids (the JSON ends on one)
     backend = TransformersBackend(lm)
     schema = schema_options(lm, limit=4 * new_tokens)
     text, stats = answer(backend, schema)  # also warms the model up
@@ -145,8 +145,8 @@ def constrained_cost(settings, new_tokens: int, repeats: int) -> dict:
     }
 
 
-def report_constrained(settings, new_tokens: int, repeats: int) -> None:
-    r = constrained_cost(settings, new_tokens, repeats)
+def report_constrained(config, new_tokens: int, repeats: int) -> None:
+    r = constrained_cost(config, new_tokens, repeats)
     why = "the JSON ended by itself" if r["ended"] == "stop" else "cut at the limit"
     print(
         f"5. JSON-schema row against a free row: the same prompt, {r['tokens']} new tokens each ({why}), greedy, "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import N_, Text
-from core.settings import Settings
+from llm.config import EngineConfig
 from llm.interface import ModelLoadError
 
 LLAMA_31_8B = "LLM-Research/Meta-Llama-3.1-8B-Instruct"
@@ -53,9 +53,9 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_source(settings: Settings, has_cuda: bool) -> ModelSource:
+def resolve_source(config: EngineConfig, has_cuda: bool) -> ModelSource:
     """Turn LLM_MODEL into where the weights come from, without touching the network."""
-    spec = settings.llm_model.strip()
+    spec = config.llm_model.strip()
     if spec == "auto":
         return ModelSource("modelscope", LLAMA_31_8B) if has_cuda else ModelSource("demo", DEMO_GGUF)
     if spec == "demo":
@@ -67,7 +67,7 @@ def resolve_source(settings: Settings, has_cuda: bool) -> ModelSource:
     if path.is_absolute() or spec.startswith(".") or path.exists():
         return ModelSource("local", str(_modelscope_folder(path)))
     if spec.count("/") == 1 and all(spec.split("/")):
-        return ModelSource(settings.model_hub, spec)
+        return ModelSource(config.model_hub, spec)
     raise ModelLoadError(
         N_(
             "LLM_MODEL={spec!r} is neither `auto`, `demo`, a hub id like `{example}`, nor an "
@@ -262,22 +262,22 @@ def _explain_download_error(exc: BaseException, repo_id: str, models_dir: Path) 
     )
 
 
-def pick_device(settings: Settings, has_cuda: bool) -> str:
-    if settings.llm_device == "cuda" and not has_cuda:
+def pick_device(config: EngineConfig, has_cuda: bool) -> str:
+    if config.llm_device == "cuda" and not has_cuda:
         raise ModelLoadError(
             N_("LLM_DEVICE=cuda but PyTorch sees no CUDA GPU. Set LLM_DEVICE=auto or install a CUDA build of torch.")
         )
-    if settings.llm_device == "auto":
+    if config.llm_device == "auto":
         return "cuda" if has_cuda else "cpu"
-    return settings.llm_device
+    return config.llm_device
 
 
-def pick_dtype(settings: Settings, device: str):
+def pick_dtype(config: EngineConfig, device: str):
     import torch
 
-    if settings.llm_dtype == "auto":
+    if config.llm_dtype == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, settings.llm_dtype)
+    return getattr(torch, config.llm_dtype)
 
 
 def stop_ids_of(model, tokenizer) -> frozenset[int]:
@@ -295,23 +295,23 @@ def stop_ids_of(model, tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def load_model(settings: Settings, progress: Progress | None = None) -> LoadedModel:
+def load_model(config: EngineConfig, progress: Progress | None = None) -> LoadedModel:
     """Fetch (once) and load the configured model onto the chosen device."""
-    source = resolve_source(settings, cuda_available())
-    folder = fetch(source, settings.models_dir, progress)
-    return load_from_folder(folder, source, settings)
+    source = resolve_source(config, cuda_available())
+    folder = fetch(source, config.models_dir, progress)
+    return load_from_folder(folder, source, config)
 
 
-def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> LoadedModel:
+def load_from_folder(folder: Path, source: ModelSource, config: EngineConfig) -> LoadedModel:
     """Load weights already on disk. Seconds for the demo model; about a minute for 8B from disk."""
-    device = pick_device(settings, cuda_available())
+    device = pick_device(config, cuda_available())
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from llm.skinny_linear import use_skinny_linears
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(settings, device))
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(config, device))
         model.to(device).eval()
         use_skinny_linears(model)  # CPU only: small decode batches cost about what one row does
     except OSError as exc:
@@ -337,12 +337,12 @@ def load_from_folder(folder: Path, source: ModelSource, settings: Settings) -> L
         ) from None
     if not tokenizer.chat_template:
         raise ModelLoadError(N_("{folder} has no chat template; use an instruct/chat model."), folder=folder)
-    limit = getattr(model.config, "max_position_embeddings", settings.context_length) or settings.context_length
+    limit = getattr(model.config, "max_position_embeddings", config.context_length) or config.context_length
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         name=DEMO_NAME if source.kind == "demo" else source.ref,
         device=device,
-        context_length=min(limit, settings.context_length),
+        context_length=min(limit, config.context_length),
         stop_ids=stop_ids_of(model, tokenizer),
     )

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
 from core.errors import N_
-from core.settings import Settings, display_url
+from core.urls import display_url
+from llm.config import ServerConfig
 from llm.interface import AnswerStream, BackendError, GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message, without_control_tokens
@@ -22,21 +23,21 @@ class OpenAIBackend:
     can_logprobs = False  # not forwarded: the API refuses logprobs for a server's answers
     is_server = True
 
-    def __init__(self, settings: Settings):
+    def __init__(self, config: ServerConfig):
         from openai import OpenAI
 
-        self.base_url = settings.openai_base_url.rstrip("/")  # may carry credentials: only requests see it
+        self.base_url = config.openai_base_url.rstrip("/")  # may carry credentials: only requests see it
         self.where = display_url(self.base_url)  # what names, notes and errors show
         self.client = OpenAI(
             base_url=self.base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
-            timeout=settings.request_timeout_s,
+            api_key=config.openai_api_key,
+            timeout=config.request_timeout_s,
             max_retries=2,  # bounded: connection errors, 429 and 5xx before the stream starts
         )
-        self._secrets = _secrets_in(self.base_url, settings.openai_api_key.get_secret_value())
-        self.timeout_s = settings.request_timeout_s
-        self.model = settings.openai_model
-        self.extra_sampling = settings.openai_extra_sampling
+        self._secrets = _secrets_in(self.base_url, config.openai_api_key)
+        self.timeout_s = config.request_timeout_s
+        self.model = config.openai_model
+        self.extra_sampling = config.openai_extra_sampling
         self.name = f"{self.model or 'server default'} @ {urlsplit(self.where).netloc}"
         self.notes: list[str] = []
         self.base_name = None  # the server decides which adapters it can serve

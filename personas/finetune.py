@@ -358,6 +358,7 @@ def persona_card(args, base_model: str) -> PersonaCard:
 
 def _run(args, config: TrainConfig) -> int:
     from core.settings import get_settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
 
     if not SAFE_NAME.match(args.name):
@@ -366,7 +367,8 @@ def _run(args, config: TrainConfig) -> int:
     out_dir = (args.out or settings.adapters_dir) / args.name
     card = persona_card(args, base_model="(checked before training)")  # refused now, not after the run
     conversations = load_records(args.data, args.system_prompt)
-    loaded = load_model(settings, progress=lambda message, _: print(message, file=sys.stderr))
+    engine = EngineConfig.from_settings(settings)
+    loaded = load_model(engine, progress=lambda message, _: print(message, file=sys.stderr))
     examples = [build_example(loaded.tokenizer, c, config.max_length) for c in conversations]
     cut = sum(len(ids) >= config.max_length for ids, _ in examples)
     print(f"{len(examples)} examples from {args.data}; {cut} cut at --max-length {config.max_length}.", file=sys.stderr)

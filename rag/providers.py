@@ -16,7 +16,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from core.errors import N_, Text
-from core.settings import Settings, display_url
+from core.settings import Settings
+from core.urls import display_url
 from rag.results import (
     GoogleAnswer,
     SearchError,

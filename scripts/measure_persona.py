@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.settings import Settings  # noqa: E402
+from llm.config import EngineConfig  # noqa: E402
 from llm.loading import load_model  # noqa: E402
 from llm.options import GenerationOptions  # noqa: E402
 from llm.prompts import conversation  # noqa: E402
@@ -30,7 +31,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings(llm_model="demo", **({"llm_dtype": args.dtype} if args.dtype else {}))
-    backend = TransformersBackend(load_model(settings))
+    backend = TransformersBackend(load_model(EngineConfig.from_settings(settings)))
     persona = PersonaRegistry(backend, settings.adapters_dir, settings.personas_file).get(args.persona)
     if persona.name != args.persona or not persona.available:
         sys.exit(f"persona {args.persona!r} is not available: {persona.problem}")

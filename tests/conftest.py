@@ -34,10 +34,10 @@ def isolated_env(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_model():
     """The real bundled SmolLM2-135M-Instruct, loaded once for the whole run."""
-    from core.settings import Settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
 
-    return load_model(Settings(llm_model="demo", llm_dtype="float32", model_cache_dir=MODELS_DIR))
+    return load_model(EngineConfig(llm_model="demo", llm_dtype="float32", models_dir=MODELS_DIR))
 
 
 @pytest.fixture(scope="session")
@@ -51,11 +51,11 @@ def backend(demo_model):
 def quill_backend():
     """Its own copy of the demo model (attaching an adapter changes the model it is given), with the shipped
     Captain Quill adapter, a 64 MB / 4-session cache budget and batches of up to 8 rows."""
-    from core.settings import Settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
     from llm.transformers_backend import TransformersBackend
 
-    settings = Settings(llm_model="demo", llm_dtype="float32", model_cache_dir=MODELS_DIR)
+    settings = EngineConfig(llm_model="demo", llm_dtype="float32", models_dir=MODELS_DIR)
     backend = TransformersBackend(load_model(settings), 64, 4, 8)
     backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
     return backend
@@ -64,11 +64,11 @@ def quill_backend():
 @pytest.fixture(scope="session")
 def bf16_quill_backend():
     """`quill_backend`'s twin with the demo model in bfloat16: its own copy, the shipped adapter, the same limits."""
-    from core.settings import Settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
     from llm.transformers_backend import TransformersBackend
 
-    settings = Settings(llm_model="demo", llm_dtype="bfloat16", model_cache_dir=MODELS_DIR)
+    settings = EngineConfig(llm_model="demo", llm_dtype="bfloat16", models_dir=MODELS_DIR)
     backend = TransformersBackend(load_model(settings), 64, 4, 8)
     backend.attach_adapter("captain-quill", ROOT / "adapters" / "captain-quill")
     return backend

@@ -13,7 +13,7 @@ import openai
 import pytest
 import requests
 
-from core.settings import Settings
+from llm.config import ServerConfig
 from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
 from tests.browser import start_streamlit
@@ -159,7 +159,7 @@ def test_simonws_llm_with_a_completion_model(url, greedy, tmp_path):
 
 
 def test_the_openai_backend_forwards_raw_text_to_a_servers_completions(url, greedy, tokenizer):
-    backend = OpenAIBackend(Settings(openai_base_url=f"{url}/v1", openai_model=BASE, request_timeout_s=60))
+    backend = OpenAIBackend(ServerConfig(openai_base_url=f"{url}/v1", openai_model=BASE, request_timeout_s=60))
     openais = {"top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}  # the API's defaults, not the page's
     stream = backend.complete(PROMPT, GenerationOptions(max_new_tokens=12, temperature=0, **openais))
     assert stream.text() == greedy

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from core.settings import Settings
+from llm.config import EngineConfig
 from llm.loading import load_model
 from personas.finetune import (
     IGNORE,
@@ -119,7 +119,7 @@ def test_settings_that_cannot_train_are_refused_with_the_flag(tmp_path, capsys, 
 
 @pytest.mark.model
 def test_train_called_directly_refuses_too_and_only_learnable_examples_are_kept(tmp_path):
-    loaded = load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
+    loaded = load_model(EngineConfig(llm_model="demo", models_dir=MODELS_DIR))
     data = tmp_path / "d.json"
     data.write_text(json.dumps(RECORDS), encoding="utf-8")
     records = load_records(data, SYSTEM)

@@ -5,6 +5,7 @@ import errno
 import pytest
 
 from core.settings import Settings, Shapes, shaped_by, shared_key
+from llm.config import EngineConfig, ServerConfig
 from llm.interface import ModelLoadError
 from llm.loading import (
     LLAMA_31_8B,
@@ -30,11 +31,11 @@ from llm.loading import (
     ],
 )
 def test_model_spec_resolution(spec, cuda, expected):
-    assert resolve_source(Settings(llm_model=spec), cuda) == expected
+    assert resolve_source(EngineConfig(llm_model=spec), cuda) == expected
 
 
 def test_model_hub_setting_picks_the_hub_for_bare_ids():
-    assert resolve_source(Settings(llm_model="a/b", model_hub="huggingface"), True).kind == "huggingface"
+    assert resolve_source(EngineConfig(llm_model="a/b", model_hub="huggingface"), True).kind == "huggingface"
 
 
 def test_modelscope_folder_spelling_is_found(tmp_path):
@@ -42,7 +43,7 @@ def test_modelscope_folder_spelling_is_found(tmp_path):
     real.mkdir(parents=True)
     (real / "config.json").write_text("{}")
     (real / "model.safetensors").write_bytes(b"x")
-    source = resolve_source(Settings(llm_model=str(tmp_path / "LLM-Research" / "Meta-Llama-3.1-8B-Instruct")), True)
+    source = resolve_source(EngineConfig(llm_model=str(tmp_path / "LLM-Research" / "Meta-Llama-3.1-8B-Instruct")), True)
     assert source == ModelSource("local", str(real))
     # A model already in the cache is used without any network.
     assert fetch(ModelSource("modelscope", LLAMA_31_8B), tmp_path) == real
@@ -64,7 +65,7 @@ def test_download_failures_name_the_cause_and_the_fix(tmp_path, exc, words):
 
 def test_no_cuda_and_bad_cache_dir_messages(tmp_path):
     with pytest.raises(ModelLoadError, match="sees no CUDA GPU"):
-        pick_device(Settings(llm_device="cuda"), False)
+        pick_device(EngineConfig(llm_device="cuda"), False)
     assert "Set MODEL_CACHE_DIR" in str(_os_error(OSError(errno.EACCES, "denied"), tmp_path))
 
 
@@ -97,13 +98,34 @@ def test_every_setting_says_which_shared_objects_are_built_from_it():
 
 
 def test_a_shared_objects_key_changes_with_its_own_settings_only():
-    base = Settings(llm_model="demo")
-    engine = shared_key(base, "engine")
-    assert shared_key(Settings(llm_model="demo", llm_dtype="float32"), "engine") != engine
-    assert shared_key(Settings(llm_model="auto"), "engine") != engine  # the demo note differs
-    assert shared_key(Settings(llm_model="demo", data_dir="/elsewhere"), "engine") == engine  # every test's own
-    assert shared_key(Settings(llm_model="demo", search_provider="searxng"), "engine") == engine
-    # Secrets change their object's key, and never appear in it.
+    """The engine's and the server client's configs are their cache keys; the others are digests of settings."""
+    engine_config, server_config = EngineConfig.from_settings, ServerConfig.from_settings
+    engine = engine_config(Settings(llm_model="demo"))
+    assert engine_config(Settings(llm_model="demo", llm_dtype="float32")) != engine
+    assert engine_config(Settings(llm_model="auto")) != engine  # the demo note differs
+    assert engine_config(Settings(llm_model="demo", data_dir="/elsewhere")) == engine  # every test's own
+    assert engine_config(Settings(llm_model="demo", search_provider="searxng")) == engine
+    assert hash(engine_config(Settings(llm_model="demo", app_password="pw"))) == hash(engine)
+    # Secrets change their object's key, and never appear in how it is printed.
     one, two = Settings(openai_api_key="sk-one-secret"), Settings(openai_api_key="sk-two-secret")
-    assert shared_key(one, "server") != shared_key(two, "server")
-    assert "secret" not in shared_key(one, "server")
+    assert server_config(one) != server_config(two)
+    assert "secret" not in repr(server_config(one)) and "secret" not in str(server_config(one))
+    assert server_config(Settings(openai_api_key="sk-one-secret", llm_dtype="float32")) == server_config(one)
+    personas = shared_key(Settings(), "personas")
+    assert shared_key(Settings(adapters_dir="/elsewhere"), "personas") != personas
+    assert shared_key(Settings(llm_dtype="float32"), "personas") == personas
+
+
+def test_the_engine_configs_hold_exactly_the_settings_marked_as_shaping_them():
+    """A setting marked ENGINE or SERVER in core/settings.py is a field of the engine's own config, and the
+    engine's configs take nothing else from the app (the models folder aside: not part of the key)."""
+    from dataclasses import fields
+
+    engine = {f.name for f in fields(EngineConfig)} - {"models_dir"}
+    assert engine == set(shaped_by("engine"))
+    assert {f.name for f in fields(ServerConfig)} == set(shaped_by("server"))
+    for config, part in ((EngineConfig(), "engine"), (ServerConfig(), "server")):
+        for name in shaped_by(part):  # the same defaults as the settings
+            default = Settings.model_fields[name].default
+            default = default.get_secret_value() if hasattr(default, "get_secret_value") else default
+            assert getattr(config, name) == default, name

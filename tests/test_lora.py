@@ -65,11 +65,11 @@ def test_same_logits_and_greedy_tokens_as_peft(quill_backend, peft_model):
 def bf16_peft_model():
     from peft import PeftModel
 
-    from core.settings import Settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
     from tests.conftest import MODELS_DIR
 
-    model = load_model(Settings(llm_model="demo", llm_dtype="bfloat16", model_cache_dir=MODELS_DIR)).model
+    model = load_model(EngineConfig(llm_model="demo", llm_dtype="bfloat16", models_dir=MODELS_DIR)).model
     return PeftModel.from_pretrained(model, str(SHIPPED), is_trainable=False).eval()
 
 

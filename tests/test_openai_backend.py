@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.settings import Settings
+from llm.config import ServerConfig
 from llm.interface import BackendError
 from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
@@ -70,7 +71,7 @@ def player():
 
 def backend_for(url: str, model: str = "alpha", timeout: float = 30) -> OpenAIBackend:
     return OpenAIBackend(
-        Settings(openai_base_url=url, openai_model=model, openai_api_key=SECRET, request_timeout_s=timeout)
+        ServerConfig(openai_base_url=url, openai_model=model, openai_api_key=SECRET, request_timeout_s=timeout)
     )
 
 
@@ -298,7 +299,7 @@ def basic_auth_server():
     ],
 )
 def test_the_display_form_of_a_url_has_no_secrets(url, shown):
-    from core.settings import display_url
+    from core.urls import display_url
 
     assert display_url(url) == shown
 

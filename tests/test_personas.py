@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.settings import Settings
+from llm.config import EngineConfig
 from llm.loading import load_model
 from llm.options import GenerationOptions
 from llm.prompts import conversation
@@ -28,7 +28,7 @@ GREEDY = GenerationOptions(temperature=0, max_new_tokens=40)
 
 def fresh_model():
     """A model of its own: training and attaching adapters change the model they are given."""
-    return load_model(Settings(llm_model="demo", model_cache_dir=MODELS_DIR))
+    return load_model(EngineConfig(llm_model="demo", models_dir=MODELS_DIR))
 
 
 @pytest.fixture(scope="module")

@@ -283,10 +283,10 @@ def test_the_chat_sidebar_offers_both_penalties_and_sends_them(monkeypatch):
 
 
 def test_a_server_backend_is_sent_the_penalties_and_the_bias_as_openai_spells_them():
-    from core.settings import Settings
+    from llm.config import ServerConfig
     from llm.openai_backend import OpenAIBackend
 
-    backend = OpenAIBackend(Settings(openai_base_url="http://127.0.0.1:9/v1", openai_model="m", openai_api_key="k"))
+    backend = OpenAIBackend(ServerConfig(openai_base_url="http://127.0.0.1:9/v1", openai_model="m", openai_api_key="k"))
     messages = [{"role": "user", "content": "hi"}]
     sent = backend._request("m", messages, GenerationOptions(presence_penalty=0.5, logit_bias={"7": -100}))
     assert (sent["presence_penalty"], sent["logit_bias"]) == (0.5, {"7": -100.0}) and "frequency_penalty" not in sent
@@ -297,31 +297,29 @@ def test_a_server_backend_is_sent_the_penalties_and_the_bias_as_openai_spells_th
 
 @pytest.mark.parametrize("kind, backend", [("team", "local"), ("served", "server")])
 def test_logprobs_are_refused_where_no_one_computes_them(monkeypatch, kind, backend):
-    from server.api import service
+    from server.api import loaded, service
     from server.api.catalog import Target
 
     class Backend:
         can_logprobs = backend == "local"
 
-    monkeypatch.setattr(service.ENGINE, "backend", Backend())
-    monkeypatch.setattr(service.ENGINE, "targets", lambda: {"m": Target("m", kind, "m")})
+    monkeypatch.setattr(loaded, "backend", Backend)
+    monkeypatch.setattr(loaded, "targets", lambda: {"m": Target("m", kind, "m")})
     with pytest.raises(ApiError) as caught:
         service.start_chat(chat(logprobs=True, top_logprobs=2))
     assert (caught.value.status, caught.value.param) == (400, "logprobs")
 
 
 def test_n_for_a_team_or_past_max_choices_is_refused_before_any_answer_starts(monkeypatch):
-    from server.api import service
+    from server.api import loaded, service
     from server.api.catalog import Target
 
     class Backend:
         def stream_choices(self, *args, **kwargs):
             raise AssertionError("no answer may start")
 
-    monkeypatch.setattr(service.ENGINE, "backend", Backend())
-    monkeypatch.setattr(
-        service.ENGINE, "targets", lambda: {"t": Target("t", "team", "t"), "m": Target("m", "base", "m")}
-    )
+    monkeypatch.setattr(loaded, "backend", Backend)
+    monkeypatch.setattr(loaded, "targets", lambda: {"t": Target("t", "team", "t"), "m": Target("m", "base", "m")})
     monkeypatch.setenv("MAX_CHOICES", "3")
     from core.settings import get_settings
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.settings import Settings
+from llm.config import ServerConfig
 from llm.openai_backend import OpenAIBackend
 from llm.options import GenerationOptions
 from personas.registry import BASE, load_prompt_personas
@@ -83,7 +83,7 @@ def team():
 
 def run_on(server: str, team, plan, limits: Limits):
     PlanServer.plan = staticmethod(plan)
-    backend = OpenAIBackend(Settings(openai_base_url=server, openai_model="m", request_timeout_s=10))
+    backend = OpenAIBackend(ServerConfig(openai_base_url=server, openai_model="m", request_timeout_s=10))
     run = new_run(team, TASK, limits)
     list(run_team(backend, team, run, GenerationOptions(temperature=0)))
     return run

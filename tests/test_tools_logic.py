@@ -377,12 +377,12 @@ def test_trimming_never_keeps_a_result_without_its_call(demo_model):
 def test_the_openai_backend_forwards_tools_and_reads_the_servers_calls_back_as_text():
     from types import SimpleNamespace as Obj
 
-    from core.settings import Settings
+    from llm.config import ServerConfig
     from llm.interface import GenerationStats
     from llm.openai_backend import OpenAIBackend
     from llm.options import GenerationOptions
 
-    backend = OpenAIBackend(Settings(openai_base_url="http://127.0.0.1:9/v1", openai_model="m"))
+    backend = OpenAIBackend(ServerConfig(openai_base_url="http://127.0.0.1:9/v1", openai_model="m"))
     options = GenerationOptions(json_schema='{"type": "object"}')
     sent = backend._request("m", [{"role": "user", "content": "x"}], options, [WEATHER])
     assert sent["tools"] == [WEATHER] and sent["response_format"]["json_schema"]["schema"] == {"type": "object"}
