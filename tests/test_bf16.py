@@ -23,7 +23,9 @@ from tests.test_batching import PERSONAS, QUESTIONS, together
 from tests.test_finetune_refusal import RECORDS, SYSTEM
 
 pytestmark = pytest.mark.model
-LOGITS = 1.0  # max |bf16 - fp32| over the vocabulary at the prompt's last position (measured up to 0.68)
+# max |bf16 - fp32| over the vocabulary at the prompt's last position: measured 0.29-1.03 on 2026-12-04 (the
+# persona row highest, its largest logit 22.8), up to 0.68 on an earlier machine; bf16 keeps 8 bits of mantissa
+LOGITS = 1.25
 VS_FLOAT32 = 1.0  # float32 logits of the two tokens where a bf16 greedy answer first differs
 BATCHED = 1.5  # max |batched - alone| of a bf16 row's logits after one decode step (measured 0.82)
 ANSWER = GenerationOptions(temperature=0, max_new_tokens=48)
@@ -152,12 +154,12 @@ def test_the_kv_cache_is_bf16_and_counted_at_two_bytes(bf16_quill_backend):
 
 
 def test_fine_tuning_a_bf16_model_on_cpu_runs_under_bf16_autocast(tmp_path):
-    from core.settings import Settings
+    from llm.config import EngineConfig
     from llm.loading import load_model
     from personas.finetune import TrainConfig, build_example, load_records, train
     from tests.conftest import MODELS_DIR
 
-    loaded = load_model(Settings(llm_model="demo", llm_dtype="bfloat16", model_cache_dir=MODELS_DIR))
+    loaded = load_model(EngineConfig(llm_model="demo", llm_dtype="bfloat16", models_dir=MODELS_DIR))
     data = tmp_path / "tiny.json"
     data.write_text(json.dumps(RECORDS), encoding="utf-8")
     examples = [build_example(loaded.tokenizer, m, 128) for m in load_records(data, SYSTEM)]
@@ -191,5 +193,9 @@ def test_the_api_answers_in_bf16_with_logprobs_and_bias(tmp_path):
             frequency_penalty=0.5,
         )
         content = answer.choices[0].logprobs.content
-        assert content and b"".join(bytes(e.bytes) for e in content).decode() == answer.choices[0].message.content
+        # The tokens' bytes are the answer's text, and at most the start of one more character: 8 tokens of
+        # Cyrillic can end inside a character, which the text leaves out until its last byte would come.
+        said, text = b"".join(bytes(e.bytes) for e in content), answer.choices[0].message.content.encode()
+        assert content and said.startswith(text) and len(said) - len(text) < 4
+        assert said == text or said[len(text) :].decode("utf-8", "replace") == "\ufffd"
         assert all(e.logprob <= 0 and e.logprob == e.top_logprobs[0].logprob for e in content)  # ties: see above
