@@ -2,20 +2,21 @@
 
 import streamlit as st
 
+from ui import page
 from ui.answer import answer
 from ui.chat import model_notes, model_picker, sidebar_options
 from ui.i18n import _
-from ui.session import ChatSession, Turn, start
+from ui.session import ChatSession
 
 st.set_page_config(page_title="Llama Studio · " + _("Chat"), page_icon="🦙", layout="centered")
-backend = start()
+backend = page.start()
 system_prompt, options = sidebar_options("chat")
 with st.sidebar:
     model = model_picker(backend, "chat")
 session = ChatSession("chat")
 
 
-def reply(turn: Turn) -> None:
+def reply(turn: page.Turn) -> None:
     extra = {"replaces": turn.replaces["id"]} if turn.replaces else None
     answer(session, backend, system_prompt, options, model, extra)
 
@@ -25,4 +26,4 @@ def notes() -> None:
         st.info(note)
 
 
-session.run("🦙 " + _("Chat"), reply, _("Message the model"), header=notes, regenerate=True)
+page.run(session, "🦙 " + _("Chat"), reply, _("Message the model"), header=notes, regenerate=True)

@@ -3,6 +3,7 @@ personas (create one for an adapter folder, edit prompt personas, import charact
 
 import streamlit as st
 
+from ui import page
 from ui.answer import answer
 from ui.chat import check_prompt, render_message, sidebar_options
 from ui.compare import kept_comparisons, side_by_side
@@ -10,12 +11,12 @@ from ui.i18n import N_, _
 from ui.persona_editor import manage
 from ui.personas import description, display_name, persona_system_prompt, pick_persona, registry, select_from_url
 from ui.safe_text import plain, safe_markdown
-from ui.session import ChatSession, Turn, start
+from ui.session import ChatSession
 
 VIEWS = [N_("Chat"), N_("Side by side"), N_("Manage personas")]
 
 st.set_page_config(page_title="Llama Studio · " + _("Personas"), page_icon="🎭", layout="wide")
-backend = start()
+backend = page.start()
 select_from_url()
 reg = registry(backend)
 persona = pick_persona(reg)
@@ -40,11 +41,12 @@ def compare() -> None:
         side_by_side(backend, persona, question, options)  # both columns at once, kept with the others
 
 
-def reply(turn: Turn) -> None:
+def reply(turn: page.Turn) -> None:
     answer(session, backend, system_prompt, options, persona.model, {"persona": persona.name}, persona.card.avatar)
 
 
-session.run(
+page.run(
+    session,
     plain(f"{persona.card.avatar} {display_name(persona)}"),  # persona files come from anyone
     reply,
     _("Message {name}").format(name=display_name(persona)),

@@ -8,15 +8,16 @@ from core.settings import get_settings
 from llm.prompts import conversation
 from rag.pipeline import build_messages, cited_numbers
 from rag.prompts import ANSWER_SYSTEM
+from ui import page
 from ui.answer import stream_to_history
 from ui.chat import model_picker, render_footer, render_message, sidebar_options
 from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
 from ui.search import find_sources, provider_setup, render_sources, search_options, search_provider, show_retrieval
-from ui.session import ChatSession, Turn, start
+from ui.session import ChatSession
 
 st.set_page_config(page_title="Llama Studio · " + _("Search answers"), page_icon="🔎", layout="centered")
-backend = start()
+backend = page.start()
 _answer_system, options = sidebar_options("search", ANSWER_SYSTEM)  # the fixed prompt, shown
 query_options = search_options()
 model = model_picker(backend, "search")
@@ -33,7 +34,7 @@ def header() -> None:
     )
 
 
-def reply(turn: Turn) -> None:
+def reply(turn: page.Turn) -> None:
     earlier = conversation("", session.history[:-1])  # the turns before the question, role and content only
     with st.chat_message("assistant"):
         retrieval = find_sources(backend, provider, earlier, turn.prompt, query_options, model)
@@ -48,7 +49,8 @@ def reply(turn: Turn) -> None:
             render_sources({**message, "live": True})  # the query caption is already above
 
 
-session.run(
+page.run(
+    session,
     "🔎 " + _("Search answers"),
     reply,
     _("Ask about anything recent"),

@@ -2,14 +2,15 @@
 
 import streamlit as st
 
+from ui import page
 from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
 from ui.safe_text import plain
-from ui.session import ChatSession, Turn, start
+from ui.session import ChatSession
 from ui.team import limits_caption, pick_team, render_message, run_live, sidebar_limits
 
 st.set_page_config(page_title="Llama Studio · " + _("Team"), page_icon="👥", layout="wide")
-backend = start()
+backend = page.start()
 team = pick_team(backend)
 limits, options = sidebar_limits()
 session = ChatSession("team")
@@ -32,11 +33,12 @@ def header() -> None:
     )
 
 
-def reply(turn: Turn) -> None:
+def reply(turn: page.Turn) -> None:
     run_live(session, backend, team, turn.prompt, limits, options)
 
 
-session.run(
+page.run(
+    session,
     "👥 " + _("Team of experts"),
     reply,
     _("Give the team a task, e.g. {example}").format(example=team.card.example_task)

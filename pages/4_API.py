@@ -2,12 +2,12 @@
 
 import streamlit as st
 
+from ui import page
 from ui.api_panel import ACCESS, access, base_url, models_table, snippets
 from ui.i18n import _
-from ui.session import start
 
 st.set_page_config(page_title="Llama Studio · " + _("API"), page_icon="🔌", layout="centered")
-backend = start()
+backend = page.start()
 st.title("🔌 " + _("API"))
 st.markdown(
     _(

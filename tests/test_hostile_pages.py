@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.conversation_schema import EXPORT_FORMAT, MAX_MESSAGES, ImportRefused, parse_export
 from tests.fake_backend import install
-from ui.session import RENDER_AT_ONCE
+from ui.page import RENDER_AT_ONCE
 
 
 def test_a_20000_message_import_opens_quickly_and_keeps_every_message(monkeypatch):

@@ -2,7 +2,7 @@
 the partial answer held (and saved about once a second) while it streams, the finished one landed in the
 history.
 
-Below the page sequence: it uses the session's state (ui/session.py), saves through
+Below the page sequence (ui/page.py): it uses the session's state (ui/session.py), saves through
 ui/conversations.py and draws with ui/chat.py's helpers; nothing here calls back up.
 """
 

@@ -1,45 +1,36 @@
-"""One page's conversation in this browser session: its session-state keys, its history, and the page sequence.
+"""One page's conversation in this browser session: its state and its session-state keys.
 
-Every chat page runs the same steps in the same order. `start` and `ChatSession.run` are that order, so a
-page file is its title, its own widgets and one call:
+`ChatSession` names every session-state key of a conversation (`Keys`). The page sequence (ui/page.py), the
+answer flow (ui/answer.py) and the gestures' clicks (ui/gestures.py) change a conversation through its
+methods; loading and saving it are ui/conversations.py's.
 
-    password → backend (`start`) → the page's own widgets (options, model, persona, …)
-    → bind the URL's conversation → sidebar slot → commit pending → title → history → input
-    → save → answer → finish (save again, then draw the conversation list into the slot)
-
-Pending and cut, on the page side, live here (`hold`, `land`, `commit_pending`, `to_save`): while an answer
-streams it sits in `keys.pending`, so a run that ends early (the stop button, a new message, a closed tab)
-leaves it there and the next run lands it in the history marked `cut`; a save while it streams writes it
-marked `cut` too. An answer that fails after some text lands cut; one that fails before any text is not
-kept.
+Pending and cut (`hold`, `land`, `commit_pending`, `to_save`): while an answer streams it sits in
+`keys.pending`, so a run that ends early (the stop button, a new message, a closed tab) leaves it there and the
+next run lands it in the history marked `cut`; a save while it streams writes it marked `cut` too. An answer
+that fails after some text lands cut; one that fails before any text is not kept.
 
 Versions (core/versions.py): the history is the conversation's branch, and `others` keeps every version
-beside it. The gestures under a message (ui/gestures.py) ask for an edit, a regenerate or a continue
-(`ask`, answered in the run the click starts) or switch versions at once (`switch`). An edit and a
-regenerate cut the branch at the message they redo (what followed stays beside it) and answer from
-there; a regenerated answer stays on screen until its replacement has text, and one that fails before
-any text leaves the old answer in place (`_follow`). A continue feeds the cut answer back as the start
-of the model's turn and grows the same message.
+beside it. The gestures under a message ask for an edit, a regenerate or a continue (`ask`, answered in the
+run the click starts) or switch versions at once (`switch`). An edit and a regenerate cut the branch at the
+message they redo (`edit`, `cut_at`: what followed stays beside it); a regenerated answer stays on screen
+until its replacement has text, and one that fails before any text leaves the old answer in place
+(`follow`). A continue feeds the cut answer back as the start of the model's turn and grows the same message.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import streamlit as st
 
 from core import versions
-from llm.interface import ChatBackend
-from ui import conversation_list, conversations, gestures
-from ui.auth import require_password
-from ui.chat import backend_or_stop, check_prompt, render_message, user_message
-from ui.i18n import _
+from ui import conversations
 
 SESSION_ID = "session.id"  # names this browser session to the backend (its per-conversation cache)
 BOUND = "session.histories"  # the history keys this session has bound (see `open_conversations`)
-RENDER_AT_ONCE = 200  # messages drawn per run; earlier ones behind "Show earlier messages"
 
 
 @dataclass(frozen=True)
@@ -73,23 +64,6 @@ class Keys:
         return f"{self.messages}.request"
 
 
-@dataclass(frozen=True)
-class Turn:
-    """What this run asks of the page: an answer to the history's last message (`prompt`, its text), in place of
-    `replaces` when regenerating; or more of the answer `resumes` (a continue)."""
-
-    prompt: str | None
-    replaces: dict | None = None
-    resumes: dict | None = None
-
-
-def start() -> ChatBackend:
-    """The first steps of every page: the password (app.py asks it before the navigation too; asking again
-    keeps a page that runs on its own just as shut), then the shared backend, or why it is not there."""
-    require_password()
-    return backend_or_stop()
-
-
 def open_conversations() -> set[str]:
     """The stored conversations this browser session has open, on any page."""
     return {cid for key in st.session_state.get(BOUND, []) if (cid := st.session_state.get(Keys(key).cid))}
@@ -102,7 +76,7 @@ class ChatSession:
         self.page = page  # the store's name for the page: "chat", "search", "team", "persona:<name>"
         self.prefix = prefix or page  # widget keys: "<prefix>.input", "<prefix>.new", …
         self.keys = Keys(history or f"{self.prefix}.messages")
-        self.resuming: dict | None = None  # during a continue: the answer growing (read by ui.answer)
+        self.resuming: dict | None = None  # during a continue: the answer growing (`answering`)
         self.replacing: dict | None = None  # during a regenerate: the answer beside the branch
         st.session_state.setdefault(self.keys.messages, [])
         st.session_state.setdefault(self.keys.others, [])
@@ -135,6 +109,18 @@ class ChatSession:
         st.session_state[self.keys.messages] = branch
         st.session_state[self.keys.others] = others
 
+    def add(self, message: dict) -> dict:
+        """A message the person sent, after the branch shown."""
+        message.setdefault("parent", self.follows())
+        self.history.append(message)
+        return message
+
+    @property
+    def backend_session(self) -> str:
+        """Names this browser session's conversation, so the backend can keep its cache between turns."""
+        sid = st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
+        return f"{sid}:{self.keys.messages}:{self.cid or ''}"
+
     # --- gestures (ui/gestures.py draws them; a click calls these) -------------------------------------
 
     def ask(self, kind: str, message_id: str | None, text_key: str | None = None) -> None:
@@ -161,31 +147,39 @@ class ChatSession:
                 else:
                     m["feedback"] = "up" if value == 1 else "down"
 
-    def _take_request(self) -> tuple[str, int, dict] | None:
-        """(kind, position, request) of the gesture clicked, if its message is still in the history."""
+    def take_request(self) -> tuple[dict, int | None] | None:
+        """The gesture clicked (its request, taken) and its message's place in the history (None: it went)."""
         request = st.session_state.pop(self.keys.request, None)
         if not request:
             return None
-        wanted = request["id"] or (self.history[-1].get("id") if self.history else None)
-        at = next((n for n, m in enumerate(self.history) if m.get("id") == wanted), None)
-        if at is None:
-            if request.get("text"):  # the message went (another tab's change): the typed text is not lost
-                st.warning(_("That message is no longer in this conversation, so the edit was not sent."))
-                with st.expander(_("Your unsent message (copy it from here)")):
-                    st.code(request["text"], language=None)
-            return None
-        return request["kind"], at, request
+        wanted = request["id"] or self.follows()
+        return request, next((n for n, m in enumerate(self.history) if m.get("id") == wanted), None)
 
-    def _follow(self) -> None:
+    def edit(self, at: int, edited: dict) -> None:
+        """The question at `at` asked again as `edited`: the branch is cut there (what followed stays beside it)."""
+        history, others = self.history, self.others
+        edited = {**edited, "parent": versions.parent_of(history, at)}
+        branch, others = versions.cut_at(history, others, at)
+        self.set_branch([*branch, edited], others)
+
+    def cut_at(self, at: int) -> None:
+        """The branch ends before `at` (a regenerate); the message there and what followed stay beside it."""
+        self.set_branch(*versions.cut_at(self.history, self.others, at))
+
+    def follow(self) -> None:
         """A history that ends in a question whose answer sits beside it goes on through that answer."""
         if (followed := versions.resume(self.history, self.others)) is not None:
             self.set_branch(*followed)
 
-    @property
-    def backend_session(self) -> str:
-        """Names this browser session's conversation, so the backend can keep its cache between turns."""
-        sid = st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
-        return f"{sid}:{self.keys.messages}:{self.cid or ''}"
+    @contextmanager
+    def answering(self, resumes: dict | None, replaces: dict | None) -> Iterator[None]:
+        """While an answer is asked for: the answer a continue grows (`resumes`), the one a regenerate
+        replaces (`replaces`)."""
+        self.resuming, self.replacing = resumes, replaces
+        try:
+            yield
+        finally:
+            self.resuming = self.replacing = None
 
     # --- pending and cut (the rules are in the module docstring) ------------------------------------
 
@@ -243,126 +237,3 @@ class ChatSession:
         message = self.history.pop()
         conversations.retract(self, message)
         return message
-
-    # --- the page sequence --------------------------------------------------------------------------
-
-    def run(
-        self,
-        title: str,
-        reply: Callable[[Turn], None],
-        input_label: str,
-        *,
-        header: Callable[[], None] | None = None,
-        render: Callable[[dict], None] = render_message,
-        regenerate: bool = False,
-        disabled: bool = False,
-        body: Callable[[], None] | None = None,
-        allowed: frozenset[str] = gestures.ALL,
-    ) -> None:
-        """Everything after the page's own widgets: bind, sidebar slot, commit pending, title, history (with the
-        `allowed` gestures under each message), input, save, the answer (`reply`), finish. `body`, when given,
-        takes the place of history, input and answer (a view with its own input, e.g. the persona page's side
-        by side)."""
-        conversations.bind(self)
-        slot = conversation_list.sidebar_slot()
-        self.commit_pending()
-        self._follow()
-        if regenerate:
-            self._regenerate_button()
-        request = self._take_request()
-        st.title(title)
-        if header:
-            header()
-        if body is not None:
-            body()
-        else:
-            self._converse(reply, input_label, render, request, disabled, allowed)
-        conversations.finish(self)
-        conversation_list.draw(self, slot)
-
-    def _regenerate_button(self) -> None:
-        """The sidebar's regenerate: the same as the gesture under the last answer."""
-        history = self.history
-        can = bool(history) and history[-1]["role"] == "assistant"
-        st.sidebar.button(
-            _("Regenerate last answer"),
-            key=self.key("regen"),
-            disabled=not can,
-            use_container_width=True,
-            on_click=self.ask,
-            args=("regenerate", None),  # the last answer when clicked (drawn before this run's new turn)
-        )
-
-    def _redo(self, kind: str, at: int, request: dict) -> Turn | None:
-        """A gesture's turn, the branch cut where it redoes (what followed stays beside it); None if it cannot."""
-        history, others = self.history, self.others
-        message = history[at]
-        if kind == "edit" and message["role"] == "user" and (text := check_prompt(request.get("text"))):
-            edited = {**user_message(text), "parent": versions.parent_of(history, at)}
-            branch, others = versions.cut_at(history, others, at)
-            self.set_branch([*branch, edited], others)
-            return Turn(text)
-        if kind == "regenerate" and message["role"] == "assistant" and at and history[at - 1]["role"] == "user":
-            self.set_branch(*versions.cut_at(history, others, at))
-            return Turn(history[at - 1]["content"], replaces=message)
-        if kind == "continue" and message["role"] == "assistant" and at == len(history) - 1:
-            return Turn(None, resumes=message)
-        return None
-
-    def _shown(self, messages: list[dict]) -> int:
-        """Where the messages drawn start: the latest ones, at most RENDER_AT_ONCE more per click of "Show
-        earlier messages" (a long, imported conversation must not hold up every run of the page). All of it
-        stays in the history."""
-        limit = st.session_state.get(self.key("shown"), RENDER_AT_ONCE)
-        if len(messages) <= limit:
-            return 0
-        st.caption(
-            _("{count} earlier messages are not shown, to keep the page quick; they are kept.").format(
-                count=len(messages) - limit
-            )
-        )
-        st.button(
-            _("Show earlier messages"), key=self.key("more"), on_click=_show_more, args=(self.key("shown"), limit)
-        )
-        return len(messages) - limit
-
-    def _converse(self, reply, input_label: str, render, request, disabled: bool, allowed) -> None:
-        # A regenerated answer is drawn apart, below, and stays (on screen; beside the branch in the history)
-        # until its replacement has text. A click and a chat message never arrive in the same run.
-        turn = self._redo(*request) if request else None
-        history = self.history
-        kids = versions.children(history, self.others)
-        growing = turn.resumes if turn else None  # a continued answer is drawn as it grows, below
-        for at in range(self._shown(history), len(history)):
-            if history[at] is not growing:
-                render(history[at])
-                gestures.bar(self, history, at, kids, allowed)
-        if turn and turn.replaces:
-            with (old_slot := st.empty()).container():
-                render(turn.replaces)
-        prompt = check_prompt(st.chat_input(input_label, key=self.key("input"), submit_mode="stop", disabled=disabled))
-        if turn is None:
-            if prompt is None:
-                return
-            history.append({**user_message(prompt), "parent": self.follows()})
-            render(history[-1])
-            gestures.bar(self, history, len(history) - 1, kids, allowed)
-            turn = Turn(prompt)
-        conversations.save(self)
-        self.resuming, self.replacing = turn.resumes, turn.replaces
-        try:
-            reply(turn)
-        finally:
-            self.resuming = self.replacing = None
-        if turn.replaces:
-            if self.history and self.history[-1]["role"] == "assistant":
-                old_slot.empty()  # the new answer took its place
-            else:
-                self._follow()  # it failed before any text: the old answer is the branch's again
-        history = self.history
-        if history and history[-1]["role"] == "assistant" and (turn.resumes or history[-1] is not turn.replaces):
-            gestures.bar(self, history, len(history) - 1, versions.children(history, self.others), allowed)
-
-
-def _show_more(key: str, limit: int) -> None:
-    st.session_state[key] = limit + RENDER_AT_ONCE
