@@ -372,16 +372,16 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     import threading
     import time
 
-    from server.api import service
+    from server.api import loaded, service
     from server.api.catalog import Target
     from server.api.routes import _END, _next, usage
     from server.api.schemas import ChatRequest
 
     team = _standards_team()
     backend = EndlessSteps(team.coordinator.card.system_prompt, "plan")
-    monkeypatch.setattr(service.ENGINE, "backend", backend)
+    monkeypatch.setattr(loaded, "backend", lambda: backend)
     monkeypatch.setattr(
-        service.ENGINE, "targets", lambda: {"team:ai-standards": Target("team:ai-standards", "team", "ai-standards")}
+        loaded, "targets", lambda: {"team:ai-standards": Target("team:ai-standards", "team", "ai-standards")}
     )
     monkeypatch.setattr("runtime.get_registry", lambda backend: None)
     monkeypatch.setattr("team.answer.find_team", lambda registry, name: team)

@@ -18,8 +18,8 @@ from server.api.assistant_schemas import AssistantCreate, AssistantUpdate, Messa
 from server.api.body import read_json
 from server.api.errors import ApiError
 from server.api.items import page, read_item
+from server.api.loaded import find_target
 from server.api.responses import api_store, list_query
-from server.api.service import find_target
 from server.api.streaming import in_thread
 
 MAX_ASSISTANTS = 10_000  # listed at most (OpenAI's lists page 100 at a time)

@@ -1,10 +1,15 @@
-"""Which model ids the API serves: the base model and every available persona, vLLM style
+"""Which model ids the API serves: the base model, every available persona and team, vLLM style
 (a persona is a model id of its own whose `parent` is the base model)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
+
+from core.errors import StudioError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,23 @@ def targets(backend, personas, teams=()) -> dict[str, Target]:
     for team in teams:
         found[f"team:{team.name}"] = Target(f"team:{team.name}", "team", team.name, parent=parent)
     return found
+
+
+def served_targets(backend) -> dict[str, Target]:
+    """Every model id the API serves on `backend` (GET /v1/models; the API page lists them too): the personas of
+    runtime's shared registry, the teams of the shared teams file."""
+    import runtime
+
+    registry = runtime.get_registry(backend)
+    return targets(backend, registry.personas(), _teams(registry))
+
+
+def _teams(registry) -> list:
+    """The teams that can run; none (logged) when the teams file cannot be used: personas still serve."""
+    from team.teams import available_teams
+
+    try:
+        return available_teams(registry)
+    except StudioError as exc:
+        log.warning("teams are not served: %s", exc)
+        return []

@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from core.errors import StudioError
+from server.api import loaded
 from server.api.body import read_json
 from server.api.errors import ApiError, failure, refusal
 from server.api.schemas import CompletionRequest
-from server.api.service import ENGINE, ChatRun, StopStrings, find_target, refuse_unsupported, to_options
+from server.api.service import ChatRun, StopStrings, refuse_unsupported, to_options
 from server.api.streaming import _END, _next, close_quietly, collect, in_thread
 
 
@@ -53,7 +54,7 @@ async def completions(request: Request) -> Response:
 def start_completion(body: CompletionRequest) -> ChatRun:
     """Check the request against the model it names and start its completion (blocking: call in a thread)."""
     refuse_unsupported(body)
-    target = find_target(body.model)
+    target = loaded.find_target(body.model)
     if target.kind in ("prompt", "team"):
         what = "a prompt persona, whose system prompt needs a chat" if target.kind == "prompt" else "a team"
         raise ApiError(
@@ -65,7 +66,7 @@ def start_completion(body: CompletionRequest) -> ChatRun:
         )
     options = to_options(body.sampling())
     try:
-        pieces = ENGINE.backend.complete(body.prompt, options, model=target.backend_model)
+        pieces = loaded.backend().complete(body.prompt, options, model=target.backend_model)
     except StudioError as exc:
         raise refusal(exc, prompt="prompt") from None
     return ChatRun(pieces, pieces.stats, StopStrings(pieces, body.stop_strings()))

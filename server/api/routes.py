@@ -21,13 +21,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from core.errors import StudioError
-from server.api import assistants, completions, conversations, responses, runs
+from server.api import assistants, completions, conversations, loaded, responses, runs
 from server.api.access import check_access
 from server.api.body import read_json
 from server.api.embeddings import embedding_id, embeddings
 from server.api.errors import ApiError, error_response, failure, refusal
 from server.api.schemas import ChatRequest
-from server.api.service import ENGINE, ChatRun, start_chat
+from server.api.service import ChatRun, start_chat
 from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ async def _unused(request: Request) -> Response:  # a Route only to match paths;
 async def health(request: Request) -> Response:
     """503 while the model loads (or when it failed, saying why); 200 with the engine's figures after."""
     try:
-        backend = ENGINE.ready()
+        backend = await in_thread(loaded.backend)
     except ApiError as exc:
         return JSONResponse({"error": str(exc)}, status_code=503)
     return JSONResponse({"status": "ok", **backend.figures()})
@@ -125,7 +125,7 @@ async def get_model(request: Request) -> Response:
 
 async def model_objects() -> list[dict]:
     """The base model, every available persona and team, and the embedding model, in OpenAI's model shape."""
-    targets = await in_thread(ENGINE.targets)
+    targets = await in_thread(loaded.targets)
     created = int(time.time())
     data = [
         {
@@ -268,7 +268,7 @@ def api_routes() -> list[Route]:
 @asynccontextmanager
 async def lifespan(app):
     """The model starts loading when the server starts, not when the first page opens."""
-    ENGINE.start()
+    loaded.start_loading()
     print(f"  OpenAI-compatible API: {api_address()}\n", flush=True)  # below Streamlit's own URL lines
     yield
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 import runtime
 from core.errors import StudioError
-from llm.interface import GenerationStats
+from llm.interface import ChatBackend, GenerationStats
 from llm.options import GenerationOptions
 from llm.prompts import Message
-from server.api.catalog import Target, targets
+from server.api import loaded
+from server.api.catalog import served_targets  # noqa: F401 - ui/api_panel.py imports it from here
 from server.api.errors import ApiError, refusal
 from server.api.logprobs import Logprobs
 from server.api.messages import to_messages
@@ -23,71 +24,6 @@ from team.answer import TeamAnswer, team_answer
 from team.record import Limits
 
 log = logging.getLogger(__name__)
-
-
-class Engine:
-    """Loads the backend once in a background thread and says whether it can answer yet."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.backend = None
-        self.problem: str | None = None
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._load, name="model-load", daemon=True)
-                self._thread.start()
-
-    def _load(self) -> None:
-        from runtime import get_backend, get_registry
-
-        try:
-            backend = get_backend()
-            get_registry(backend)  # adapters attach now, not on the first request
-            self.backend = backend
-        except StudioError as exc:
-            self.problem = str(exc)
-        except Exception as exc:  # anything else: the server keeps serving and /health says why
-            log.exception("the model failed to load")
-            self.problem = f"The model failed to load ({type(exc).__name__}); see the server log."
-
-    def ready(self):
-        """The backend, or raises ApiError 503 while it loads or when it failed."""
-        self.start()
-        if self.backend is not None:
-            return self.backend
-        if self.problem:
-            raise ApiError(
-                503, f"The model is not available: {self.problem}", code="model_unavailable", kind="server_error"
-            )
-        raise ApiError(503, "Loading model", code="model_loading", kind="server_error")
-
-    def targets(self) -> dict[str, Target]:
-        return served_targets(self.ready())
-
-
-def served_targets(backend) -> dict[str, Target]:
-    """Every model id the API serves on `backend` (GET /v1/models; the API page lists them too)."""
-    from runtime import get_registry
-
-    registry = get_registry(backend)
-    return targets(backend, registry.personas(), _teams(registry))
-
-
-def _teams(registry) -> list:
-    """The teams that can run; none (logged) when the teams file cannot be used: personas still serve."""
-    from team.teams import available_teams
-
-    try:
-        return available_teams(registry)
-    except StudioError as exc:
-        log.warning("teams are not served: %s", exc)
-        return []
-
-
-ENGINE = Engine()
 
 
 @dataclass
@@ -123,30 +59,18 @@ def refuse_unsupported(request) -> None:
         raise ApiError(400, f"{problem[0]}: {problem[1]}.", param=problem[0], code="unsupported_parameter")
 
 
-def find_target(model: str) -> Target:
-    """The model, persona or team named `model`, or a 404 naming the list."""
-    target = ENGINE.targets().get(model)
-    if target is None:
-        raise ApiError(
-            404,
-            f"The model {model[:200]!r} does not exist. GET /v1/models lists the models, personas and teams.",
-            param="model",
-            code="model_not_found",
-        )
-    return target
-
-
 def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> list[ChatRun]:
     """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
     thread). Setting `cancel` stops a single answer's row at its next step, from any thread."""
     refuse_unsupported(request)
-    target = find_target(request.model)
+    target = loaded.find_target(request.model)
+    backend = loaded.backend()
     count = choice_count(request, target.kind)
     messages = to_messages(request.messages, target.system_prompt)
     options = to_options(request)
     shape = answer_shape(request, target.kind)
     options = options.model_copy(update={"json_schema": shape.plan.json_schema})  # checked by `tools.plan`
-    if options.logprobs is not None and (target.kind == "team" or not ENGINE.backend.can_logprobs):
+    if options.logprobs is not None and (target.kind == "team" or not backend.can_logprobs):
         raise ApiError(
             400,
             "logprobs are not available for this model (a team, or a model served elsewhere).",
@@ -156,12 +80,12 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
     tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
     try:
         if target.kind == "team":
-            answers = [start_team(target.backend_model, messages, options, request)]
+            answers = [start_team(backend, target.backend_model, messages, options, request)]
         elif count == 1:
-            answers = [ENGINE.backend.stream(messages, options, model=target.backend_model, cancel=cancel, **tools)]
+            answers = [backend.stream(messages, options, model=target.backend_model, cancel=cancel, **tools)]
         else:  # one prefill of the prompt for all of them; choice i is seeded seed + i
             choices = [options.model_copy(update={"seed": seeded(options.seed, i)}) for i in range(count)]
-            answers = ENGINE.backend.stream_choices(messages, choices, model=target.backend_model, **tools)
+            answers = backend.stream_choices(messages, choices, model=target.backend_model, **tools)
     except StudioError as exc:
         raise refusal(exc) from None
     runs = []
@@ -213,12 +137,14 @@ def team_limits(request: ChatRequest) -> Limits:
     )
 
 
-def start_team(team_name: str, messages: list[Message], options: GenerationOptions, request: ChatRequest) -> TeamAnswer:
+def start_team(
+    backend: ChatBackend, team_name: str, messages: list[Message], options: GenerationOptions, request: ChatRequest
+) -> TeamAnswer:
     """A team's answer (`team.answer`): the task is the last user message; the request's sampling options apply
     to every step."""
     task = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-    registry = runtime.get_registry(ENGINE.backend)
-    return team_answer(ENGINE.backend, registry, team_name, task, team_limits(request), options)
+    registry = runtime.get_registry(backend)
+    return team_answer(backend, registry, team_name, task, team_limits(request), options)
 
 
 def to_options(request: ChatRequest) -> GenerationOptions:
