@@ -13,6 +13,8 @@ from core.text import surrogate_at
 from personas.registry import BASE, Persona, PersonaCard
 from server.api.body import first_problem
 from server.api.catalog import base_id, targets
+from server.api.errors import ApiError
+from server.api.messages import to_messages
 from server.api.schemas import (
     MAX_CHARS,
     MAX_ITEMS,
@@ -22,7 +24,8 @@ from server.api.schemas import (
     ChatRequest,
     EmbeddingRequest,
 )
-from server.api.service import ApiError, StopStrings, to_messages, to_options
+from server.api.stops import StopStrings
+from server.api.translate import to_options
 
 
 def request(**fields) -> ChatRequest:

@@ -13,9 +13,10 @@ from llm.interface import OptionError, Piece, TokenLogprob
 from llm.logprobs import RULED_OUT, scored
 from llm.options import GenerationOptions
 from llm.sampling import AnswerPenalties, LogitBias, check_token_ids, make_processors, sample
+from server.api.errors import ApiError
 from server.api.logprobs import Logprobs
 from server.api.schemas import ChatRequest
-from server.api.service import ApiError, to_options
+from server.api.translate import to_options
 
 LOGITS = torch.tensor([[1.0, 2.0, 0.5, -1.0, 3.0, 0.0]])  # (1, V=6)
 PROMPT = [4, 4, 1]  # counted by nothing: the penalties look at the answer only
@@ -297,8 +298,9 @@ def test_a_server_backend_is_sent_the_penalties_and_the_bias_as_openai_spells_th
 
 @pytest.mark.parametrize("kind, backend", [("team", "local"), ("served", "server")])
 def test_logprobs_are_refused_where_no_one_computes_them(monkeypatch, kind, backend):
-    from server.api import loaded, service
+    from server.api import loaded
     from server.api.catalog import Target
+    from server.api.chat import start_chat
 
     class Backend:
         can_logprobs = backend == "local"
@@ -306,13 +308,15 @@ def test_logprobs_are_refused_where_no_one_computes_them(monkeypatch, kind, back
     monkeypatch.setattr(loaded, "backend", Backend)
     monkeypatch.setattr(loaded, "targets", lambda: {"m": Target("m", kind, "m")})
     with pytest.raises(ApiError) as caught:
-        service.start_chat(chat(logprobs=True, top_logprobs=2))
+        start_chat(chat(logprobs=True, top_logprobs=2))
     assert (caught.value.status, caught.value.param) == (400, "logprobs")
 
 
 def test_n_for_a_team_or_past_max_choices_is_refused_before_any_answer_starts(monkeypatch):
-    from server.api import loaded, service
+    from server.api import loaded
     from server.api.catalog import Target
+    from server.api.chat import start_chat
+    from server.api.translate import seeded
 
     class Backend:
         def stream_choices(self, *args, **kwargs):
@@ -330,6 +334,6 @@ def test_n_for_a_team_or_past_max_choices_is_refused_before_any_answer_starts(mo
         ("m", 0, "MAX_CHOICES"),
     ]:
         with pytest.raises(ApiError) as caught:
-            service.start_chat(chat(model=model, n=n))
+            start_chat(chat(model=model, n=n))
         assert (caught.value.status, caught.value.param) == (400, "n") and words in str(caught.value)
-    assert [service.seeded(None, 2), service.seeded(5, 2), service.seeded(2**32 - 1, 1)] == [None, 7, 0]
+    assert [seeded(None, 2), seeded(5, 2), seeded(2**32 - 1, 1)] == [None, 7, 0]

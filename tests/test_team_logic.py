@@ -372,8 +372,9 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
     import threading
     import time
 
-    from server.api import loaded, service
+    from server.api import loaded
     from server.api.catalog import Target
+    from server.api.chat import ChatRun, start_chat
     from server.api.routes import _END, _next, usage
     from server.api.schemas import ChatRequest
 
@@ -394,8 +395,8 @@ def test_the_apis_team_answer_closes_from_another_thread_while_its_reader_waits(
         }
     )
 
-    def answer() -> service.ChatRun:  # the served path: the chat route's own start
-        (run,) = service.start_chat(request)
+    def answer() -> ChatRun:  # the served path: the chat route's own start
+        (run,) = start_chat(request)
         return run
 
     chat = answer()

@@ -409,7 +409,7 @@ def test_the_openai_backend_forwards_tools_and_reads_the_servers_calls_back_as_t
 
 
 def test_parallel_tool_calls_false_keeps_one_call_and_a_team_takes_no_tools():
-    from server.api.service import answer_shape
+    from server.api.translate import answer_shape
 
     two = '{"name": "get_weather", "parameters": {"city": "A"}}; {"name": "get_time", "parameters": {}}'
     assert len(AnswerShape(plan(request(tools=[WEATHER, TIME]))).message(two, True)["tool_calls"]) == 2

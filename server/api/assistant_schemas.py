@@ -1,6 +1,6 @@
 """Request bodies of the tutorial's assistants, threads and runs endpoints, in OpenAI's (retired) shapes, unknown
 fields ignored. Tools and response formats are chat-completions shaped already; they are checked where the run
-starts (`service.start_chat`, through `runs.response_request`)."""
+starts (`chat.start_chat`, through `runs.response_request`)."""
 
 from __future__ import annotations
 

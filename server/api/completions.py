@@ -19,10 +19,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from core.errors import StudioError
 from server.api import loaded
 from server.api.body import read_json
+from server.api.chat import ChatRun
 from server.api.errors import ApiError, failure, refusal
 from server.api.schemas import CompletionRequest
-from server.api.service import ChatRun, StopStrings, refuse_unsupported, to_options
+from server.api.stops import StopStrings
 from server.api.streaming import _END, _next, close_quietly, collect, in_thread
+from server.api.translate import refuse_unsupported, to_options
 
 
 async def completions(request: Request) -> Response:

@@ -1,6 +1,6 @@
 """Request bodies of the Responses and Conversations APIs, in OpenAI's shapes (unknown fields ignored). Items are
 read by `server.api.items`; a request's tools, tool choice and text format become the chat-completions fields the
-one answer path (`service.start_chat`) checks."""
+one answer path (`chat.start_chat`) checks."""
 
 from __future__ import annotations
 

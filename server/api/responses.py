@@ -1,4 +1,4 @@
-"""`/v1/responses`: OpenAI's Responses API over the one answer path (`service.start_chat`) and the pages' store.
+"""`/v1/responses`: OpenAI's Responses API over the one answer path (`chat.start_chat`) and the pages' store.
 
 A response's history is what it continues: the turns of its `previous_response_id` chain (each stored response keeps
 its input and output items, function calls and their outputs included) or the items of its `conversation` (the chat
@@ -24,12 +24,12 @@ from core.api_store import ApiObject, ApiStore, new_api_id
 from core.store import new_message_id
 from llm.prompts import turns
 from server.api.body import first_problem, read_json
+from server.api.chat import ChatRun, start_chat
 from server.api.errors import ApiError, failure_message
 from server.api.items import page, read_items, to_items
 from server.api.response_events import ItemWriter
 from server.api.response_schemas import ResponseRequest
 from server.api.schemas import ChatRequest
-from server.api.service import ChatRun, start_chat
 from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
 

@@ -24,10 +24,10 @@ from core.errors import StudioError
 from server.api import assistants, completions, conversations, loaded, responses, runs
 from server.api.access import check_access
 from server.api.body import read_json
+from server.api.chat import ChatRun, start_chat
 from server.api.embeddings import embedding_id, embeddings
 from server.api.errors import ApiError, error_response, failure, refusal
 from server.api.schemas import ChatRequest
-from server.api.service import ChatRun, start_chat
 from server.api.streaming import _END, _next, close_quietly, collect, complete, in_thread
 
 log = logging.getLogger(__name__)

@@ -87,7 +87,7 @@ class ChatRequest(BaseModel):
     top_k: StrictInt | None = None
     repetition_penalty: StrictFloat | None = None
     # OpenAI's other fields (`functions`: refused by `unsupported`).
-    n: StrictInt | None = None  # answers wanted: checked against MAX_CHOICES (`service.choice_count`)
+    n: StrictInt | None = None  # answers wanted: checked against MAX_CHOICES (`translate.choice_count`)
     tools: Items | None = None
     functions: Items | None = None
     tool_choice: Any = None
@@ -166,7 +166,7 @@ def _is_token_ids(value: Any) -> bool:
 
 class CompletionRequest(BaseModel):
     """OpenAI's legacy text completion: raw text in, its continuation out (no chat template). Sampling is checked
-    by `service.to_options` through `sampling()`, as a chat's is."""
+    by `translate.to_options` through `sampling()`, as a chat's is."""
 
     model_config = ConfigDict(extra="ignore")
     PARAMS: ClassVar[frozenset[str]] = frozenset({"prompt", "suffix", "echo", "best_of"})
@@ -236,7 +236,7 @@ class CompletionRequest(BaseModel):
         return next(((name, why) for name, bad, why in checks if bad), None)
 
     def sampling(self) -> ChatRequest:
-        """The sampling fields as a ChatRequest (not validated again) for `service.to_options`, the one place
+        """The sampling fields as a ChatRequest (not validated again) for `translate.to_options`, the one place
         for their defaults and ranges; max_tokens defaults to OpenAI's 16 here."""
         fields = ("temperature", "top_p", "seed", "top_k", "repetition_penalty")
         fields += ("presence_penalty", "frequency_penalty", "logit_bias")

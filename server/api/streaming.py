@@ -9,8 +9,8 @@ import anyio
 from starlette.requests import Request
 
 from core.errors import StudioError
+from server.api.chat import ChatRun
 from server.api.errors import refusal
-from server.api.service import ChatRun
 
 # Our own pool for model work, so API streams never take the threads Streamlit serves files with.
 _THREADS = anyio.CapacityLimiter(64)
