@@ -1,7 +1,9 @@
 """The sidebar's conversation list: new, this conversation (rename, export, delete), search, open, import.
 
 Reserved at the top of a page (`sidebar_slot`) and drawn at its end (`draw`), after the run's last save, so it
-shows what this run saved. Draws only; loading and saving are ui/conversations.py's.
+shows what this run saved. Draws only, and keeps its own notes (`ERROR`, `NOTICE`); loading and saving are
+ui/conversations.py's, a conversation's state is its `ChatSession`'s (ui/session.py). The page sequence
+(ui/page.py) calls it; it calls nothing of the page's.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from core.names import without_bidi_controls
 from core.store import Store, StoreError, imported_messages
 from ui import conversations
 from ui.auth import session_id
-from ui.conversations import ERROR, NOTICE, PAGE_NAMES, UNSAVED, store
-from ui.i18n import _, shown
+from ui.conversations import SAVE_LATER, UNSAVED, store
+from ui.i18n import N_, _, shown
 from ui.safe_text import plain
 
 if TYPE_CHECKING:
     from ui.session import ChatSession
+
+# The sidebar's notes, one set per browser session (not per conversation): shown once, at the next draw.
+ERROR, NOTICE = "conversations.error", "conversations.notice"
+PAGE_NAMES = {"chat": N_("Chat"), "search": N_("Search answers"), "team": N_("Team")}
 
 
 def sidebar_slot():
@@ -34,6 +40,18 @@ def sidebar_slot():
 def draw(session: ChatSession, slot) -> None:
     with slot:
         _sidebar(session)
+
+
+def _new(session: ChatSession) -> None:
+    if not conversations.start_new(session):
+        st.session_state[ERROR] = _(SAVE_LATER)
+
+
+def _delete(session: ChatSession, cid: str) -> None:
+    try:
+        conversations.delete(session, cid)
+    except StoreError as exc:
+        st.session_state[ERROR] = text_of(exc)  # shown in the page's language
 
 
 def _open(cid: str) -> None:
@@ -86,7 +104,7 @@ def _notes(session: ChatSession, cid: str | None) -> None:
                 "the next save."
             ).format(reason=shown(unsaved))
         )
-    note = st.session_state.get(session.keys.note)
+    note = session.note
     if note and note[0] == cid:
         st.info(note[1])
 
@@ -95,8 +113,7 @@ def _sidebar(session: ChatSession) -> None:
     """New, current (rename, export, delete with confirmation), search, open, import."""
     st.subheader(_("Conversations"))
     key = session.key
-    new = conversations.start_new
-    st.button("➕ " + _("New chat"), key=key("new"), use_container_width=True, on_click=new, args=(session,))
+    st.button("➕ " + _("New chat"), key=key("new"), use_container_width=True, on_click=_new, args=(session,))
     cid = session.cid
     _notes(session, cid)
     db = store()
@@ -134,7 +151,7 @@ def _sidebar(session: ChatSession) -> None:
                     _("Delete"),
                     key=key("delete"),
                     disabled=not sure,
-                    on_click=conversations.delete,
+                    on_click=_delete,
                     args=(session, cid),
                 )
         text = st.text_input(_("Search conversations"), key=key("conv_search"), placeholder=_("Search by text"))

@@ -1,11 +1,14 @@
-"""Saved conversations in the pages: the URL's `?c=<id>` names one; the sidebar lists them.
+"""A page's conversation and the store: the URL's `?c=<id>` names one; this loads it and saves it back.
 
-The page's history is its `ChatSession`'s (ui/session.py, which names every key); these helpers load it
-from the store and save it back, and keep chatting (unsaved, saying so) when the store cannot be used.
+The conversation's state is its `ChatSession`'s (ui/session.py, which names every key and alone writes
+them); this module only syncs that state with the store, through the session's methods, and keeps chatting
+(unsaved, saying so) when the store cannot be used. It points the URL's `?c=` at the session's conversation
+and keeps the note on why saving fails (`UNSAVED`). The page sequence (ui/page.py), the answer flow
+(ui/answer.py) and the sidebar's list (ui/conversation_list.py) call it; it calls nothing of theirs.
 
-What a session has saved is tracked per message (`Sync`): each save writes only the messages that are new
-or changed since this session last wrote them, so a save that failed (the database locked) is simply
-retried by the next one, and nothing this tab did not write is ever overwritten. Two tabs on one
+What a session has saved is tracked per message (the session's `Sync`): each save writes only the messages
+that are new or changed since this session last wrote them, so a save that failed (the database locked) is
+simply retried by the next one, and nothing this tab did not write is ever overwritten. Two tabs on one
 conversation: a tab with nothing unsaved first catches up with what the other saved (at the top of each
 run); a tab whose write finds that another tab wrote in between (or deleted the conversation) continues
 in a copy, with a note, so neither tab's turns are lost or interleaved.
@@ -14,20 +17,13 @@ in a copy, with a note, so neither tab's turns are lost or interleaved.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.errors import text_of
 from core.settings import get_settings
-from core.store import (
-    ConversationChanged,
-    Store,
-    StoreError,
-    fingerprint,
-    new_message_id,
-)
+from core.store import ConversationChanged, Store, StoreError
 from ui.i18n import N_, _
 
 if TYPE_CHECKING:
@@ -36,20 +32,9 @@ if TYPE_CHECKING:
 SAVE_EVERY_S = 1.0  # how often a streaming answer is saved (as cut) so a crash keeps it
 # A save during streaming waits this long for a lock (the stream stalls meanwhile); the next one retries.
 STREAM_WAIT_S = 0.25
-# Notes for the sidebar, one set per browser session (not per conversation).
-UNSAVED, ERROR, NOTICE = "conversations.unsaved", "conversations.error", "conversations.notice"
+# Why saving fails now, for the sidebar (one per browser session, not per conversation).
+UNSAVED = "conversations.unsaved"
 SAVE_LATER = N_("This conversation could not be saved yet, so it stays open. Try again in a moment.")
-PAGE_NAMES = {"chat": N_("Chat"), "search": N_("Search answers"), "team": N_("Team")}
-
-
-@dataclass
-class Sync:
-    """What this session knows the store holds of its conversation."""
-
-    version: int | None = None  # the conversation's version after this session's last read or write
-    # message id -> (fingerprint, beside the branch) as this session last wrote or read it
-    saved: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    hide: list[str] = field(default_factory=list)  # ids taken off the page, to hide in the store at the next save
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,10 +58,6 @@ def _unsaved(exc: StoreError) -> None:
     st.session_state[UNSAVED] = text_of(exc)
 
 
-def _sync(session: ChatSession) -> Sync:
-    return st.session_state.setdefault(session.keys.sync, Sync())
-
-
 def conversation_page(cid: str | None) -> str | None:
     """The page a stored conversation belongs to (persona pages use it to pick the persona first)."""
     db = store()
@@ -87,25 +68,6 @@ def conversation_page(cid: str | None) -> str | None:
     except StoreError:
         return None
     return summary.page if summary else None
-
-
-def _adopt(
-    session: ChatSession,
-    cid: str | None,
-    version: int | None = None,
-    messages: list[dict] | None = None,
-    others: list[dict] | None = None,
-) -> None:
-    """This session now shows `messages` of conversation `cid` (and keeps the `others` versions beside them), as
-    stored at `version` (None: a new chat)."""
-    messages, others = messages or [], others or []
-    st.session_state[session.keys.messages] = messages
-    st.session_state[session.keys.others] = others
-    st.session_state[session.keys.sync] = Sync(version, _fingerprints(messages, others))
-    if cid:
-        st.session_state[session.keys.cid] = cid
-    else:
-        st.session_state.pop(session.keys.cid, None)
 
 
 def _settle(session: ChatSession) -> bool:
@@ -143,7 +105,7 @@ def bind(session: ChatSession) -> None:
             st.warning(_(SAVE_LATER))
             _point_url_at(own)
             return
-        _adopt(session, cid, loaded.version, loaded.messages, loaded.others)
+        session.adopt(cid, loaded.version, loaded.messages, loaded.others)
     except StoreError as exc:
         _unsaved(exc)
 
@@ -151,12 +113,11 @@ def bind(session: ChatSession) -> None:
 def _catch_up(db: Store, session: ChatSession, cid: str) -> None:
     """Show what another tab saved to this conversation, if this tab has nothing unsaved (if it has,
     its next save forks instead, see `save`)."""
-    sync = _sync(session)
     version = db.version(cid)
-    if version is None or version == sync.version or _unsaved_changes(session):
+    if version is None or version == session.sync.version or _unsaved_changes(session):
         return
     if loaded := db.load(cid):
-        _adopt(session, cid, loaded.version, loaded.messages, loaded.others)
+        session.adopt(cid, loaded.version, loaded.messages, loaded.others)
 
 
 def _point_url_at(cid: str | None) -> None:
@@ -167,24 +128,8 @@ def _point_url_at(cid: str | None) -> None:
 
 
 def _unsaved_changes(session: ChatSession) -> bool:
-    changed, hide = _changes(session.history, session.others, _sync(session))
+    changed, hide = session.sync.changes(session.history, session.others)
     return bool(changed or hide or session.pending())
-
-
-def _fingerprints(messages: list[dict], others: list[dict]) -> dict[str, tuple[int, bool]]:
-    return {m["id"]: (fingerprint(m), off) for off, group in ((False, messages), (True, others)) for m in group}
-
-
-def _changes(messages: list[dict], others: list[dict], sync: Sync) -> tuple[list[tuple[int, dict]], list[str]]:
-    """(position, message) pairs this session has not yet written as they are now (the branch's messages, then
-    the versions beside it), and ids to hide."""
-    changed = []
-    for off, group in ((False, messages), (True, others)):
-        for seq, m in enumerate(group):
-            m.setdefault("id", new_message_id())  # every message has one from birth; this covers any other source
-            if sync.saved.get(m["id"]) != (fingerprint(m), off):
-                changed.append((seq, m))
-    return changed, sync.hide
 
 
 def save(session: ChatSession, streaming: dict | None = None, wait_s: float | None = None) -> None:
@@ -194,8 +139,8 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
     db = store()
     if db is None or not messages:
         return
-    sync, others = _sync(session), session.others
-    changed, hide = _changes(messages, others, sync)
+    others = session.others
+    changed, hide = session.sync.changes(messages, others)
     if not changed and not hide:
         return
     cid = session.cid
@@ -205,12 +150,11 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
             _start(db, session, messages)
             return
         try:
-            sync.version = db.write(cid, changed, hide, sync.version, wait_s, off)
+            version = db.write(cid, changed, hide, session.sync.version, wait_s, off)
         except ConversationChanged as exc:
             _fork(db, session, messages, exc)
             return
-        sync.saved.update((m["id"], (fingerprint(m), m["id"] in off)) for _at, m in changed)
-        sync.hide = []
+        session.wrote(version, changed, off)
     except StoreError as exc:
         _unsaved(exc)
 
@@ -218,10 +162,8 @@ def save(session: ChatSession, streaming: dict | None = None, wait_s: float | No
 def _start(db: Store, session: ChatSession, messages: list[dict], title: str | None = None) -> str:
     """A new conversation holding `messages` (written in the same transaction), now this session's."""
     title = title or next((m["content"] for m in messages if m["role"] == "user"), _("New chat"))
-    others = session.others
-    cid = db.create(session.page, title, messages, others)
-    st.session_state[session.keys.cid] = cid
-    st.session_state[session.keys.sync] = Sync(0, _fingerprints(messages, others))
+    cid = db.create(session.page, title, messages, session.others)
+    session.started(cid, messages)
     st.query_params["c"] = cid
     return cid
 
@@ -237,14 +179,8 @@ def _fork(db: Store, session: ChatSession, messages: list[dict], exc: Conversati
             "this tab goes on in a copy (“(copy)” in the list); the other tab's turns stay in the original."
         )
         cid = _start(db, session, messages, _("{title} (copy)").format(title=exc.title))
-    st.session_state[session.keys.note] = (cid, note)
+    session.goes_on_in(cid, note)
     st.toast(note, icon="🔀")
-
-
-def retract(session: ChatSession, message: dict) -> None:
-    """A message taken off the page (e.g. too long to answer) is hidden in the store at the next save."""
-    if message.get("id"):
-        _sync(session).hide.append(message["id"])
 
 
 def saver(session: ChatSession):
@@ -265,21 +201,19 @@ def finish(session: ChatSession) -> None:
     save(session)
 
 
-def start_new(session: ChatSession) -> None:
+def start_new(session: ChatSession) -> bool:
+    """A new chat in place of this one, once this one is saved; False (nothing changed) if it could not be."""
     if not _settle(session):
-        st.session_state[ERROR] = _(SAVE_LATER)
-        return
-    _adopt(session, None)
+        return False
+    session.adopt(None)
     _point_url_at(None)
+    return True
 
 
 def delete(session: ChatSession, cid: str) -> None:
+    """Delete conversation `cid` and start a new chat; raises StoreError (nothing changed) if the store refuses."""
     if db := store():
-        try:
-            db.delete(cid)
-        except StoreError as exc:
-            st.session_state[ERROR] = text_of(exc)
-            return
+        db.delete(cid)
     session.drop_pending()
-    _adopt(session, None)
+    session.adopt(None)
     _point_url_at(None)

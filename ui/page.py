@@ -6,9 +6,16 @@
     → bind the URL's conversation → sidebar slot → commit pending → title → history → input
     → save → answer (the page's `reply`) → finish (save again, then draw the conversation list into the slot)
 
-The top of the ui modules a conversation goes through: it calls the session's state (ui/session.py), its sync
-with the store (ui/conversations.py), the gestures (ui/gestures.py) and the sidebar's list
-(ui/conversation_list.py); a page's `reply` calls the answer flow (ui/answer.py).
+The top of the ui modules a conversation goes through; each of them imports and calls only those below it, never
+back up (tests/test_ui_layout.py holds the order):
+
+    ui/session.py (the state: the only writer of its keys)
+      ←  ui/conversations.py (that state synced with the store)
+      ←  ui/answer.py (an answer streamed and landed), ui/conversation_list.py (the sidebar's list),
+         ui/gestures.py (the buttons under a message; it needs ui/session.py only)
+      ←  ui/page.py (this sequence)  ←  pages/
+
+ui/chat.py's drawing helpers (the backend, the options, a message) sit below all of them.
 
 A gesture under a message (ui/gestures.py) asks for an edit, a regenerate or a continue, answered here in the
 run its click starts (`_redo`): an edit and a regenerate cut the branch at the message they redo and answer

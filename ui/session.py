@@ -1,8 +1,9 @@
-"""One page's conversation in this browser session: its state and its session-state keys.
+"""One page's conversation in this browser session: its state, and the one place that writes it.
 
-`ChatSession` names every session-state key of a conversation (`Keys`). The page sequence (ui/page.py), the
-answer flow (ui/answer.py) and the gestures' clicks (ui/gestures.py) change a conversation through its
-methods; loading and saving it are ui/conversations.py's.
+`ChatSession` names every session-state key of a conversation (`Keys`) and is their only writer: the page
+sequence (ui/page.py), the sync with the store (ui/conversations.py), the answer flow (ui/answer.py) and the
+gestures' clicks (ui/gestures.py) change a conversation only through its methods. It is the bottom of those
+modules and imports none of them.
 
 Pending and cut (`hold`, `land`, `commit_pending`, `to_save`): while an answer streams it sits in
 `keys.pending`, so a run that ends early (the stop button, a new message, a closed tab) leaves it there and the
@@ -15,6 +16,10 @@ run the click starts) or switch versions at once (`switch`). An edit and a regen
 message they redo (`edit`, `cut_at`: what followed stays beside it); a regenerated answer stays on screen
 until its replacement has text, and one that fails before any text leaves the old answer in place
 (`follow`). A continue feeds the cut answer back as the start of the model's turn and grows the same message.
+
+What the store holds (`Sync`): what this session last read or wrote, per message, so a save writes only what
+is new or changed (ui/conversations.py does the saving; `adopt`, `started` and `wrote` record it here). A
+message taken back off the page (`take_back`) is hidden in the store at the next save.
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 
 from core import versions
-from ui import conversations
+from core.store import fingerprint, new_message_id
 
 SESSION_ID = "session.id"  # names this browser session to the backend (its per-conversation cache)
 BOUND = "session.histories"  # the history keys this session has bound (see `open_conversations`)
@@ -48,7 +53,7 @@ class Keys:
         return f"{self.messages}.cid"
 
     @property
-    def sync(self) -> str:  # what this session knows the store holds (ui.conversations.Sync)
+    def sync(self) -> str:  # what this session knows the store holds (`Sync`)
         return f"{self.messages}.sync"
 
     @property
@@ -62,6 +67,36 @@ class Keys:
     @property
     def request(self) -> str:  # a gesture's request, answered in the run its click starts
         return f"{self.messages}.request"
+
+
+@dataclass
+class Sync:
+    """What this session knows the store holds of its conversation."""
+
+    version: int | None = None  # the conversation's version after this session's last read or write
+    # message id -> (fingerprint, beside the branch) as this session last wrote or read it
+    saved: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    hide: list[str] = field(default_factory=list)  # ids taken off the page, to hide in the store at the next save
+
+    @classmethod
+    def of(cls, version: int | None, messages: list[dict], others: list[dict]) -> Sync:
+        """The store holds `messages` and `others` as they are now, at `version`."""
+        return cls(version, _fingerprints(messages, others))
+
+    def changes(self, messages: list[dict], others: list[dict]) -> tuple[list[tuple[int, dict]], list[str]]:
+        """(position, message) pairs not yet written as they are now (the branch's messages, then the versions
+        beside it), and ids to hide."""
+        changed = []
+        for off, group in ((False, messages), (True, others)):
+            for seq, m in enumerate(group):
+                m.setdefault("id", new_message_id())  # every message has one from birth; this covers any other source
+                if self.saved.get(m["id"]) != (fingerprint(m), off):
+                    changed.append((seq, m))
+        return changed, self.hide
+
+
+def _fingerprints(messages: list[dict], others: list[dict]) -> dict[str, tuple[int, bool]]:
+    return {m["id"]: (fingerprint(m), off) for off, group in ((False, messages), (True, others)) for m in group}
 
 
 def open_conversations() -> set[str]:
@@ -100,6 +135,11 @@ class ChatSession:
     @property
     def cid(self) -> str | None:
         return st.session_state.get(self.keys.cid)
+
+    @property
+    def note(self) -> tuple[str, str] | None:
+        """(cid, text): why this conversation goes on in a copy, if it does."""
+        return st.session_state.get(self.keys.note)
 
     def follows(self) -> str | None:
         """The id a message added now follows."""
@@ -230,10 +270,50 @@ class ChatSession:
         return history + ([{**streaming, "cut": True}] if streaming else [])
 
     def take_back(self) -> dict | None:
-        """The last user message, out of the history (and the store, at the next save): it cannot be answered
-        as it stands. The caller hands its text back so nothing typed is lost."""
+        """The last user message, out of the history (and hidden in the store at the next save): it cannot be
+        answered as it stands. The caller hands its text back so nothing typed is lost."""
         if not self.history or self.history[-1]["role"] != "user" or self.replacing is not None:
             return None  # a regenerated question stays: its old answer is beside it
         message = self.history.pop()
-        conversations.retract(self, message)
+        if message.get("id"):
+            self.sync.hide.append(message["id"])
         return message
+
+    # --- what the store holds (ui/conversations.py reads and writes the store; this records it) -----
+
+    @property
+    def sync(self) -> Sync:
+        return st.session_state.setdefault(self.keys.sync, Sync())
+
+    def adopt(
+        self,
+        cid: str | None,
+        version: int | None = None,
+        messages: list[dict] | None = None,
+        others: list[dict] | None = None,
+    ) -> None:
+        """This session now shows `messages` of conversation `cid` (and keeps the `others` versions beside them),
+        as stored at `version` (None: a new chat)."""
+        messages, others = messages or [], others or []
+        self.set_branch(messages, others)
+        st.session_state[self.keys.sync] = Sync.of(version, messages, others)
+        if cid:
+            st.session_state[self.keys.cid] = cid
+        else:
+            st.session_state.pop(self.keys.cid, None)
+
+    def started(self, cid: str, messages: list[dict]) -> None:
+        """A new stored conversation `cid`, now this session's, holds `messages` (and the versions beside)."""
+        st.session_state[self.keys.cid] = cid
+        st.session_state[self.keys.sync] = Sync.of(0, messages, self.others)
+
+    def wrote(self, version: int, changed: list[tuple[int, dict]], off: set[str]) -> None:
+        """A save wrote `changed` (those in `off` beside the branch) and the hidden ids; the store is at `version`."""
+        sync = self.sync
+        sync.version = version
+        sync.saved.update((m["id"], (fingerprint(m), m["id"] in off)) for _at, m in changed)
+        sync.hide = []
+
+    def goes_on_in(self, cid: str, note: str) -> None:
+        """This conversation goes on in the copy `cid`; `note` says why."""
+        st.session_state[self.keys.note] = (cid, note)
