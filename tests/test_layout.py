@@ -102,6 +102,6 @@ def test_core_is_the_floor_and_search_uses_only_the_engine_interface():
 
 def test_the_shared_objects_module_loads_torch_only_for_the_in_process_engine():
     """With LLM_BACKEND=openai the app never needs torch: runtime imports the engine lazily."""
-    code = "import sys, runtime, ui.session; print('torch' in sys.modules)"
+    code = "import sys, runtime, ui.session, ui.page; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.split()[-1] == "False"

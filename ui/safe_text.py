@@ -153,7 +153,7 @@ def link(text: str, url: str) -> str:
 def write_stream(pieces: Iterable[str]) -> str:
     """`st.write_stream` for untrusted text: each update redraws the answer so far through
     `safe_markdown` (an image half-written stays text until it is whole, then becomes a placeholder).
-    Returns the whole text. Pieces should come already grouped (see `ui.chat.coalesce`)."""
+    Returns the whole text. Pieces should come already grouped (see `ui.answer.coalesce`)."""
     box, text = None, ""
     for piece in pieces:
         if not piece:
