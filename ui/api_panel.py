@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from core.settings import get_settings
+from server.api.catalog import served_targets
 from server.api.embeddings import embedding_id
-from server.api.service import served_targets
 from ui.i18n import N_, _
 
 KINDS = {
