@@ -22,6 +22,8 @@ from tests.conftest import MODELS_DIR, free_port
 GREEDY = GenerationOptions(temperature=0, max_new_tokens=20)
 SECRET = "sk-test-secret-value-123"
 
+SLOW = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def served(demo_model, tmp_path_factory):
@@ -122,6 +124,7 @@ def test_models_are_listed_from_v1_models(player):
     assert backend_for(f"{player}/ok/v1", model="").resolve_model(None) == "alpha"
 
 
+@pytest.mark.slow  # the client's connection retries, with their back-off
 def test_nothing_listening_says_so():
     backend = backend_for(f"http://127.0.0.1:{free_port()}/v1", timeout=3)
     with pytest.raises(BackendError, match="Cannot reach the server .* OPENAI_BASE_URL"):
@@ -133,7 +136,7 @@ def test_nothing_listening_says_so():
     [
         ("unauthorized", "refused the API key \\(401\\). Set OPENAI_API_KEY"),
         ("missing", "404: no model named 'alpha'"),
-        ("busy", "rate limiting requests \\(429\\)"),
+        pytest.param("busy", "rate limiting requests \\(429\\)", marks=pytest.mark.slow),  # retried with back-off
     ],
 )
 def test_refusals_have_their_own_message_and_never_show_the_key(player, mode, words):
@@ -321,10 +324,13 @@ def test_credentials_in_the_url_are_used_but_never_shown(basic_auth_server):
             "{server}/echo/v1?api_key=" + QUERY_SECRET,
             "rejected the request \\(400: .*bad request /echo/v1/\\?\\*\\*\\*",
         ),
-        (f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1", "Cannot reach the server at http://127.0.0.1:"),
-        (
+        pytest.param(  # nothing listening: the client's connection retries, with their back-off
+            f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1", "Cannot reach the server at http://127.0.0.1:", marks=SLOW
+        ),
+        pytest.param(
             f"http://alice:{PASSWORD}@127.0.0.1:{{free}}/v1?key={QUERY_SECRET}",
             "Cannot reach the server at http://127.0.0.1:\\d+/v1\\?\\*\\*\\*",
+            marks=SLOW,
         ),
     ],
 )

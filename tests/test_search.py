@@ -48,7 +48,7 @@ def test_google_results_through_the_real_client_with_options(player):
         ("trigger-429", "quota is used up"),
         ("trigger-503", "on Google's side \\(503\\)"),
         ("trigger-garbage", "not the expected JSON"),
-        ("trigger-slow", "did not answer within 1 s"),
+        pytest.param("trigger-slow", "did not answer within 1 s", marks=pytest.mark.slow),  # waits out the 1 s
     ],
 )
 def test_google_failures_have_their_own_message_without_secrets(player, query, words, caplog):

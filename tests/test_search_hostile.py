@@ -31,6 +31,7 @@ BOTH = pytest.mark.parametrize("kind", ["searxng", "google"])
 FIX = {"searxng": "SEARXNG_URL", "google": "GOOGLE_CSE_ENDPOINT"}
 
 
+@pytest.mark.slow  # each waits out the deadline
 @BOTH
 @pytest.mark.parametrize("part", ["headers", "body"])
 def test_a_dribbled_answer_ends_at_the_deadline_and_its_connection_is_cut(player, kind, part):

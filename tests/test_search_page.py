@@ -145,6 +145,7 @@ def test_lone_surrogates_in_results_are_shown_as_replacement_characters(searxng_
     shown.encode("utf-8")
 
 
+@pytest.mark.slow  # waits out the deadline
 def test_a_dribbling_searxng_gives_a_timeout_warning_at_the_deadline(searxng_env, monkeypatch):
     monkeypatch.setenv("SEARCH_TIMEOUT_S", "1")
     at = open_page()
