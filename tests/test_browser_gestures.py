@@ -36,6 +36,13 @@ def popover(page, row: int, n: int):
     return page.locator(ROW).nth(row).locator('[data-testid="stPopover"]').nth(n).locator("button:visible").first
 
 
+def as_shown(markdown: str) -> str:
+    """An answer's Markdown as its bubble's text reads: a list's numbers and bullets are drawn, not text, and
+    emphasis marks are not shown (a sampled answer to "Name three colours." is often "1. Red...")."""
+    text = re.sub(r"(?m)^[ \t]*(?:\d+[.)]|[-*+])[ \t]+", "", markdown)
+    return re.sub(r"\*\*|__", "", text)
+
+
 def test_continue_copy_feedback_edit_and_versions(browser, served):
     url, data = served
     context = browser.new_context(
@@ -61,13 +68,13 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
     cid = re.search(r"[?&]c=([\w-]+)", page.url)[1]
     grown = Store(data / "conversations.sqlite3").load(cid).messages[1]
     assert len(bubbles(page)) == 2 and grown["stats"]["completion_tokens"] > 6  # the same answer, grown
-    assert grown["content"].startswith(re.sub(r"^smart_toy\s+", "", before).split("\n")[0].rstrip())
+    assert as_shown(grown["content"]).startswith(re.sub(r"^smart_toy\s+", "", before).split("\n")[0].rstrip())
     # copy: the popover's code block has the copy button
     popover(page, 1, 0).click()
     page.locator('[data-testid="stPopoverBody"] [data-testid="stCode"]').hover()
     page.locator('[data-testid="stPopoverBody"] button[aria-label="Copy to clipboard"]').click()
     answer = page.evaluate("navigator.clipboard.readText()")
-    assert answer == grown["content"]
+    assert answer.rstrip() == grown["content"].rstrip()  # the code block drops trailing blank lines, nothing else
     page.keyboard.press("Escape")
     thumbs_up = page.locator(ROW).nth(1).get_by_role("radio", name="Thumbs up")
     thumbs_up.click()
@@ -86,7 +93,7 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
     assert said(page, 0) == "Name three animals."
     page.locator(ROW).nth(0).locator('[class*="-previous"] button:visible').first.click()
     page.get_by_text("1/2").first.wait_for(timeout=30_000)
-    assert said(page, 0) == "Name three colours." and grown["content"][:10] in bubbles(page)[1]
+    assert said(page, 0) == "Name three colours." and as_shown(grown["content"])[:10] in bubbles(page)[1]
     page.wait_for_timeout(1500)
     page.reload()  # a new browser session: the branch, its versions and the 👍 come back from the store
     page.get_by_text("1/2").first.wait_for(timeout=120_000)
