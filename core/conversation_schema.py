@@ -1,4 +1,4 @@
-"""The shape of a saved message and of a conversation export, checked with pydantic.
+"""The shape of a conversation export (its messages are `core.message.Message`), checked with pydantic.
 
 An imported file is data from a stranger: every known field is checked by type and range, and the file
 is refused with the field's path when one is wrong; unknown keys are dropped (and named), so nothing
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from core.errors import N_, StudioError, Text
+from core.message import Message, Part, key_name
 from core.text import surrogate_at
 
 EXPORT_FORMAT = "llama-studio-conversation/1"
 MAX_IMPORT_BYTES = 32 * 1024 * 1024  # a 10,000-turn conversation with sources is ~20 MB
 MAX_MESSAGES = 20_000
-MAX_SOURCES = 50  # a search answer cites at most SEARCH_SOURCES (<= 10) sources
 
 
 class ImportRefused(StudioError):
@@ -32,97 +32,13 @@ DEEP = N_("The file nests too deeply to be a conversation export.")
 THE_FILE = Text(N_("the file"))  # where a problem is, when it is the whole file
 
 
-class _Part(BaseModel):
-    # extra="allow": unknown keys are collected (and then dropped by an import, kept by a read, see
-    # below) instead of failing; strict: "5" is not a number and "yes" is not true.
-    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
-
-
-Count = Annotated[int, Field(ge=0, le=10**9)]
-Seconds = Annotated[float, Field(ge=0, le=10**7)]
-ShortText = Annotated[str, Field(max_length=500)]
-LongText = Annotated[str, Field(max_length=1_000_000)]
-
-
-def _flat(settings: dict[str, Any]) -> dict[str, Any]:
-    """Sampling settings are shown as figures only: numbers, text, true/false, nothing nested."""
-    for key, value in settings.items():
-        if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise ValueError(Text(N_("setting {name} must be a number, text or true/false"), name=_name(key)))
-        if isinstance(value, str) and len(value) > 500:
-            raise ValueError(Text(N_("setting {name} is longer than 500 characters"), name=_name(key)))
-    return settings
-
-
-def _name(key: object) -> str:
-    """A key from the file as it may be shown in the page: word characters only (no markdown), short."""
-    return re.sub(r"[^\w-]", "?", str(key))[:40]
-
-
 def _page(page: str) -> str:
     if not re.fullmatch(r"chat|search|team|persona:[A-Za-z0-9][A-Za-z0-9_-]{0,63}", page):
         raise ValueError(Text(N_("must be chat, search, team or persona:NAME (NAME: letters, digits, - and _)")))
     return page
 
 
-class Source(_Part):
-    title: LongText = ""
-    link: LongText = ""
-    snippet: LongText = ""
-
-
-class Stats(_Part):
-    """The figures under an answer (llm.generation.GenerationStats.as_dict)."""
-
-    prompt_tokens: Count | None = None
-    completion_tokens: Count | None = None
-    dropped_messages: Count | None = None
-    cached_tokens: Count | None = None
-    batched_with: Count | None = None
-    first_token_s: Seconds | None = None
-    tokens_per_s: Annotated[float, Field(ge=0)] | None = None
-    finish_reason: Annotated[str, Field(max_length=32)] | None = None
-
-
-class CalledFunction(_Part):
-    name: Annotated[str, Field(max_length=200)]
-    arguments: LongText  # JSON text, as the model wrote it
-
-
-class ToolCall(_Part):
-    """A function call an assistant message made (OpenAI's shape); its result is a `tool` message."""
-
-    id: Annotated[str, Field(max_length=200)]
-    type: Literal["function"] = "function"
-    function: CalledFunction
-
-
-class Message(_Part):
-    # system and tool messages, and assistant messages holding tool_calls, come from the API (core/api_store.py)
-    role: Literal["user", "assistant", "system", "tool"]
-    content: str
-    tool_calls: Annotated[list[ToolCall], Field(max_length=128)] | None = None
-    tool_call_id: Annotated[str, Field(max_length=200)] | None = None  # a tool message: the call it answers
-    id: Annotated[str, Field(max_length=64)] | None = None
-    replaces: Annotated[str, Field(max_length=64)] | None = None  # the answer a regenerated one took the place of
-    parent: Annotated[str, Field(max_length=64)] | None = None  # the message it follows (core/versions.py)
-    feedback: Literal["up", "down"] | None = None  # the 👍/👎 a person gave an answer
-    time: Annotated[float, Field(ge=0, le=10**11)] | None = None  # seconds since 1970
-    model: ShortText | None = None
-    persona: ShortText | None = None
-    system_prompt: LongText | None = None
-    settings: (
-        Annotated[dict[Annotated[str, Field(max_length=64)], Any], Field(max_length=64), AfterValidator(_flat)] | None
-    ) = None
-    stats: Stats | None = None
-    dropped: Count | None = None
-    cut: bool | None = None
-    query: LongText | None = None
-    sources: Annotated[list[Source], Field(max_length=MAX_SOURCES)] | None = None
-    cited: Annotated[list[Annotated[int, Field(ge=1, le=1000)]], Field(max_length=MAX_SOURCES)] | None = None
-
-
-class Export(_Part):
+class Export(Part):
     format: Literal["llama-studio-conversation/1"]
     title: Annotated[str, Field(max_length=10_000)] = "Imported"
     page: Annotated[str, AfterValidator(_page)] = "chat"
@@ -186,7 +102,7 @@ def describe(exc: ValidationError) -> Text:
     English; a validator's own, marked, translated), and how many more there are."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{_name(p)}" for p in first["loc"]).lstrip(".") or THE_FILE
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{key_name(p)}" for p in first["loc"]).lstrip(".") or THE_FILE
     cause = (first.get("ctx") or {}).get("error")
     problem = first["msg"]
     if isinstance(cause, ValueError) and len(cause.args) == 1 and isinstance(cause.args[0], Text):
@@ -202,7 +118,7 @@ def describe(exc: ValidationError) -> Text:
 
 def drop_unknown(part: BaseModel, path: str = "") -> list[str]:
     """Remove every key the schema does not know, at every level; returns their paths."""
-    dropped = [f"{path}.{_name(key)}".lstrip(".") for key in (part.model_extra or {})]
+    dropped = [f"{path}.{key_name(key)}".lstrip(".") for key in (part.model_extra or {})]
     (part.model_extra or {}).clear()
     for name in type(part).model_fields:
         value = getattr(part, name)
@@ -242,7 +158,7 @@ def clean_message(mid: str, role: object, content: object, meta_text: object) ->
     data = {**_json_object(meta_text), "role": role, "content": content if isinstance(content, str) else str(content)}
     for _ in range(3):  # each pass drops the fields that failed; nested failures drop their top field
         try:
-            return {**Message.model_validate(data).model_dump(exclude_unset=True), "id": mid}
+            return {**Message.model_validate(data).as_state(), "id": mid}
         except ValidationError as exc:
             bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
             if "role" in bad or not bad:

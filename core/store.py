@@ -27,6 +27,7 @@ from pathlib import Path
 from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
 from core.conversation_schema import to_markdown as to_markdown  # tests import it from here
 from core.errors import N_, StudioError
+from core.message import new_message_id as new_message_id  # pages import it from here
 
 SCHEMA_VERSION = 3  # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata
 SCHEMA = [
@@ -129,11 +130,6 @@ class Loaded:
 def new_id() -> str:
     """Unguessable: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
-
-
-def new_message_id() -> str:
-    """Unique within a conversation (64 random bits); given once, when the message is created."""
-    return secrets.token_hex(8)
 
 
 def fingerprint(message: dict) -> int:

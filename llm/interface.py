@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol, Required, TypedDict
 
 from core.errors import StudioError
+from core.stats import STATS_FIELDS
 from llm.options import GenerationOptions
 
 
@@ -74,16 +75,8 @@ class GenerationStats:
         return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
 
     def as_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "dropped_messages": self.dropped_messages,
-            "cached_tokens": self.cached_tokens,
-            "batched_with": self.batched_with,
-            "first_token_s": self.first_token_s,
-            "tokens_per_s": self.tokens_per_s,
-            "finish_reason": self.finish_reason,
-        }
+        """The figures an answer saves and shows: the fields of `core.stats.Stats`, their one spelling."""
+        return {name: getattr(self, name) for name in STATS_FIELDS}
 
 
 @dataclass(frozen=True)

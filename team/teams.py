@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import N_, Text, validation_message
 from core.names import escaped, no_control_characters, without_bidi_controls
+from core.team_run import MAX_EXPERTS
 from personas.registry import SAFE_NAME, Persona, read_json
 
 log = logging.getLogger(__name__)
 
-MAX_EXPERTS = 8  # rows of one batch (MAX_BATCH_SIZE's default): more would queue instead of answering together
 MAX_TEAMS_FILE_BYTES = 1 << 20  # the shipped file is about 1 KB
 MAX_TEAMS = 200
 MAX_PROBLEM_CHARS = 1000

@@ -7,9 +7,9 @@ import sys
 from tests.conftest import ROOT
 
 # What the engine (llm/) may not import: the app around it. Of core/ it takes only the floor under everything,
-# `core.errors` (and `core.text`, `core.urls`): never the app's settings, its store or its access rules: it takes
-# its own frozen configs (`llm.config`), built by `runtime`.
-ENGINE_MAY_USE = ("core.errors", "core.text", "core.urls")
+# `core.errors` (and `core.text`, `core.urls`, and `core.stats`, the answer figures it fills): never the app's
+# settings, its store or its access rules: it takes its own frozen configs (`llm.config`), built by `runtime`.
+ENGINE_MAY_USE = ("core.errors", "core.stats", "core.text", "core.urls")
 APP_CONCERNS = (
     "core",
     "runtime",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core.errors import StudioError
-from core.store import new_message_id
+from core.message import Message as ConversationMessage
 from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
@@ -85,16 +85,9 @@ def stream_to_history(
         options = options.model_copy(update={"continue_final_message": True})
         pending = session.hold({k: v for k, v in resume.items() if k != "cut"})
     else:
+        settings = options.model_dump(exclude={"logit_bias", "continue_final_message"})  # figures only
         pending = session.hold(
-            {
-                "role": "assistant",
-                "content": "",
-                "time": time.time(),
-                "id": new_message_id(),
-                "model": model or backend.name,
-                "settings": options.model_dump(exclude={"logit_bias", "continue_final_message"}),  # figures only
-                **(extra or {}),
-            }
+            ConversationMessage.answer(model=model or backend.name, settings=settings, **(extra or {})).as_state()
         )
     before = pending["content"]
     on_progress = conversations.saver(session)

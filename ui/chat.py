@@ -7,7 +7,6 @@ answer's stream is ui/answer.py's.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import streamlit as st
@@ -15,8 +14,9 @@ from pydantic import BaseModel, ValidationError
 
 import runtime
 from core.errors import StudioError, validation_message
+from core.message import Message
 from core.settings import get_settings
-from core.store import new_message_id
+from core.stats import Stats
 from llm.interface import ChatBackend
 from llm.options import GenerationOptions
 from ui import prefs
@@ -198,23 +198,25 @@ def model_picker(backend: ChatBackend, prefix: str) -> str | None:
     return st.sidebar.selectbox(_("Model"), served, index=index, key=f"{prefix}.model")
 
 
-def stats_caption(stats: dict) -> str:
+def stats_caption(figures: dict) -> str:
+    """An answer's figures (`core.stats.Stats`, as saved) as the line under it."""
+    stats = Stats.model_construct(**figures)  # read as saved: a stored message was checked when it was read
     parts = []
-    if stats.get("first_token_s") is not None:
-        parts.append(_("first token {seconds} s").format(seconds=f"{stats['first_token_s']:.2f}"))
-    if stats.get("tokens_per_s"):
-        parts.append(_("{rate} tokens/s").format(rate=f"{stats['tokens_per_s']:.1f}"))
-    prompt, answer = stats.get("prompt_tokens") or 0, stats.get("completion_tokens") or 0
+    if stats.first_token_s is not None:
+        parts.append(_("first token {seconds} s").format(seconds=f"{stats.first_token_s:.2f}"))
+    if stats.tokens_per_s:
+        parts.append(_("{rate} tokens/s").format(rate=f"{stats.tokens_per_s:.1f}"))
+    prompt, answer = stats.prompt_tokens or 0, stats.completion_tokens or 0
     parts.append(
         _("{total} tokens used ({prompt} prompt + {answer} answer)").format(
             total=f"{prompt + answer:,}", prompt=f"{prompt:,}", answer=f"{answer:,}"
         )
     )
-    if stats.get("cached_tokens"):
-        parts.append(_("{count} prompt tokens reused from the last turn").format(count=f"{stats['cached_tokens']:,}"))
-    if stats.get("batched_with"):
-        parts.append(_("decoded together with {count} other answer(s)").format(count=stats["batched_with"]))
-    if stats.get("finish_reason") == "length":
+    if stats.cached_tokens:
+        parts.append(_("{count} prompt tokens reused from the last turn").format(count=f"{stats.cached_tokens:,}"))
+    if stats.batched_with:
+        parts.append(_("decoded together with {count} other answer(s)").format(count=stats.batched_with))
+    if stats.finish_reason == "length":
         parts.append(_("stopped at max new tokens"))
     return " · ".join(parts)
 
@@ -269,5 +271,4 @@ def check_prompt(text: str | None) -> str | None:
 
 
 def user_message(text: str) -> dict:
-    # The id is the message's key in the store from its first save on (core/store.py).
-    return {"role": "user", "content": text, "time": time.time(), "id": new_message_id()}
+    return Message.user(text).as_state()

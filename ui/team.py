@@ -14,8 +14,8 @@ import streamlit as st
 from pydantic import ValidationError
 
 from core.errors import StudioError, validation_message
+from core.message import Message
 from core.settings import get_settings
-from core.store import new_message_id
 from llm.options import GenerationOptions
 from runtime import get_registry
 from team import report
@@ -264,8 +264,12 @@ class RunView:
 
 def run_message(run: TeamRun, message: dict | None = None) -> dict:
     """The assistant message that holds a run: its Markdown as text (for exports and search), the record as data."""
-    message = message or {"role": "assistant", "time": time.time(), "id": new_message_id()}
-    message.update(content=report.markdown(run), team=run.team, team_run=run.model_dump(mode="json"))
+    if message is None:
+        return Message.team_answer(run, report.markdown(run)).as_state()
+    # The pending message grows in place: the session holds this dict and saves it as the run goes on.
+    message.update(
+        Message.stored({**message, "content": report.markdown(run), "team": run.team, "team_run": run}).as_state()
+    )
     return message
 
 
