@@ -27,6 +27,7 @@ from pathlib import Path
 from core.conversation_schema import EXPORT_FORMAT, check_export, clean_message
 from core.conversation_schema import to_markdown as to_markdown  # tests import it from here
 from core.errors import N_, StudioError
+from core.message import Message
 from core.message import new_message_id as new_message_id  # pages import it from here
 
 SCHEMA_VERSION = 3  # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata
@@ -392,6 +393,9 @@ def _put(
 
 
 def _row(cid: str, seq: int, message: dict, now: float, hidden: int = 0) -> tuple:
+    # Every message saved (a page's, an import's, the API's through core/api_store.py) is checked by the one
+    # model when it is written, not only when it is read back; a wrong field is a bug, never a stranger's data.
+    Message.stored(message)
     return (
         cid,
         message.get("id") or new_message_id(),
