@@ -47,6 +47,7 @@ def shared(key: tuple, build: Callable[[], T]) -> T:
 def _transformers_backend(folder: str, kind: str, ref: str, config: EngineConfig) -> ChatBackend:
     # Imported here: torch loads only when the in-process engine is the one asked for (not with LLM_BACKEND=openai).
     from llm.loading import ModelSource
+    from llm.static_step import step_for
     from llm.transformers_backend import TransformersBackend
 
     loaded = load_from_folder(Path(folder), ModelSource(kind, ref), config)
@@ -56,6 +57,7 @@ def _transformers_backend(folder: str, kind: str, ref: str, config: EngineConfig
         config.kv_cache_max_sessions,
         config.max_batch_size,
         config.prefill_chunk_tokens,
+        step_for(config.llm_compile, loaded.model),
     )
 
 

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # A new prompt is fed this many tokens at a time between the batch's steps, so a long one delays the
     # answers already streaming by one chunk, not by its whole length. Larger suits a GPU (e.g. 2048).
     prefill_chunk_tokens: Annotated[int, ENGINE] = Field(default=512, ge=16)
+    # The decode step compiled with torch.compile over fixed-shape buckets (llm/static_step.py): "on", "off", or
+    # "auto" (on only where it was measured faster: see the README). Compiling costs about a minute and a half per
+    # bucket of rows on a 2-core CPU, the first time each is used.
+    llm_compile: Annotated[Literal["auto", "on", "off"], ENGINE] = "auto"
     # Longest single message accepted from the page; longer ones get a message, not a 10-minute prefill.
     max_prompt_chars: Annotated[int, PER_USE] = Field(default=32_000, ge=100)
 

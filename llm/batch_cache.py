@@ -76,6 +76,8 @@ class BatchCache:
     """Rows' KV caches left-padded to one width. Padding is zeros (never garbage: a NaN there would
     leak through the attention even with a zero weight) and is hidden by `attention_mask`."""
 
+    static = False  # fixed-shape buffers for the compiled step: `llm.static_step.StaticBatchCache`
+
     def __init__(self, config):
         self.config = config
         self.cache: DynamicCache | None = None

@@ -27,6 +27,7 @@ class EngineConfig:
     kv_cache_max_sessions: int = 16
     max_batch_size: int = 8
     prefill_chunk_tokens: int = 512
+    llm_compile: Literal["auto", "on", "off"] = "auto"  # the compiled fixed-shape decode step (`llm.static_step`)
     # Where fetched weights are kept. Not part of the key: the fetched folder itself is (`runtime`), so the same
     # weights reached through another data folder are still one model.
     models_dir: Path = field(default=Path("models"), compare=False)

@@ -21,6 +21,7 @@ from llm.batch_cache import BatchCache, padding_ok, spare_room
 from llm.interface import BackendError
 from llm.kvcache import SessionCaches
 from llm.requests import Request, Row
+from llm.static_step import StaticBatchCache, length_bucket, rows_bucket
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,19 @@ class Group:
 class GroupPlanner:
     """Places rows in groups and holds their share of the KV budget (`caches`; None: no budget)."""
 
-    def __init__(self, config, bytes_per_token: int, caches: SessionCaches | None):
+    def __init__(self, config, bytes_per_token: int, caches: SessionCaches | None, static: bool = False):
         self.config = config
         self.bytes_per_token = bytes_per_token
         self.caches = caches
+        self.static = static  # groups in fixed-shape buckets, for the compiled step (`llm.static_step`)
 
     def worst_bytes(self, pads: list[int], finals: list[int]) -> int:
         """What a group's buffers can grow to: its pads stay while its rows are in it, each row grows to its final
         length, and every row is as wide as the widest (plus spare room)."""
-        return len(pads) * spare_room(max(p + f for p, f in zip(pads, finals))) * self.bytes_per_token
+        longest = max(p + f for p, f in zip(pads, finals))
+        if self.static:  # the bucket its rows and length fall in, whole
+            return rows_bucket(len(pads)) * length_bucket(longest + 1) * self.bytes_per_token
+        return len(pads) * spare_room(longest) * self.bytes_per_token
 
     def need_bytes(self, request: Request) -> int:
         """The most this request's cache can take in a group of its own (joining a group that pads it is held then)."""
@@ -111,7 +116,8 @@ class GroupPlanner:
             if extra <= 0 or budget is None or budget.hold(extra):
                 break
         else:
-            group, need = Group(BatchCache(self.config)), self.need_bytes(row.request)
+            layout = StaticBatchCache if self.static else BatchCache
+            group, need = Group(layout(self.config)), self.need_bytes(row.request)
             extra = need - row.state.held
         try:
             group.cache.add(cache)
@@ -131,6 +137,8 @@ class GroupPlanner:
         row = group.rows.pop(index)
         cache = group.cache.remove(index)
         need = self.worst_bytes(group.cache.pads, [r.request.final for r in group.rows]) if group.rows else 0
+        if self.static and group.rows:  # a bucket's buffers are what they are, whatever its rows may still need
+            need = max(need, group.cache.nbytes)
         self.release(group.held - need)  # the rest can grow to less now (fewer rows, less padding)
         group.held = need
         return row, cache

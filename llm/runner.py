@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from core.errors import N_
+from llm import static_step
 from llm.interface import BackendError
 from llm.lora import CONFIG, WEIGHTS, AdapterError, Routing, install, read_adapter, uninstall
 
@@ -52,7 +53,7 @@ class ModelRunner:
     flight is using: a new version gets a new key, installed under the lock between two forward passes.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, step: str = "eager"):
         self.base = model
         self.lock = threading.RLock()
         self.routing = Routing()
@@ -60,6 +61,15 @@ class ModelRunner:
         self._versions: dict[str, AdapterVersion] = {}  # key -> version (current, or retired but still in use)
         self._loading = threading.Lock()  # one adapter read at a time; forward passes go on meanwhile
         self._counter = itertools.count(1)
+        # How a batch decodes (`llm.static_step`): "eager" through HF's forward; "static" the fixed-shape step as it
+        # is; "compiled" that step through torch.compile. A model the step is not written for decodes eagerly.
+        self.step = step if step == "eager" or static_step.supports(model) else "eager"
+        self.static_step = None
+        if self.step != "eager":
+            self.static_step = (
+                static_step.compiled(model.device.type) if step == "compiled" else static_step.decode_step
+            )
+        self._table: static_step.LoraTable | None = None  # the adapters stacked for it; None: to be rebuilt
 
     @property
     def device(self) -> torch.device:
@@ -97,6 +107,30 @@ class ModelRunner:
             finally:
                 self.routing.clear()
             return out.logits[:, -1, :].float()
+
+    def forward_static(self, input_ids: torch.Tensor, batch, adapters: list[str | None]) -> torch.Tensor:
+        """One token per row (input_ids (B, 1)) through the fixed-shape step over `batch`
+        (`llm.static_step.StaticBatchCache`), which it advances by one position; returns (B, vocab) float32."""
+        with self.lock, torch.inference_mode():
+            keys = [self._key(name) for name in adapters]
+            if self._table is None:
+                self._table = static_step.LoraTable(self.base)
+            batch.make_room()
+            size, device = batch.shape[0], input_ids.device
+            tokens = torch.zeros(size, dtype=torch.long, device=device)
+            tokens[: input_ids.shape[0]] = input_ids[:, 0]
+            layers = batch.cache.layers
+            logits = self.static_step(
+                self.base,
+                [layer.key_buffer for layer in layers],
+                [layer.value_buffer for layer in layers],
+                tokens,
+                slots=self._table.rows(keys, size, device),
+                loras=self._table.layers,
+                **batch.step_tensors(device),
+            )
+            batch.set_width(batch.width + 1)
+            return logits[: input_ids.shape[0]]
 
     def _key(self, name: str | None) -> str | None:
         if name is None or name in self._versions:
@@ -151,6 +185,7 @@ class ModelRunner:
             version = AdapterVersion(name, f"{name}#{next(self._counter)}", folder, stamp, digest)
             with self.lock:  # between two forward passes
                 install(self.base, version.key, loras, self.routing)
+                self._table = None
                 self._versions[version.key] = version
                 self.adapters[name] = version
                 if current is not None:
@@ -171,4 +206,5 @@ class ModelRunner:
 
     def _drop(self, version: AdapterVersion) -> None:
         uninstall(self.base, version.key)
+        self._table = None
         self._versions.pop(version.key, None)

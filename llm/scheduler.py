@@ -62,7 +62,10 @@ class BatchScheduler:
         self.prefill_chunk = prefill_chunk
         self.caches = caches  # kept caches and the KV budget; None: neither (a scheduler for tests, alone)
         self.planner = GroupPlanner(
-            runner.base.config, kv_bytes_per_token(runner.base.config, runner.base.dtype), caches
+            runner.base.config,
+            kv_bytes_per_token(runner.base.config, runner.base.dtype),
+            caches,
+            runner.step != "eager",
         )
         self._prefilling: list[Row] = []
         self._waiting: deque[Row] = deque()
@@ -334,7 +337,10 @@ class BatchScheduler:
         tokens = torch.tensor([[row.state.next_token] for row in rows], device=device)
         try:
             adapters = [row.request.adapter for row in rows]
-            logits = self.runner.forward(tokens, group.cache.cache, adapters, **group.cache.step_inputs(device))
+            if group.cache.static:
+                logits = self.runner.forward_static(tokens, group.cache, adapters)
+            else:
+                logits = self.runner.forward(tokens, group.cache.cache, adapters, **group.cache.step_inputs(device))
             outcomes: list[torch.Tensor | BaseException] = list(logits.split(1))
             finite = torch.isfinite(logits).all(dim=-1).tolist()  # one check for the group, not one per row
         except Exception as exc:

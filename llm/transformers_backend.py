@@ -36,11 +36,12 @@ class TransformersBackend:
         cache_sessions: int = 16,
         max_batch: int = 8,
         prefill_chunk: int = 512,
+        step: str = "eager",
     ):
         self.loaded = loaded
         self.name = self.base_name = loaded.name
         self.notes = loaded.notes
-        self.runner = ModelRunner(loaded.model)
+        self.runner = ModelRunner(loaded.model, step)
         # One KV budget for idle sessions' caches and the answers in flight; the scheduler keeps both.
         self.caches = SessionCaches(cache_budget_mb * 2**20, cache_sessions)
         self.scheduler = BatchScheduler(self.runner, max_batch, prefill_chunk, self.caches)
