@@ -102,16 +102,25 @@ class Message(Part):
     # --- the ways a message is made ---------------------------------------------------------------
 
     @classmethod
+    def new(cls, role: str, content: str, **fields: Any) -> Message:
+        """A message written now, with its id: the message's key in the store from its first save on."""
+        made = {"role": role, "content": content, "time": time.time(), "id": new_message_id()}
+        return cls.model_validate({**made, **fields})
+
+    @classmethod
     def user(cls, text: str) -> Message:
-        """What a person wrote; the id is the message's key in the store from its first save on."""
-        return cls(role="user", content=text, time=time.time(), id=new_message_id())
+        """What a person wrote."""
+        return cls.new("user", text)
 
     @classmethod
     def answer(cls, content: str = "", **fields: Any) -> Message:
         """An assistant's answer as it starts (model, settings, sources, ...: `fields`); it grows as it streams."""
-        return cls.model_validate(
-            {"role": "assistant", "content": content, "time": time.time(), "id": new_message_id(), **fields}
-        )
+        return cls.new("assistant", content, **fields)
+
+    @classmethod
+    def tool_result(cls, content: str, call_id: str) -> Message:
+        """A tool's output, answering the assistant's call `call_id` (the API's runs and responses)."""
+        return cls.new("tool", content, tool_call_id=call_id)
 
     @classmethod
     def team_answer(cls, run: TeamRun, text: str, **fields: Any) -> Message:

@@ -8,10 +8,9 @@ nothing in another."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from core.store import new_message_id
+from core.message import Message
 from server.api.errors import ApiError
 from server.api.schemas import MAX_CHARS, MAX_ITEMS
 
@@ -48,26 +47,20 @@ def read_item(item: Any, param: str) -> dict:
     if not isinstance(item, dict):
         raise ApiError(400, f"{param}: each item must be an object.", param=param, code="invalid_value")
     kind = item.get("type", "message")
-    message = {"id": new_message_id(), "time": time.time()}
     if kind == "message":
         role = item.get("role")
         if role not in ("user", "assistant", "system", "developer"):
             raise ApiError(400, f"{param}.role: must be user, assistant, system or developer.", param=f"{param}.role")
         role = "system" if role == "developer" else role
-        return {**message, "role": role, "content": _text(item.get("content"), f"{param}.content")}
+        return Message.new(role, _text(item.get("content"), f"{param}.content")).as_state()
     if kind == "function_call":
         call_id, name = _string(item, "call_id", param), _string(item, "name", param)
         arguments = _string(item, "arguments", param, limit=MAX_CHARS)
         call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-        return {**message, "role": "assistant", "content": "", "tool_calls": [call]}
+        return Message.answer("", tool_calls=[call]).as_state()
     if kind == "function_call_output":
         call_id = _string(item, "call_id", param)
-        return {
-            **message,
-            "role": "tool",
-            "content": _text(item.get("output"), f"{param}.output"),
-            "tool_call_id": call_id,
-        }
+        return Message.tool_result(_text(item.get("output"), f"{param}.output"), call_id).as_state()
     raise ApiError(
         400,
         f"{param}.type: {str(kind)[:40]!r} items are not supported; send message, function_call or "

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from core.api_store import ApiObject, ApiStore, new_api_id
-from core.store import new_message_id
+from core.message import Message as ConversationMessage
+from core.message import new_message_id
 from llm.prompts import turns
 from server.api.body import first_problem, read_json
 from server.api.chat import ChatRun, start_chat
@@ -187,10 +188,11 @@ def finish(turn: Turn, text: str, complete: bool) -> None:
     """The answer as store messages, the status, and (if asked) the response written (blocking)."""
     run = turn.run
     message = run.shape.message(text, complete)
-    stored = {"id": turn.answer_id, "time": time.time(), "role": "assistant", "content": message["content"] or ""}
-    stored.update(model=turn.body.model, stats=run.stats.as_dict())  # the chat page shows its figures as its own
-    if message.get("tool_calls"):
-        stored["tool_calls"] = message["tool_calls"]
+    calls = {"tool_calls": message["tool_calls"]} if message.get("tool_calls") else {}
+    # the chat page shows its figures as its own
+    stored = ConversationMessage.answer(
+        message["content"] or "", id=turn.answer_id, model=turn.body.model, stats=run.stats.as_dict(), **calls
+    ).as_state()
     turn.output = [stored] if stored["content"] or stored.get("tool_calls") else []
     if turn.cancelled.is_set():
         turn.status = "cancelled"

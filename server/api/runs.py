@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from core.api_store import ApiObject, new_api_id
 from core.errors import StudioError
-from core.store import new_message_id
+from core.message import Message as ConversationMessage
 from server.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs
 from server.api.assistants import check_tools, found_assistant, found_thread, message_shape, thread_messages
 from server.api.body import first_problem, read_json
@@ -224,7 +224,7 @@ def sse(name: str, data) -> str:
 
 async def run_events(run: Run) -> AsyncIterator[str]:
     turn, text, ended = run.turn, [], False
-    message = {"id": turn.answer_id, "time": turn.created, "role": "assistant", "content": ""}
+    message = ConversationMessage.answer(id=turn.answer_id, time=turn.created).as_state()
     shown = dict(message_shape(message, run.thread), status="in_progress", content=[], completed_at=None)
     started = False
     try:
@@ -379,16 +379,7 @@ async def submit_tool_outputs(request: Request) -> Response:
                 param="tool_outputs",
                 code="invalid_value",
             )
-        outputs = [
-            {
-                "id": new_message_id(),
-                "time": time.time(),
-                "role": "tool",
-                "content": o.output,
-                "tool_call_id": o.tool_call_id,
-            }
-            for o in body.tool_outputs
-        ]
+        outputs = [ConversationMessage.tool_result(o.output, o.tool_call_id).as_state() for o in body.tool_outputs]
         begin(run, outputs, body.stream)
         return run
 
