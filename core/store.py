@@ -322,7 +322,7 @@ def imported_messages(export) -> tuple[list[dict], list[dict]]:
     fresh = {m.id: new_message_id() for m in [*export.messages, *(export.versions or [])] if m.id}
 
     def renewed(m) -> dict:
-        message = {**m.model_dump(exclude_unset=True, exclude={"id", "replaces", "parent"}), "id": new_message_id()}
+        message = {**m.model_dump(mode="json", exclude_unset=True, exclude={"id", "replaces", "parent"})}
         if m.id:
             message["id"] = fresh[m.id]
         if m.parent is None or m.parent in fresh:

@@ -75,11 +75,12 @@ def test_real_model_the_default_team_runs_and_its_saved_run_reloads_from_the_url
     assert exported["page"] == "team" and exported["messages"][1]["team_run"]["task"] == TASK
     markdown = to_markdown(exported)
     assert "#### Plan (" in markdown and "— asked: " in markdown and "budget tokens used" in markdown
-    # An import keeps the run as its text (the record is not taken from a file), and the page shows it.
+    # An import keeps the run's record (core.message.Message.team_run, checked), and the page draws the run.
     imported = db.import_json(exported)
     restored = team_page({"c": imported})
     assert TASK in texts(restored)
-    assert any("— asked: " in t for t in texts(restored))
+    assert [t for t in texts(restored) if t.startswith("Asked: ")] == asked
+    assert synthesis in texts(restored)
 
 
 def test_teams_that_cannot_run_are_listed_with_the_reason(tmp_path, monkeypatch):

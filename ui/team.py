@@ -194,7 +194,7 @@ class RunView:
         }.get(step.outcome, (_("{step}: stopped").format(step=title), "error"))  # "running": saved mid-run
         box.update(label=plain(label), state=state)
         if step.outcome == "fallback" and step.note:
-            st.warning(shown(step.note))
+            st.warning(safe_markdown(shown(step.note)))  # a run's words may come from an imported file
         elif step.note:
             st.caption(plain(shown(step.note)))
 
@@ -239,7 +239,7 @@ class RunView:
         if self.answer is not None:
             self.answer.markdown(safe_markdown(run.synthesis) or _("*(no answer was written)*"))
         if run.synthesis_status == "failed":
-            st.error(_("The answer failed: {reason}").format(reason=shown(run.synthesis_error)))
+            st.error(_("The answer failed: {reason}").format(reason=safe_markdown(shown(run.synthesis_error))))
         if run.synthesis_status == "length":
             st.caption(":orange[" + _("The answer was cut at its token limit.") + "]")
         if note := report.ended_note(run, _):
