@@ -27,6 +27,7 @@ import time
 import torch
 
 from bench.choices import report_choices
+from bench.compiled import report as report_compiled
 from bench.constrained import report_constrained
 from bench.gpu_shape import SHAPES, GpuShapeRun
 from bench.limit import report_limit
@@ -263,7 +264,12 @@ def main() -> None:
         help="concurrent session counts for scenario 2 (default: 4; 4 and 8 with --gpu-shape)",
     )
     parser.add_argument(
-        "--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8], choices=range(1, 9), help="scenarios to run"
+        "--only",
+        type=int,
+        nargs="+",
+        default=None,
+        choices=range(1, 10),
+        help="scenarios to run (default 1-8; 9, the compiled step, compiles for minutes: with --gpu-shape, or named)",
     )
     parser.add_argument(
         "--repeats",
@@ -275,6 +281,7 @@ def main() -> None:
     if args.tiny and not args.gpu_shape:
         parser.error("--tiny goes with --gpu-shape")
     args.sessions = args.sessions or ([4, 8] if args.gpu_shape else [4])
+    args.only = args.only or [1, 2, 3, 4, 5, 6, 7, 8] + ([9] if args.gpu_shape else [])
     dtype = {"llm_dtype": args.dtype} if args.dtype else {}
     config = EngineConfig.from_settings(Settings(llm_model="demo", **dtype))
     demo = load_model(config)
@@ -322,6 +329,8 @@ def main() -> None:
         report_choices(backend, args.new_tokens, args.repeats)
     if 8 in args.only:
         report_limit(lm, backend, args.new_tokens)
+    if 9 in args.only:
+        report_compiled(lm, args.new_tokens, [4, 8] if args.sessions == [4] else args.sessions, args.repeats)
     if gpu:
         gpu.finish(backend, args.new_tokens)
 

@@ -100,6 +100,7 @@ def test_the_gpu_script_runs_on_cpu_as_its_tiny_twin(tmp_path):
         "6. a stored Responses turn",
         "7. n=4 answers to one prompt, 4 new tokens each",
         "8. the decode limit on this machine (cpu)",
+        "9. compiled fixed-shape step (LLM_COMPILE=on) against eager, 4 new tokens, greedy",
         "memory, planned and measured (random 2-layer Llama-3.1 shape (bf16, --tiny) on cpu;",
     ]
     at = [text.find(header) for header in headers]
@@ -108,6 +109,8 @@ def test_the_gpu_script_runs_on_cpu_as_its_tiny_twin(tmp_path):
     assert re.search(r"8 rows at most in one batched step", text)
     assert re.search(r"one decode step reads the weights: [\d.]+ MB \(torch.bfloat16\)", text)
     assert "after load: not measured on CPU · plan: weights" in text
+    assert re.search(r"single stream: eager [\d.]+ tok/s · compiled [\d.]+ tok/s", text)
+    assert re.search(r"8 sessions at once, aggregate: eager [\d.]+ tok/s · compiled [\d.]+ tok/s · transformers", text)
     assert "one 4-token decode: not measured on CPU · plan: weights + 1 KiB a token of KV cache" in text
     lora = re.search(r"one LoRA fine-tune step \(batch 4 x 512, loss ([\d.]+); ([\d.]+ M) LoRA parameters in "
                      r"torch.float32, plan ([\d.]+ M)\)", text)  # fmt: skip
