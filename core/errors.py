@@ -116,16 +116,32 @@ class StudioError(Exception):
         super().__init__(self.text)
 
 
-def validation_message(exc) -> str:
-    """The first problem a pydantic `ValidationError` found, as `where: what`, never echoing the value itself
-    (it may be long, or carry markup): for messages about files and requests from outside. A `ValueError` that
-    a validator raised with a `Text` keeps its translation."""
-    error = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part)[:60] for part in error["loc"])
+def problems(exc, names: frozenset[str] | None = None) -> list[tuple[str, str]]:
+    """Every problem a pydantic `ValidationError` found, in its order, as `(where, what)`: the one place such an
+    error becomes words. `where` is the location's parts joined with dots (only `names` and list indexes, when
+    `names` is given: the API's `param` names fields, not the union members pydantic tried); `what` never echoes
+    the value itself (it may be long, or carry markup), and a `ValueError` a validator raised with a `Text` keeps
+    its translation."""
+    return [_problem(error, names) for error in exc.errors(include_url=False, include_input=False)]
+
+
+def most_telling(exc, names: frozenset[str] | None = None) -> tuple[str, str]:
+    """The problem that reached deepest into the value, and among those a bound or a value over a mere type
+    mismatch (a union reports each member it tried): what the API answers with."""
+    errors = exc.errors(include_url=False, include_input=False)
+    return _problem(min(errors, key=lambda e: (-len(e["loc"]), e["type"].endswith("_type"))), names)
+
+
+def _problem(error: dict, names: frozenset[str] | None) -> tuple[str, str]:
+    loc = [part for part in error["loc"] if names is None or isinstance(part, int) or part in names]
     cause = (error.get("ctx") or {}).get("error")
-    message = (
-        cause.args[0] if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Text) else None
-    )
-    if message is None:
-        message = error["msg"].removeprefix("Value error, ")
+    if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Text):
+        return ".".join(str(part)[:60] for part in loc), cause.args[0]
+    return ".".join(str(part)[:60] for part in loc), error["msg"].removeprefix("Value error, ")
+
+
+def validation_message(exc) -> str:
+    """The first problem a pydantic `ValidationError` found (`problems`), as `where: what`: for messages about
+    files and requests from outside."""
+    where, message = problems(exc)[0]
     return Text(N_("{where}: {message}"), where=where, message=message) if where else message

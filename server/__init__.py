@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from starlette.middleware import Middleware
 
+from core.errors import problems
 from core.settings import Settings, get_settings
 from server.host_guard import HostGuard
 from server.session_guard import SessionGuard
@@ -24,9 +25,6 @@ def startup_settings() -> Settings:
     try:
         return get_settings()
     except (ValidationError, ValueError) as exc:
-        errors = exc.errors(include_input=False) if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
-        reasons = "; ".join(
-            f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in errors
-        )
+        found = problems(exc) if isinstance(exc, ValidationError) else [("", str(exc))]
+        reasons = "; ".join(f"{where.upper() or 'settings'}: {what}" for where, what in found)
         raise SystemExit(f"Cannot start: {reasons}. Fix the environment variable or .streamlit/secrets.toml.") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import N_, StudioError, Text
+from core.errors import N_, StudioError, Text, problems
 
 MAX_QUESTION_CHARS = 200  # a question longer than this is cut by the schema; it also bounds the plan's length
 MIN_QUESTION_CHARS = 3  # shorter "questions" ("", "?", "..") are replaced by the task itself
@@ -127,9 +127,10 @@ def _json_part(text: str) -> str:
 
 def _reason(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "plan"
-        return Text(N_("the plan does not match its schema ({where}: {problem})"), where=where, problem=first["msg"])
+        where, problem = problems(exc)[0]
+        return Text(
+            N_("the plan does not match its schema ({where}: {problem})"), where=where or "plan", problem=problem
+        )
     if isinstance(exc, json.JSONDecodeError):
         return Text(N_("the plan is not valid JSON ({reason} at character {pos})"), reason=exc.msg, pos=exc.pos)
     return Text(N_("the plan is not usable ({reason})"), reason=exc)

@@ -12,6 +12,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
+from core.errors import most_telling
 from core.settings import get_settings
 from core.text import surrogate_at
 from server.api.errors import ApiError
@@ -100,10 +101,7 @@ def _no_constant(name: str):
 
 
 def first_problem(exc: ValidationError, names: frozenset[str] = FIELD_NAMES) -> tuple[str | None, str]:
-    """(param, message) of the most telling error: the one that reached deepest into the value, and among
-    those a bound or a value over a mere type mismatch (a union reports each member it tried). `names`: the
-    field names a location may hold (the rest are union members' names)."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    best = min(errors, key=lambda e: (-len(e["loc"]), e["type"].endswith("_type")))
-    param = ".".join(str(p) for p in best["loc"] if isinstance(p, int) or p in names) or None
-    return param, best["msg"].removeprefix("Value error, ").replace(" after validation", "")
+    """(param, message) of the most telling error (core.errors.most_telling); `names`: the field names a
+    location may hold (the rest are union members' names). None: the body as a whole."""
+    param, message = most_telling(exc, names)
+    return param or None, str(message).replace(" after validation", "")

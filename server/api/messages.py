@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import problems
 from llm.prompts import Message
 from server.api.errors import ApiError
 from server.api.schemas import ChatMessage
@@ -91,11 +92,10 @@ def _call(raw: Any, index: int) -> dict:
     try:
         call = _Call.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, problem = problems(exc)[0]
         raise ApiError(
             400,
-            f"messages.{index}.tool_calls: {where}: {first['msg']}.",
+            f"messages.{index}.tool_calls: {where}: {problem}.",
             param=f"messages.{index}.tool_calls",
             code="invalid_value",
         ) from None

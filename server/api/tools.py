@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import problems
 from llm.tools import SchemaError, call_schema, check_schema, parse_calls
 from server.api.errors import ApiError
 
@@ -104,11 +105,8 @@ def _tools(raw: list | None) -> list[dict]:
         try:
             tool = Tool.model_validate(item)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ApiError(
-                400, f"tools.{index}.{where}: {first['msg']}.", param="tools", code="invalid_value"
-            ) from None
+            where, problem = problems(exc)[0]
+            raise ApiError(400, f"tools.{index}.{where}: {problem}.", param="tools", code="invalid_value") from None
         function = tool.function
         parameters = function.parameters or {"type": "object", "properties": {}}
         try:

@@ -4,6 +4,7 @@ refusal is a 400 naming the field (vLLM's names for its extra fields)."""
 
 from __future__ import annotations
 
+from core.errors import problems
 from llm.options import GenerationOptions
 from server.api.errors import ApiError
 from server.api.schemas import DEFAULT_MAX_TOKENS, ChatRequest
@@ -38,11 +39,9 @@ def to_options(request: ChatRequest) -> GenerationOptions:
     try:
         return GenerationOptions(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = {"max_new_tokens": "max_tokens", "logprobs": "top_logprobs"}.get(
-            str(first["loc"][0]), str(first["loc"][0])
-        )
-        message = first["msg"].removeprefix("Value error, ")
+        where, message = problems(exc)[0]
+        field = where.split(".")[0]
+        field = {"max_new_tokens": "max_tokens", "logprobs": "top_logprobs"}.get(field, field)
         raise ApiError(400, f"{field}: {message}.", param=field, code="invalid_value") from None
 
 
