@@ -134,4 +134,7 @@ class Message(Part):
 
     def as_state(self) -> dict:
         """The message as the plain dict a page keeps in session state and the store saves (only what was set)."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        state = self.model_dump(mode="json", exclude_unset=True)
+        if self.team_run is not None:  # whole: its steps and turns are appended in place, never counted as set
+            state["team_run"] = self.team_run.model_dump(mode="json")
+        return state

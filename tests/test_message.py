@@ -147,3 +147,13 @@ def test_no_module_builds_a_message_dict_by_hand():
                 if "role" in keys and (name not in NOT_MESSAGES or keys & {"time", "parent", "stats", "model"}):
                     offending.append(f"{name}:{node.lineno}")
     assert offending == []
+
+
+def test_a_run_grown_in_place_is_saved_whole(tmp_path):
+    """A run's steps and turns are appended to its lists as it goes (pydantic never counts them as set)."""
+    run = TeamRun(team="ai-standards", team_display_name="AI standards board", task=TASK, limits=Limits())
+    run.steps.append(Step(round=1, kind="plan"))
+    run.turns.append(Turn(round=1, expert="cs", display_name="Computer scientist", question=TASK))
+    store = Store(tmp_path / "conversations.sqlite3")
+    saved = store.messages(team_conversation(store, run))[1]
+    assert TeamRun.model_validate(saved["team_run"]) == run and len(saved["team_run"]["turns"]) == 1
