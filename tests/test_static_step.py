@@ -213,3 +213,13 @@ def test_compile_setting_chooses_the_step():
     assert step_for("auto", model) == "eager"  # no measurement says a float32 CPU step is faster compiled
     model.config.model_type = "mistral"
     assert step_for("on", model) == "eager"  # the step is written for Llama's layers only
+
+
+def test_an_unknown_compile_setting_is_refused_naming_it():
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(llm_compile="fast")
+    assert "llm_compile" in str(refused.value) and "'auto', 'on' or 'off'" in str(refused.value)
