@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
-from core.errors import N_, StudioError, Text
-from core.message import Message, Part, key_name
+from core.errors import N_, StudioError, Text, key_name, problems
+from core.message import Message, Part
 from core.text import surrogate_at
 
 EXPORT_FORMAT = "llama-studio-conversation/1"
@@ -98,21 +98,17 @@ def check_export(data: object) -> tuple[Export, list[str]]:
 
 
 def describe(exc: ValidationError) -> Text:
-    """The first problem as `messages[3].sources[0].title: Input should be a valid string.` (pydantic's words, in
-    English; a validator's own, marked, translated), and how many more there are."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{key_name(p)}" for p in first["loc"]).lstrip(".") or THE_FILE
-    cause = (first.get("ctx") or {}).get("error")
-    problem = first["msg"]
-    if isinstance(cause, ValueError) and len(cause.args) == 1 and isinstance(cause.args[0], Text):
-        problem = Text(N_("Value error, {message}"), message=cause.args[0])  # as pydantic says it, translatable
-    if len(errors) == 1:
-        return Text(N_("{where}: {problem}."), where=path, problem=problem)
-    if len(errors) == 2:
-        return Text(N_("{where}: {problem} (and 1 more problem)."), where=path, problem=problem)
+    """The first problem (`core.errors.problems`) as `messages[3].sources[0].title: Input should be a valid
+    string.`, and how many more there are."""
+    found = problems(exc, indexed=True)
+    where, problem = found[0]
+    where = where or THE_FILE
+    if len(found) == 1:
+        return Text(N_("{where}: {problem}."), where=where, problem=problem)
+    if len(found) == 2:
+        return Text(N_("{where}: {problem} (and 1 more problem)."), where=where, problem=problem)
     return Text(
-        N_("{where}: {problem} (and {count} more problems)."), where=path, problem=problem, count=len(errors) - 1
+        N_("{where}: {problem} (and {count} more problems)."), where=where, problem=problem, count=len(found) - 1
     )
 
 

@@ -15,6 +15,7 @@ Words saved to be shown later (a team run's notes and errors) keep their message
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable
 
@@ -116,13 +117,14 @@ class StudioError(Exception):
         super().__init__(self.text)
 
 
-def problems(exc, names: frozenset[str] | None = None) -> list[tuple[str, str]]:
+def problems(exc, names: frozenset[str] | None = None, indexed: bool = False) -> list[tuple[str, str]]:
     """Every problem a pydantic `ValidationError` found, in its order, as `(where, what)`: the one place such an
     error becomes words. `where` is the location's parts joined with dots (only `names` and list indexes, when
-    `names` is given: the API's `param` names fields, not the union members pydantic tried); `what` never echoes
+    `names` is given: the API's `param` names fields, not the union members pydantic tried), or, `indexed`, as a
+    file's reader writes it (`messages[3].sources[0].title`, each key shown by `key_name`); `what` never echoes
     the value itself (it may be long, or carry markup), and a `ValueError` a validator raised with a `Text` keeps
     its translation."""
-    return [_problem(error, names) for error in exc.errors(include_url=False, include_input=False)]
+    return [_problem(error, names, indexed) for error in exc.errors(include_url=False, include_input=False)]
 
 
 def most_telling(exc, names: frozenset[str] | None = None) -> tuple[str, str]:
@@ -132,12 +134,21 @@ def most_telling(exc, names: frozenset[str] | None = None) -> tuple[str, str]:
     return _problem(min(errors, key=lambda e: (-len(e["loc"]), e["type"].endswith("_type"))), names)
 
 
-def _problem(error: dict, names: frozenset[str] | None) -> tuple[str, str]:
+def key_name(key: object) -> str:
+    """A key from a file or a request as it may be shown in a page: word characters only (no markdown), short."""
+    return re.sub(r"[^\w-]", "?", str(key))[:40]
+
+
+def _problem(error: dict, names: frozenset[str] | None, indexed: bool = False) -> tuple[str, str]:
     loc = [part for part in error["loc"] if names is None or isinstance(part, int) or part in names]
+    if indexed:
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{key_name(part)}" for part in loc).lstrip(".")
+    else:
+        where = ".".join(str(part)[:60] for part in loc)
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ValueError) and cause.args and isinstance(cause.args[0], Text):
-        return ".".join(str(part)[:60] for part in loc), cause.args[0]
-    return ".".join(str(part)[:60] for part in loc), error["msg"].removeprefix("Value error, ")
+        return where, cause.args[0]
+    return where, error["msg"].removeprefix("Value error, ")
 
 
 def validation_message(exc) -> str:

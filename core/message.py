@@ -8,14 +8,13 @@ conversation keeps its run's structure through a save, an export and an import.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.errors import N_, Text
+from core.errors import N_, Text, key_name
 from core.stats import Count, Stats
 from core.team_run import TeamRun
 
@@ -47,11 +46,6 @@ def _flat(settings: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and len(value) > 500:
             raise ValueError(Text(N_("setting {name} is longer than 500 characters"), name=key_name(key)))
     return settings
-
-
-def key_name(key: object) -> str:
-    """A key from the file as it may be shown in the page: word characters only (no markdown), short."""
-    return re.sub(r"[^\w-]", "?", str(key))[:40]
 
 
 class Source(Part):

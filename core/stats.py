@@ -31,3 +31,9 @@ class Stats(BaseModel):
 
 
 STATS_FIELDS = tuple(Stats.model_fields)  # the keys of a saved answer's "stats", in the order they are spelled
+
+
+def continued(stats: dict, earlier: dict | None) -> dict:
+    """A continued answer's figures (`stats`, as saved): its completion tokens count its `earlier` part's too."""
+    before = ((earlier or {}).get("stats") or {}).get("completion_tokens")
+    return {**stats, "completion_tokens": (stats.get("completion_tokens") or 0) + before} if before else stats

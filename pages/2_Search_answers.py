@@ -1,19 +1,25 @@
 """Search answers: fresh web results, reranked, and an answer that cites them."""
 
-from dataclasses import asdict
-
 import streamlit as st
 
 from core.settings import get_settings
 from llm.prompts import conversation
-from rag.pipeline import build_messages, cited_numbers
+from rag.pipeline import build_messages
 from rag.prompts import ANSWER_SYSTEM
 from ui import page
 from ui.answer import stream_to_history
 from ui.chat import model_picker, render_footer, render_message, sidebar_options
 from ui.gestures import WITHOUT_CONTINUE
 from ui.i18n import _
-from ui.search import find_sources, provider_setup, render_sources, search_options, search_provider, show_retrieval
+from ui.search import (
+    citations,
+    find_sources,
+    provider_setup,
+    render_sources,
+    search_options,
+    search_provider,
+    show_retrieval,
+)
 from ui.session import ChatSession
 
 st.set_page_config(page_title="Llama Studio · " + _("Search answers"), page_icon="🔎", layout="centered")
@@ -41,10 +47,9 @@ def reply(turn: page.Turn) -> None:
         if retrieval is None:  # the model could not rewrite the follow-up (the reason is shown)
             return
         show_retrieval(retrieval)
-        extra = {"query": retrieval.query, "sources": [asdict(s) for s in retrieval.sources]}
+        extra, cited = citations(retrieval)
         messages = build_messages(earlier, turn.prompt, retrieval)
-        if message := stream_to_history(session, backend, messages, options, model, extra):
-            message["cited"] = cited_numbers(message["content"], len(retrieval.sources))
+        if message := stream_to_history(session, backend, messages, options, model, extra, finish=cited):
             render_footer(message)
             render_sources({**message, "live": True})  # the query caption is already above
 

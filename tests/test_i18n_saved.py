@@ -51,10 +51,9 @@ def test_an_import_refusal_keeps_its_english_and_translates_the_validators_words
     except ImportRefused as exc:
         refused = exc
     english = (
-        "The file was not imported: page: Value error, must be chat, search, team or persona:NAME "
-        "(NAME: letters, digits, - and _)."
+        "The file was not imported: page: must be chat, search, team or persona:NAME (NAME: letters, digits, - and _)."
     )
-    assert str(refused) == english
+    assert str(refused) == english and "Value error" not in english  # pydantic's prefix is not ours
     shown = chinese(refused)
     assert "page" in shown and "persona:NAME" in shown and "Value error" not in shown, shown
     assert i18n.catalog("zh_CN")["The file was not imported: {problem}"].split("{")[0] in shown

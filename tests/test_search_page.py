@@ -231,3 +231,16 @@ def test_a_follow_up_with_the_model_down_shows_the_same_error_as_the_first_turn(
     ask(at, "And a follow-up?")  # the rewrite of the follow-up is the first call to fail now
     assert [e.value for e in at.error] == first
     assert [m["role"] for m in at.session_state["search.messages"]] == ["user", "user"]
+
+
+def test_the_cited_sources_land_with_the_answer_and_are_saved(google_env, monkeypatch):
+    from core.settings import get_settings
+    from core.store import Store
+
+    install(monkeypatch, Reply(["It is 330 m [1], ", "close to [3] and not [9]."]))
+    at = ask(open_page(), "How tall is the Eiffel Tower?")
+    answer = at.session_state["search.messages"][-1]
+    assert answer["cited"] == [1, 3]  # from the finished text, within the sources found: [9] is not one
+    assert "Sources (4, 2 cited)" in [e.label for e in at.expander]
+    saved = Store(get_settings().database_path).load(at.query_params["c"]).messages[-1]
+    assert saved["id"] == answer["id"] and saved["cited"] == [1, 3] and len(saved["sources"]) == 4

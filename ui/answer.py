@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.errors import StudioError
 from core.message import Message as ConversationMessage
+from core.stats import continued
 from llm.interface import ChatBackend, GenerationStats, PromptTooLongError
 from llm.options import GenerationOptions
 from llm.prompts import Message, conversation
@@ -72,8 +73,10 @@ def stream_to_history(
     options: GenerationOptions,
     model: str | None = None,
     extra: dict | None = None,
+    finish: Callable[[str], dict] | None = None,
 ) -> dict | None:
-    """Stream `messages`' answer into the current container; add it (with `extra`) to the session's history.
+    """Stream `messages`' answer into the current container; add it (with `extra`, and what `finish` makes of
+    its text: a search answer's citations) to the session's history.
 
     While streaming, the partial answer is the session's pending one and is saved about once a second, so a
     stop, a new message or a crash keeps it. Returns the stored message, or None when nothing came. During a
@@ -100,7 +103,7 @@ def stream_to_history(
         stats = stream.stats
         for piece in stream:
             pending["content"] += piece
-            pending["stats"] = grown(stats.as_dict(), resume)
+            pending["stats"] = continued(stats.as_dict(), resume)
             on_progress(pending)
             yield piece
 
@@ -110,18 +113,16 @@ def stream_to_history(
         session.drop_pending()
         st.error(safe_markdown(shown(exc)))  # a server's error text may quote what it was sent
         if pending["content"] != before:
-            return session.land({**pending, "stats": grown(stats.as_dict(), resume)}, cut=True)
+            return session.land(finished(pending, stats, resume, finish), cut=True)
         if isinstance(exc, PromptTooLongError) and (unsent := session.take_back()):
             # Not answerable as it stands: out of the history (and the store) so later turns still work,
             # and its text handed back so nothing the user typed is lost.
             with st.expander(_("Your unsent message (copy it from here)")):
                 st.code(unsent["content"], language=None)
         return None
-    return session.land({**pending, "stats": grown(stats.as_dict(), resume), "dropped": stats.dropped_messages})
+    return session.land({**finished(pending, stats, resume, finish), "dropped": stats.dropped_messages})
 
 
-def grown(stats: dict, resumed: dict | None) -> dict:
-    """A continued answer's figures: its tokens count what it had before too."""
-    if resumed and (before := (resumed.get("stats") or {}).get("completion_tokens")):
-        return {**stats, "completion_tokens": (stats.get("completion_tokens") or 0) + before}
-    return stats
+def finished(pending: dict, stats: GenerationStats, resume: dict | None, finish) -> dict:
+    """The answer as it lands: its figures (a continued one's count its earlier part too) and `finish`'s fields."""
+    return {**pending, "stats": continued(stats.as_dict(), resume), **(finish(pending["content"]) if finish else {})}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import streamlit as st
 
 from core.errors import StudioError
 from core.settings import Settings, get_settings, shared_key
 from llm.prompts import Message
-from rag.pipeline import Retrieval, retrieve, standalone_query
+from rag.pipeline import Retrieval, cited_numbers, retrieve, standalone_query
 from rag.rerank import Reranker
 from rag.search import CachedSearch, SearchOptions, make_provider
 from ui.i18n import _, shown
@@ -123,6 +125,17 @@ def show_retrieval(retrieval: Retrieval) -> None:
         st.warning(
             _("No sources: {reason} The model was told to say it doesn't know.").format(reason=shown(retrieval.error))
         )
+
+
+def citations(retrieval: Retrieval):
+    """What a finished answer saves of `retrieval`: its query, its sources and (from its text) the ones it cites.
+    For `ui.answer.stream_to_history`: the fields an answer starts with, and what its text adds when it lands."""
+    start = {"query": retrieval.query, "sources": [asdict(s) for s in retrieval.sources]}
+
+    def cited(text: str) -> dict:
+        return {"cited": cited_numbers(text, len(retrieval.sources))}
+
+    return start, cited
 
 
 def render_sources(message: dict) -> None:
