@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import N_, StudioError, Text, validation_message
+from core.errors import N_, StudioError, Text, problems, validation_message
 from core.text import surrogate_at
 from personas.editing import persona_id
 from personas.registry import DEFAULT_AVATAR, PersonaCard
@@ -228,10 +228,8 @@ def persona_card(fields: CardData) -> PersonaCard:
             }
         )
     except ValidationError as exc:
-        error = exc.errors(include_url=False, include_input=False)[0]
-        field = str(error["loc"][0]) if error["loc"] else ""
-        cause = (error.get("ctx") or {}).get("error")
-        message = cause if isinstance(cause, ValueError) else error["msg"].removeprefix("Value error, ")
+        where, message = problems(exc)[0]
+        field = where.split(".")[0]
         raise CardError(
             N_("The card's {field}: {message}."), field=fields_of.get(field, field), message=message
         ) from None

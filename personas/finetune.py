@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import StudioError
+from core.errors import StudioError, problems
 from llm.prompts import Message, turns
 from personas.registry import SAFE_NAME, PersonaCard
 
@@ -351,9 +351,9 @@ def persona_card(args, base_model: str) -> PersonaCard:
             base_model=base_model,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a flag"
-        raise DatasetError(f"{flag}: {first['msg']}.") from None
+        where, problem = problems(exc)[0]
+        flag = "--" + where.split(".")[0].replace("_", "-") if where else "a flag"
+        raise DatasetError(f"{flag}: {problem}.") from None
 
 
 def _run(args, config: TrainConfig) -> int:
