@@ -68,6 +68,7 @@ def _generate_batch(lm, count: int, new_tokens: int) -> float:
 
 
 def measure(lm, new_tokens: int, sessions: list[int], repeats: int) -> dict:
+    # The caller's backend has released its worker (see the loop's end).
     eager, compiled = TransformersBackend(lm), TransformersBackend(lm, step="compiled")
     if compiled.runner.step != "compiled":
         return {"skipped": f"{lm.name} is not a Llama-architecture model"}
@@ -94,6 +95,9 @@ def measure(lm, new_tokens: int, sessions: list[int], repeats: int) -> dict:
         for count in sessions:
             tps = statistics.median(_together(backend, count, new_tokens) for _ in range(repeats))
             result["together"].setdefault(count, {})[way] = tps
+        # Its worker thread ends: an idle worker keeps its torch thread pool, and two pools in one process
+        # halve every step on a small CPU (llm/compute_thread.py), which would count against the next way.
+        backend.scheduler.release()
     for count in sessions:
         try:
             result["together"][count]["generate_batch"] = _generate_batch(lm, count, new_tokens)

@@ -5,6 +5,10 @@ A decode step reads every weight once (the KV cache of a short prompt is small b
 weights' bytes over the memory bandwidth. The bandwidth is measured here, not assumed: a large tensor copy
 (read + write) and the STREAM triad `a = b + s * c` (two reads, one write) in torch, best of `repeats`, on the
 model's device. Ceiling = bandwidth / bytes a step reads.
+
+Every measurement computes in a thread that ends with it (`llm.compute_thread`): a thread that has run torch
+keeps an OpenMP pool while it lives, and with a second pool in the process (the engine's worker) every step
+ran at half speed on 2 cores. The bandwidth copy in the main thread did that to every figure here once.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def ours_tokens_per_s(backend, new_tokens: int) -> float:
 
 def decode_limit(lm, backend, new_tokens: int) -> dict:
     bytes_read = step_bytes(lm.model)
-    measured = bandwidth(lm.device)
+    measured = in_own_thread(lambda: bandwidth(lm.device))  # no torch pool left in this thread: see below
     ceiling = max(measured.values()) * 1e9 / bytes_read
     ours_tokens_per_s(backend, 4)  # warm-up
     rates = {

@@ -13,9 +13,8 @@ forward pass, left-padded: `llm.batch_cache`); padding is bounded, and a row tha
 second group.
 
 One row's failure is that row's: its logits are checked for NaN/inf (a broken adapter), its sampling is its own,
-and a forward pass that raises (e.g. out of memory) is retried row by row, so only the rows that fail alone get
-the error. Every cache counts toward the KV budget: a request is admitted only when what it may grow to fits,
-after evicting idle sessions' caches (`llm.groups` keeps that account).
+a forward pass that raises (out of memory) is retried row by row. A request is admitted only when what it may grow
+to fits the KV budget, after evicting idle sessions' caches (`llm.groups` keeps that account).
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ class BatchScheduler:
         self._waiting: deque[Row] = deque()
         self._lock = threading.Condition()  # guards _waiting; the idle worker waits on it
         self._worker: threading.Thread | None = None
+        self._releasing = False  # release(): the worker ends at its next idle moment
         self._groups: list[Group] = []
         self.steps = 0  # batched decode steps run (for tests, the benchmark and the API's figures)
         self.prefills = 0  # prompts fed to their end (`n` answers to one prompt: one)
@@ -85,18 +85,23 @@ class BatchScheduler:
 
     def kv_bytes(self) -> int:
         """Bytes the caches of requests in flight take now: the groups' buffers and prompts being fed."""
-        prefilling = sum(
-            CacheEntry([], row.state.cache, None).nbytes for row in self._prefilling if row.state.cache is not None
-        )
-        return sum(group.cache.nbytes for group in self._groups) + prefilling
+        feeding = [row.state.cache for row in self._prefilling if row.state.cache is not None]
+        return sum(group.cache.nbytes for group in self._groups) + sum(CacheEntry([], c, None).nbytes for c in feeding)
 
     def close(self) -> None:
         """Stop the worker after its current step; readers still waiting get an error."""
+        self._signal("_closing")
+
+    def release(self) -> None:
+        """End the worker once idle, its torch thread pool with it (two live pools halve every step on a small CPU:
+        llm/compute_thread.py); the next request starts one."""
+        self._signal("_releasing")
+
+    def _signal(self, flag: str) -> None:
         with self._lock:
-            self._closing = True
+            setattr(self, flag, True)
             self._lock.notify()
-        worker = self._worker
-        if worker is not None:
+        if (worker := self._worker) is not None:
             worker.join(timeout=30)
 
     def generate(
@@ -108,11 +113,9 @@ class BatchScheduler:
         adapter: str | None = None,
         session: str | None = None,
     ) -> TokenStream:
-        """New token ids for one request (stop ids are not yielded), decoded in the shared batch.
-
-        Nothing is queued, no adapter held and no kept cache taken until the first `next()`: a stream that is
-        never read takes nothing. Closing the stream takes the row out of the batch. Raises OptionError for
-        options this model cannot take (a logit_bias id outside its vocabulary)."""
+        """New token ids for one request (stop ids are not yielded), decoded in the shared batch. Nothing is queued,
+        held or taken until the first `next()`; closing the stream takes the row out of the batch. Raises
+        OptionError for options this model cannot take (a logit_bias id outside its vocabulary)."""
         return self.generate_copies(prompt_ids, stop_ids, [options], cancel, adapter, session)[0]
 
     def generate_copies(
@@ -183,10 +186,10 @@ class BatchScheduler:
                     self._worker = None
                     return
                 while not self._has_work():
-                    # Idle: no work, no CPU. After a long idle, let go (and let an unused backend be freed);
-                    # work is checked again under the lock, so a request that came at the timeout is not lost.
-                    if not self._lock.wait(timeout=IDLE_EXIT_S) and not self._has_work():
-                        self._worker = None
+                    # Idle: no work, no CPU. Released, or after a long idle, let go (and let an unused backend be
+                    # freed); work is checked again under the lock, so a request that came at the timeout is kept.
+                    if self._releasing or (not self._lock.wait(timeout=IDLE_EXIT_S) and not self._has_work()):
+                        self._releasing, self._worker = False, None
                         return
                 if self._closing:
                     continue
@@ -395,8 +398,7 @@ class BatchScheduler:
         return CacheEntry(row.state.fed, cache, row.request.adapter)
 
     def _end(self, row: Row, error: BaseException | None = None, entry: CacheEntry | None = None) -> None:
-        """The request is over: give back its KV budget and adapter, keep its cache for the session, tell the
-        reader why it ended."""
+        """The request is over: its KV budget and adapter given back, its cache kept, its reader told why."""
         if row.done.is_set():
             return
         for copy in row.copies:  # they never started: they end with the prompt they share

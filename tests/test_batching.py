@@ -233,3 +233,17 @@ def test_an_idle_worker_lets_go_and_the_next_request_starts_another(quill_backen
         time.sleep(0.05)
     assert scheduler._worker is None  # no thread held while nobody asks
     assert list(scheduler.generate(ids, frozenset(), options)) == first == plain(quill_backend, ids, None, options)
+
+
+def test_a_released_worker_ends_at_once_and_the_next_request_starts_another(quill_backend):
+    scheduler = BatchScheduler(quill_backend.runner)
+    options = GenerationOptions(temperature=0, max_new_tokens=4, repetition_penalty=1.0)
+    ids = prompt_ids(quill_backend, QUESTIONS[0])
+    first = list(scheduler.generate(ids, frozenset(), options))
+    worker = scheduler._worker
+    assert worker is not None and worker.is_alive()  # idle, kept for the next request (IDLE_EXIT_S)
+    scheduler.release()  # its torch thread pool goes with it (llm/compute_thread.py)
+    assert scheduler._worker is None and not worker.is_alive()
+    assert list(scheduler.generate(ids, frozenset(), options)) == first == plain(quill_backend, ids, None, options)
+    assert scheduler._worker is not None and scheduler._worker is not worker
+    scheduler.close()
