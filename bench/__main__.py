@@ -106,6 +106,7 @@ def our_answer(backend: TransformersBackend, messages, new_tokens: int, session=
 def conversation_turns(lm: LoadedModel, backend: TransformersBackend, turns: int, new_tokens: int) -> dict:
     """`lm` is a model without adapters for the baseline; `backend` holds its own copy."""
     rows = {"baseline": [], "ours": []}
+    backend.scheduler.release()  # the baseline alone with its pool: a live worker's would halve its steps
     for way in rows:
         history: list[dict] = []
         for n in range(turns):
@@ -125,6 +126,7 @@ def concurrent_sessions(lm, backend, personas: list[str | None], new_tokens: int
     question = "Tell me about the harbour at night."
     # Baseline: one user at a time; each waits for the ones before to finish.
     clock, ttfts, produced = 0.0, [], 0
+    backend.scheduler.release()
     for _ in personas:
         _, seconds, tokens = baseline_answer(lm, conversation("", [{"role": "user", "content": question}]), new_tokens)
         clock += seconds
@@ -173,6 +175,7 @@ def persona_switch(config: EngineConfig, backend: TransformersBackend, adapter_d
     messages = conversation(
         "You are Captain Quill, a cheerful old sea captain.", [{"role": "user", "content": "Hello!"}]
     )
+    backend.scheduler.release()
     started = time.perf_counter()
     lm = load_model(config)  # the tutorial reloads the base model...
     model = PeftModel.from_pretrained(lm.model, str(adapter_dir))  # ...and the adapter on top
