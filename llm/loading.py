@@ -295,18 +295,6 @@ def stop_ids_of(model, tokenizer) -> frozenset[int]:
     return frozenset(ids)
 
 
-def own_weights(model) -> None:
-    """Copy every weight of a CPU model into the process's own memory. `from_pretrained` leaves them as views of
-    the memory-mapped safetensors files, and a decode step reading file-backed pages ran 1.4x slower on this
-    project's CPU machines (the demo model's step: 38.7 against 27.3 ms compiled, 43.8 against 31.5 ms eager,
-    one row). Tied weights stay tied (each parameter is copied once, in place)."""
-    import torch
-
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.data = tensor.data.clone()
-
-
 def load_model(config: EngineConfig, progress: Progress | None = None) -> LoadedModel:
     """Fetch (once) and load the configured model onto the chosen device."""
     source = resolve_source(config, cuda_available())
@@ -325,8 +313,6 @@ def load_from_folder(folder: Path, source: ModelSource, config: EngineConfig) ->
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(config, device))
         model.to(device).eval()
-        if device == "cpu":
-            own_weights(model)
         use_skinny_linears(model)  # CPU only: small decode batches cost about what one row does
     except OSError as exc:
         if exc.errno is not None:

@@ -1,8 +1,6 @@
-"""Where the model comes from, the messages a failed load gives (pure logic: no network), and where the loaded
-weights live."""
+"""Where the model comes from, and the messages a failed load gives (pure logic: no network)."""
 
 import errno
-import os
 
 import pytest
 
@@ -131,21 +129,3 @@ def test_the_engine_configs_hold_exactly_the_settings_marked_as_shaping_them():
             default = Settings.model_fields[name].default
             default = default.get_secret_value() if hasattr(default, "get_secret_value") else default
             assert getattr(config, name) == default, name
-
-
-@pytest.mark.model
-@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's memory map (Linux)")
-def test_cpu_weights_live_in_the_processs_own_memory_not_in_the_mapped_files(demo_model):
-    """A decode step reading the safetensors files' mapped pages ran 1.4x slower (llm.loading.own_weights)."""
-    mapped = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            parts = line.split()
-            if len(parts) >= 6 and parts[5].endswith(".safetensors"):
-                start, end = (int(address, 16) for address in parts[0].split("-"))
-                mapped.append((start, end, parts[5]))
-    tensors = [*demo_model.model.parameters(), *demo_model.model.buffers()]
-    inside = [t.shape for t in tensors if any(start <= t.data_ptr() < end for start, end, _ in mapped)]
-    assert tensors and not inside, f"{len(inside)} of {len(tensors)} weights are views of a mapped file"
-    model = demo_model.model
-    assert model.lm_head.weight is model.model.embed_tokens.weight  # the tie survives the copy
