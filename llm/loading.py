@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import N_, Text
+from llm.compute_thread import in_own_thread
 from llm.config import EngineConfig
 from llm.interface import ModelLoadError
 
@@ -310,10 +311,17 @@ def load_from_folder(folder: Path, source: ModelSource, config: EngineConfig) ->
 
         from llm.skinny_linear import use_skinny_linears
 
+        def load():
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(config, device))
+            model.to(device).eval()
+            use_skinny_linears(model)  # CPU only: small decode batches cost about what one row does
+            return model
+
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=pick_dtype(config, device))
-        model.to(device).eval()
-        use_skinny_linears(model)  # CPU only: small decode batches cost about what one row does
+        # In a thread that ends with it: converting the weights (to bf16, say) would leave the calling thread, often
+        # a server's main thread, a torch pool of its own beside the engine worker's, and that made every decode
+        # step slower (demo model in bf16: 14.5 against 18.2 tokens/s; llm/compute_thread.py).
+        model = in_own_thread(load, name="model-load")
     except OSError as exc:
         if exc.errno is not None:
             raise _os_error(exc, folder) from None
