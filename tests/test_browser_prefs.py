@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser import start_streamlit, stop
 from tests.conftest import ARTIFACTS
+from ui import prefs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.model]
 BOX = '[data-testid="stChatInputTextArea"]'
@@ -36,13 +37,15 @@ def opened(context, url: str, path: str = ""):
     return page
 
 
-def wait_cookie(context, name: str, has: bool = True) -> None:
-    """Until the page's script has written (or deleted) the cookie `name`."""
-    for _ in range(100):
-        if any(c["name"] == name for c in context.cookies()) == has:
+def wait_cookie(context, name: str, has: bool = True, holding: dict | None = None) -> None:
+    """Until the page's script has written (or deleted) the cookie `name`; with `holding`, until the written
+    cookie holds those values (each change is written by the run it starts, and runs end in their own time)."""
+    for _ in range(200):
+        found = [c["value"] for c in context.cookies() if c["name"] == name]
+        if bool(found) == has and (not holding or (found and holding.items() <= prefs.decode(found[0]).items())):
             return
         context.pages[0].wait_for_timeout(100)
-    raise AssertionError(f"the cookie {name} was never {'written' if has else 'deleted'}")
+    raise AssertionError(f"the cookie {name} was never {'written' if has else 'deleted'} {holding or ''}")
 
 
 def test_settings_and_the_persona_come_back_after_a_reload_and_only_in_that_browser(browser, url):
@@ -57,8 +60,8 @@ def test_settings_and_the_persona_come_back_after_a_reload_and_only_in_that_brow
     system = page.get_by_label("System prompt", exact=True)
     system.fill("Answer like a pirate.")
     system.press("Control+Enter")
-    wait_cookie(mine, "studio_chat_system")
-    page.wait_for_function("document.cookie.includes('studio_chat=')")
+    wait_cookie(mine, "studio_chat_system", holding={"system": "Answer like a pirate."})
+    wait_cookie(mine, "studio_chat", holding={"max_new_tokens": 200})
     page.get_by_test_id("stSidebarNavLink").filter(has_text="Personas").click()
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Persona").click()
     page.get_by_role("option", name=re.compile("Patient tutor")).click()
