@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     responses_retention_days: Annotated[float, PER_USE] = Field(default=30.0, gt=0)
     # ...or past this many, oldest first, so a script looping over /v1/responses cannot fill the disk.
     responses_max_stored: Annotated[int, PER_USE] = Field(default=10_000, ge=1)
+    # An assistants run stopped for its tools' outputs waits this long for them, then is `expired` (OpenAI: 10 min).
+    tool_outputs_wait_s: Annotated[float, PER_USE] = Field(default=600.0, gt=0)
 
     # OpenAI-compatible server (vLLM, Ollama, Cloudflare Workers AI, `transformers serve`).
     openai_base_url: Annotated[str, SERVER] = "http://127.0.0.1:8000/v1"

@@ -7,6 +7,7 @@ Conversations API reads it back as `conv_<id>`."""
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import openai
@@ -251,5 +252,38 @@ def test_a_run_waiting_for_tool_outputs_survives_a_server_restart(tmp_path):
         assert client.beta.threads.messages.list(thread.id, order="asc").data[0].content[0].text.value == (
             "Weather in Oslo?"
         )
+    finally:
+        stop(proc)
+
+
+def test_a_run_not_given_its_tool_outputs_in_time_expires_and_refuses_them(tmp_path):
+    env = {"API_KEY": KEY, "CONTEXT_LENGTH": str(CONTEXT), "TOOL_OUTPUTS_WAIT_S": "5"}
+    proc, url = start_streamlit("app.py", tmp_path / "data", env)
+    try:
+        wait_healthy(url)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=120)
+        agent = client.beta.assistants.create(model=BASE, tools=[WEATHER])
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=agent.id, tool_choice="required", max_completion_tokens=40,
+            temperature=0, poll_interval_ms=200,
+        )  # fmt: skip
+        assert run.status == "requires_action" and run.expires_at is not None
+        assert run.expires_at - time.time() <= 6
+        call = run.required_action.submit_tool_outputs.tool_calls[0]
+        time.sleep(max(0.0, run.expires_at - time.time()) + 1.5)
+        late = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+        assert late.status == "expired" and late.required_action is None
+        assert client.beta.threads.runs.list(thread.id).data[0].status == "expired"
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.beta.threads.runs.submit_tool_outputs(
+                run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "Snow"}]
+            )
+        assert refused.value.body["code"] == "invalid_state" and "start a new run" in refused.value.body["message"]
+        again = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=agent.id, tool_choice="required", max_completion_tokens=40,
+            temperature=0, poll_interval_ms=200,
+        )  # fmt: skip
+        assert again.status == "requires_action"  # the thread goes on with a new run
     finally:
         stop(proc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from server.api import runs
@@ -54,3 +56,16 @@ def test_past_the_bound_of_runs_computing_at_once_a_run_is_refused_before_it_sta
         runs.begin(run, [], stream=False)
     assert caught.value.status == 429 and "wait for one to end" in str(caught.value)
     assert "run_new" not in runs.LIVE and run.turn is None
+
+
+def test_a_run_waiting_for_tool_outputs_expires_at_its_expires_at_and_only_then(monkeypatch):
+    saved = []
+    monkeypatch.setattr(runs.Run, "save", lambda run: saved.append(dict(run.shape)))
+    action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": []}}
+    later = runs.Run(shape(status="requires_action", required_action=action, expires_at=int(time.time()) + 60), "c")
+    assert runs.expired_if_due(later).shape["status"] == "requires_action" and not saved
+    due = runs.Run(shape(status="requires_action", required_action=action, expires_at=int(time.time()) - 1), "c")
+    assert runs.expired_if_due(due).shape["status"] == "expired" and due.shape["required_action"] is None
+    assert [s["status"] for s in saved] == ["expired"]  # stored so: a restart reads it back expired
+    done = runs.Run(shape(status="completed", expires_at=int(time.time()) - 1), "c")
+    assert runs.expired_if_due(done).shape["status"] == "completed" and len(saved) == 1

@@ -8,7 +8,8 @@ Not streamed, a run answers at once (`queued`) and is computed in a thread of it
 `thread.message.completed`, then `thread.run.completed` (or `requires_action`, `incomplete`, `cancelled`,
 `failed`) and `done`. A run whose answer calls tools stops at `requires_action`; `submit_tool_outputs` continues
 it. A run in progress is known to this process (`LIVE`); a stored one (after a restart, say) can still take the
-outputs of the tools it asked for."""
+outputs of the tools it asked for until its `expires_at` (TOOL_OUTPUTS_WAIT_S after it stopped, 10 minutes unless
+set, as OpenAI's): past it, the run is `expired` the next time it is read, and its outputs are refused."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from core.api_store import ApiObject, new_api_id
 from core.errors import StudioError
 from core.message import Message as ConversationMessage
+from core.settings import get_settings
 from server.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs
 from server.api.assistants import check_tools, found_assistant, found_thread, message_shape, thread_messages
 from server.api.body import first_problem, read_json
@@ -154,8 +156,17 @@ def begin(run: Run, new_messages: list[dict], stream: bool) -> None:
             LIVE.pop(run.shape["id"], None)
         raise
     run.turn = turn
-    run.set("in_progress", required_action=None)
+    run.set("in_progress", required_action=None, expires_at=None)
     run.save()
+
+
+def expired_if_due(run: Run) -> Run:
+    """The run, `expired` (and stored so) when it waited for tool outputs past its `expires_at` (blocking)."""
+    due = run.shape.get("expires_at")
+    if run.shape["status"] == "requires_action" and isinstance(due, int) and time.time() >= due:
+        run.set("expired", required_action=None)
+        run.save()
+    return run
 
 
 def settle(run: Run) -> None:
@@ -173,7 +184,8 @@ def settle(run: Run) -> None:
         run.set("cancelled", usage=used)
     elif calls:
         action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
-        run.set("requires_action", required_action=action, usage=used)
+        due = int(time.time() + get_settings().tool_outputs_wait_s)
+        run.set("requires_action", required_action=action, usage=used, expires_at=due)
     elif turn.status == "incomplete":
         run.set("incomplete", incomplete_details={"reason": "max_completion_tokens"}, usage=used)
     else:
@@ -315,7 +327,7 @@ def found_run(request: Request) -> Run:
     obj = api_store().get("run", rid)
     if obj is None or obj.conversation_id != cid:
         raise ApiError(404, f"No run {rid[:80]!r} in this thread.", param="run_id", code="not_found")
-    return Run(obj.body, cid)
+    return expired_if_due(Run(obj.body, cid))
 
 
 async def retrieve_run(request: Request) -> Response:
@@ -328,7 +340,8 @@ async def list_runs(request: Request) -> Response:
         cid = found_thread(request.path_params["thread_id"]).id
         with _live:
             live = {rid: run.shape for rid, run in LIVE.items() if run.thread == cid}
-        shapes = [live.get(obj.id, obj.body) for obj in api_store().list("run", conversation_id=cid)]
+        stored = api_store().list("run", conversation_id=cid)
+        shapes = [live.get(obj.id) or expired_if_due(Run(obj.body, cid)).shape for obj in stored]
         return page(shapes, *list_query(request, default_order="desc"))
 
     return JSONResponse(await in_thread(listed))
@@ -364,9 +377,11 @@ async def submit_tool_outputs(request: Request) -> Response:
         run = found_run(request)
         action = run.shape.get("required_action") or {}
         if run.shape["status"] != "requires_action":
+            expired = run.shape["status"] == "expired"
+            late = " (it waited for them past its expires_at); start a new run" if expired else ""
             raise ApiError(
                 400,
-                f"This run is {run.shape['status']}; it is not waiting for tool outputs.",
+                f"This run is {run.shape['status']}; it is not waiting for tool outputs{late}.",
                 param="run_id",
                 code="invalid_state",
             )
