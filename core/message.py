@@ -92,6 +92,8 @@ class Message(Part):
     cited: Annotated[list[Annotated[int, Field(ge=1, le=1000)]], Field(max_length=MAX_SOURCES)] | None = None
     team: ShortText | None = None  # the team that answered (a team run's message)
     team_run: TeamRun | None = None  # the run's record: its steps, turns and synthesis (ui/team.py draws it)
+    run_id: ShortText | None = None  # the API's assistants run that wrote it (`thread.run` id)...
+    assistant_id: ShortText | None = None  # ...and that run's assistant
 
     # --- the ways a message is made ---------------------------------------------------------------
 

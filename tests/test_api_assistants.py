@@ -100,7 +100,10 @@ def test_a_run_answers_from_the_thread_and_the_instructions_and_its_answer_joins
     answer = messages.data[0]
     assert [m.role for m in messages.data] == ["assistant", "user", "user"]
     assert answer.content[0].text.value.strip() and answer.thread_id == thread.id
-    assert client.beta.threads.messages.retrieve(answer.id, thread_id=thread.id).id == answer.id
+    assert (answer.run_id, answer.assistant_id) == (run.id, clerk.id)  # what a client filters its run's answer by
+    assert [m.run_id for m in messages.data[1:]] == [None, None]  # a person's messages belong to no run
+    assert [m.id for m in client.beta.threads.messages.list(thread.id, run_id=run.id).data] == [answer.id]
+    assert client.beta.threads.messages.retrieve(answer.id, thread_id=thread.id).run_id == run.id
     assert [r.id for r in client.beta.threads.runs.list(thread.id)] == [run.id]
     assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == run.status
     # the thread is a chat-page conversation: the Conversations API reads the same messages
@@ -125,6 +128,8 @@ def test_a_streamed_run_sends_openais_events_and_the_text_it_streamed_is_kept(cl
     assert final.status in ("completed", "incomplete")
     kept = client.beta.threads.messages.list(thread.id).data[0]
     assert kept.content[0].text.value == streamed and kept.role == "assistant"
+    assert (kept.run_id, kept.assistant_id) == (final.id, clerk.id)
+    assert stream.get_final_messages()[0].run_id == final.id  # the streamed message says so too
 
 
 def test_a_run_with_a_tool_stops_for_its_output_and_then_answers(client, tokenizer):

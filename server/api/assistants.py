@@ -142,8 +142,8 @@ def message_shape(message: dict, thread_id: str) -> dict:
         "thread_id": f"thread_{thread_id}",
         "role": message["role"],
         "content": [{"type": "text", "text": {"value": message["content"], "annotations": []}}],
-        "assistant_id": None,
-        "run_id": None,
+        "assistant_id": message.get("assistant_id"),  # set on a run's answers
+        "run_id": message.get("run_id"),
         "attachments": [],
         "metadata": {},
         "status": "completed",
@@ -213,7 +213,10 @@ async def create_message(request: Request) -> Response:
 
 async def list_messages(request: Request) -> Response:
     def listed() -> dict:
-        return page(shown_messages(found_thread(request.path_params["thread_id"]).id), *list_query(request, "desc"))
+        shown = shown_messages(found_thread(request.path_params["thread_id"]).id)
+        if (run := request.query_params.get("run_id")) is not None:  # only what that run wrote
+            shown = [shape for shape in shown if shape["run_id"] == run]
+        return page(shown, *list_query(request, "desc"))
 
     return JSONResponse(await in_thread(listed))
 

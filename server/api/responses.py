@@ -64,6 +64,7 @@ class Turn:
     status: str = "in_progress"
     cancelled: threading.Event = field(default_factory=threading.Event)
     answer_id: str = field(default_factory=new_message_id)  # the stored answer message's id (its items' ids)
+    answer_fields: dict = field(default_factory=dict)  # more of the stored answer (a run's run_id, assistant_id)
 
     def shape(self) -> dict:
         """The response object, OpenAI's shape."""
@@ -191,7 +192,12 @@ def finish(turn: Turn, text: str, complete: bool) -> None:
     calls = {"tool_calls": message["tool_calls"]} if message.get("tool_calls") else {}
     # the chat page shows its figures as its own
     stored = ConversationMessage.answer(
-        message["content"] or "", id=turn.answer_id, model=turn.body.model, stats=run.stats.as_dict(), **calls
+        message["content"] or "",
+        id=turn.answer_id,
+        model=turn.body.model,
+        stats=run.stats.as_dict(),
+        **turn.answer_fields,
+        **calls,
     ).as_state()
     turn.output = [stored] if stored["content"] or stored.get("tool_calls") else []
     if turn.cancelled.is_set():

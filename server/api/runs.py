@@ -139,6 +139,7 @@ def begin(run: Run, new_messages: list[dict], stream: bool) -> None:
         body = response_request(run.shape, stream)
         history = api_store().store.messages(run.thread)
         turn = Turn(new_api_id("resp"), body, time.time(), history, new_messages, run.thread, cancelled=run.cancel)
+        turn.answer_fields = {"run_id": run.shape["id"], "assistant_id": run.shape["assistant_id"]}
         turn.run = start(body, history + new_messages, run.cancel)
     except ApiError as exc:
         with _live:
@@ -236,7 +237,7 @@ def sse(name: str, data) -> str:
 
 async def run_events(run: Run) -> AsyncIterator[str]:
     turn, text, ended = run.turn, [], False
-    message = ConversationMessage.answer(id=turn.answer_id, time=turn.created).as_state()
+    message = ConversationMessage.answer(id=turn.answer_id, time=turn.created, **turn.answer_fields).as_state()
     shown = dict(message_shape(message, run.thread), status="in_progress", content=[], completed_at=None)
     started = False
     try:
