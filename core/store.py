@@ -29,42 +29,8 @@ from core.conversation_schema import to_markdown as to_markdown  # tests import 
 from core.errors import N_, StudioError
 from core.message import Message
 from core.message import new_message_id as new_message_id  # pages import it from here
+from core.store_schema import OTHER, migrate
 
-SCHEMA_VERSION = 3  # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS conversations (
-        id TEXT PRIMARY KEY,
-        title TEXT NOT NULL,
-        page TEXT NOT NULL,             -- chat, persona:<name>, search
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        version INTEGER NOT NULL DEFAULT 0,  -- bumped by every write of its messages
-        metadata TEXT NOT NULL DEFAULT '{}'  -- JSON: the API's metadata (string keys and values)
-    )""",
-    """CREATE TABLE IF NOT EXISTS messages (
-        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        id TEXT NOT NULL,               -- given when the message is created, the same in every save
-        seq INTEGER NOT NULL,           -- its position in the conversation
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        meta TEXT NOT NULL,             -- JSON: stats, settings, persona, sources, cut
-        created REAL NOT NULL,
-        hidden INTEGER NOT NULL DEFAULT 0,  -- 0: on the branch; 1: taken back; 2: another version (OTHER)
-        PRIMARY KEY (conversation_id, id)
-    )""",
-    """CREATE TABLE IF NOT EXISTS api_objects (
-        id TEXT PRIMARY KEY,            -- resp_/asst_/run_ and 128 random bits
-        kind TEXT NOT NULL,             -- response, assistant, run
-        parent TEXT,                    -- a response: the one it continues (previous_response_id)
-        conversation_id TEXT REFERENCES conversations(id) ON DELETE CASCADE,  -- its conversation or thread
-        created REAL NOT NULL,
-        body TEXT NOT NULL              -- JSON: the object as the API returns it, and what it needs besides
-    )""",
-    "CREATE INDEX IF NOT EXISTS api_objects_kind ON api_objects(kind, created)",
-    "CREATE INDEX IF NOT EXISTS messages_order ON messages(conversation_id, seq)",
-    "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC)",
-]
-OTHER = 2  # the `hidden` of a version beside the branch: an edited question's old text, a regenerated answer
 UPSERT = """INSERT INTO messages (conversation_id, id, seq, role, content, meta, created, hidden)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (conversation_id, id) DO UPDATE SET seq = excluded.seq, role = excluded.role,
@@ -152,7 +118,13 @@ class Store:
             ) from None
         with self._connect(foreign_keys=False) as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: set once for the file, not per connection
-            _migrate(db)
+            if not migrate(db):
+                raise StoreError(
+                    N_(
+                        "The conversation database was made by a newer version of this app. Update the app, or set "
+                        "DATA_DIR."
+                    )
+                )
 
     @contextmanager
     def _connect(
@@ -335,41 +307,6 @@ def imported_messages(export) -> tuple[list[dict], list[dict]]:
             message.pop("parent", None)  # follows the message before it
     others = [renewed(m) for m in export.versions or [] if m.parent is None or m.parent in fresh]
     return branch, others
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the file to SCHEMA_VERSION in place, keeping every message (once; other openers wait)."""
-    if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-        return  # the usual case: no write lock taken, so a busy database does not stop the app starting
-    db.execute("BEGIN IMMEDIATE")
-    found = db.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise StoreError(
-            N_("The conversation database was made by a newer version of this app. Update the app, or set DATA_DIR.")
-        )
-    if found < SCHEMA_VERSION:
-        old = _columns(db, "messages")
-        moved = bool(old) and "id" not in old
-        if moved:  # version 1: keyed by position; its positions become ids
-            db.execute("ALTER TABLE messages RENAME TO messages_v1")
-        if _columns(db, "conversations") and "version" not in _columns(db, "conversations"):
-            db.execute("ALTER TABLE conversations ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
-        if _columns(db, "conversations") and "metadata" not in _columns(db, "conversations"):
-            db.execute("ALTER TABLE conversations ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
-        for statement in SCHEMA:
-            db.execute(statement)
-        if moved:
-            db.execute(
-                "INSERT INTO messages (conversation_id, id, seq, role, content, meta, created)"
-                " SELECT conversation_id, 'v1-' || seq, seq, role, content, meta, created FROM messages_v1"
-            )
-            db.execute("DROP TABLE messages_v1")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    db.execute("COMMIT")
-
-
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def _put(

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.conversation_schema import ImportRefused, parse_export
 from core.store import ConversationChanged, Store, StoreError, to_markdown
+from core.versions import versions
 from llm.interface import PromptTooLongError
 from tests.fake_backend import Reply, install
 
@@ -159,7 +160,36 @@ def test_a_database_of_the_first_schema_opens_and_keeps_its_messages(tmp_path):
     version = store.write("c1", [(4, {"role": "user", "content": "new turn", "id": "n"})], version=store.version("c1"))
     assert version == 1 and contents(Store(path).messages("c1"))[-1] == "new turn"  # and it opens again
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone() == (3,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (4,)
+
+
+def test_answers_regenerated_before_versions_existed_become_versions_and_taken_back_ones_stay_hidden(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    cid = Store(path).create("chat", "t")
+    rows = [  # as the app wrote them up to schema 3: the replaced answer hidden as if taken back
+        ("u", 0, "user", "q", {"time": 1.0}, 0),
+        ("a", 1, "assistant", "first", {"time": 2.0}, 1),
+        ("b", 1, "assistant", "second", {"time": 3.0, "replaces": "a"}, 1),
+        ("c", 1, "assistant", "third", {"time": 4.0, "replaces": "b"}, 0),
+        ("long", 2, "user", "too long", {"time": 5.0}, 1),  # taken back: no answer replaced it
+        ("odd", 3, "assistant", "x", "[" * 3000 + "]" * 3000, 1),  # meta that is not an object
+        ("stray", 4, "assistant", "y", {"time": 6.0, "replaces": "not-there"}, 0),
+    ]
+    with sqlite3.connect(path) as raw:
+        raw.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, 1.0, ?)",
+            [(cid, i, seq, role, text, meta if isinstance(meta, str) else json.dumps(meta), h)
+             for i, seq, role, text, meta, h in rows],
+        )  # fmt: skip
+        raw.execute("PRAGMA user_version = 3")
+    loaded = Store(path).load(cid)
+    assert [m["id"] for m in loaded.messages] == ["u", "c", "stray"]
+    assert [(m["id"], m["parent"]) for m in loaded.others] == [("a", "u"), ("b", "u")]
+    assert [m["content"] for m in versions(loaded.messages, loaded.others, 1)] == ["first", "second", "third"]
+    with sqlite3.connect(path) as raw:
+        hidden = dict(raw.execute("SELECT id, hidden FROM messages"))
+        assert (hidden["long"], hidden["odd"]) == (1, 1) and raw.execute("PRAGMA user_version").fetchone() == (4,)
+    assert Store(path).load(cid).others == loaded.others  # once: opening again changes nothing
 
 
 def test_a_database_from_a_newer_app_is_refused_with_the_reason(tmp_path):
