@@ -165,6 +165,7 @@ class ChatBackend(Protocol):
         *,
         model: str | None = None,
         tools: list[dict] | None = None,
+        cancel: threading.Event | None = None,  # stops them all
     ) -> list[AnswerStream]:
         """Several answers to the same messages, sharing the prompt's prefill where the backend can."""
         ...
@@ -180,7 +181,14 @@ class ChatBackend(Protocol):
         """The persona went away or broke: new answers can no longer use it."""
         ...
 
-    def complete(self, prompt: str, options: GenerationOptions, *, model: str | None = None) -> AnswerStream:
+    def complete(
+        self,
+        prompt: str,
+        options: GenerationOptions,
+        *,
+        model: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> AnswerStream:
         """Raw text continued as it is (OpenAI's legacy completions): no chat template and no system prompt, so
         the caller writes any template it wants. Raises PromptTooLongError when the prompt and
         `options.max_new_tokens` do not fit in the context, BackendError for an unknown `model`."""

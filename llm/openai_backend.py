@@ -101,10 +101,10 @@ class OpenAIBackend:
         stats = GenerationStats()
         return AnswerStream(self._read(response, stats, cancel), stats)
 
-    def stream_choices(self, messages, choices, *, model=None, tools=None) -> list[AnswerStream]:
+    def stream_choices(self, messages, choices, *, model=None, tools=None, cancel=None) -> list[AnswerStream]:
         """One request per answer: the server shares their prompt through its own prefix cache (vLLM's
         --enable-prefix-caching)."""
-        return [self.stream(messages, options, model=model, tools=tools) for options in choices]
+        return [self.stream(messages, options, model=model, tools=tools, cancel=cancel) for options in choices]
 
     def _create(self, model: str, messages: list[Message], options: GenerationOptions, tools=None):
         import openai
@@ -265,7 +265,14 @@ class OpenAIBackend:
             return BackendError(N_("the connection to {where} broke: {kind}"), where=where, kind=type(exc).__name__)
         return BackendError(N_("Talking to {where} failed ({kind})."), where=where, kind=type(exc).__name__)
 
-    def complete(self, prompt: str, options: GenerationOptions, *, model: str | None = None) -> AnswerStream:
+    def complete(
+        self,
+        prompt: str,
+        options: GenerationOptions,
+        *,
+        model: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> AnswerStream:
         """Raw text to the server's own /v1/completions (vLLM's, llama.cpp's), which tokenizes and continues it
         with no chat template; the sampling options are sent as a chat's are."""
         model = self.resolve_model(model)
@@ -276,7 +283,7 @@ class OpenAIBackend:
         except Exception as exc:
             raise self._explain(exc, model) from None
         stats = GenerationStats()
-        return AnswerStream(self._read(response, stats, text_of=lambda choice: choice.text), stats)
+        return AnswerStream(self._read(response, stats, cancel, text_of=lambda choice: choice.text), stats)
 
 
 def _secrets_in(url: str, api_key: str) -> list[str]:

@@ -62,9 +62,9 @@ class TransformersBackend:
     def stream(self, messages, options, *, model=None, session=None, cancel=None, tools=None) -> AnswerStream:
         return self._answers(messages, [options], model, session, cancel, tools)[0]
 
-    def stream_choices(self, messages, choices, *, model=None, tools=None) -> list[AnswerStream]:
+    def stream_choices(self, messages, choices, *, model=None, tools=None, cancel=None) -> list[AnswerStream]:
         """One answer per options to the same messages, from one prefill of the prompt (OpenAI's `n`)."""
-        return self._answers(messages, choices, model, None, None, tools)
+        return self._answers(messages, choices, model, None, cancel, tools)
 
     def _answers(self, messages, choices, model, session, cancel, tools) -> list[AnswerStream]:
         if model not in (None, self.name) and model not in self.runner.adapters:
@@ -97,7 +97,7 @@ class TransformersBackend:
             "prefill_tokens": scheduler.prefill_tokens,
         }
 
-    def complete(self, prompt: str, options, *, model=None) -> AnswerStream:
+    def complete(self, prompt: str, options, *, model=None, cancel=None) -> AnswerStream:
         """Raw text continued as it is, decoded in the shared batch like any answer: no chat template and no
         system prompt. The tokenizer reads the text as it reads any (a BOS token added where it adds one, a
         special token's text taken as that token, as vLLM reads a completion prompt); the answer ends at the
@@ -121,7 +121,7 @@ class TransformersBackend:
             )
         stats = GenerationStats()
         adapter = None if model in (None, self.name) else model
-        tokens = self.scheduler.generate(ids, lm.stop_ids, options, None, adapter, None)
+        tokens = self.scheduler.generate(ids, lm.stop_ids, options, cancel, adapter, None)
         return AnswerStream(_explain_failures(stream_text(tokens, lm.tokenizer, len(ids), stats)), stats)
 
 

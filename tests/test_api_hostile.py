@@ -228,3 +228,42 @@ def test_after_all_that_the_server_still_answers(server, client):
     started = time.perf_counter()
     answer = client.chat.completions.create(model=BASE, messages=HI, max_tokens=8, temperature=0)
     assert answer.choices[0].message.content and time.perf_counter() - started < 60
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/responses"])
+def test_a_non_streamed_answer_whose_client_leaves_while_it_waits_for_a_row_is_never_computed(tmp_path, path):
+    """One row (MAX_BATCH_SIZE=1) held by a long streamed answer; a non-streamed request queued behind it and its
+    connection closed: it is dropped while it waits, so it is never prefilled once the row frees (it used to be
+    noticed only at its first token, after its whole prefill)."""
+    proc, url = start_streamlit("app.py", tmp_path / "data", {"MAX_BATCH_SIZE": "1", "API_KEY": "", "APP_PASSWORD": ""})
+    try:
+        wait_healthy(url)
+        prompt = {"/v1/completions": {"prompt": "Once"}, "/v1/responses": {"input": "Hi"}}.get(path, {"messages": HI})
+        tokens = {"/v1/responses": "max_output_tokens"}.get(path, "max_tokens")
+        story = {"model": BASE, "stream": True, "max_tokens": 900, "messages": [{"role": "user", "content": "A saga."}]}
+        with requests.post(f"{url}/v1/chat/completions", json=story, stream=True, timeout=60) as held:
+            lines = (line for line in held.iter_lines() if line)
+            next(lines), next(lines)  # decoding: the one row is taken
+            prefilled = health(url)["prompts_prefilled"]
+            body = json.dumps({"model": BASE, tokens: 64, **prompt}).encode()
+            port = int(url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(1.5)  # queued behind the story
+            time.sleep(1.5)  # gone: noticed within DISCONNECT_CHECK_S while it still waits
+        steps, deadline = -1, time.monotonic() + 30  # the story's client left too: the row frees at its next step
+        while steps != (steps := health(url)["decode_steps"]) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert health(url)["prompts_prefilled"] == prefilled  # the request that left was never fed to the model
+        answer = requests.post(f"{url}{path}", json={"model": BASE, tokens: 16, **prompt}, timeout=60)
+        assert answer.status_code == 200 and health(url)["prompts_prefilled"] == prefilled + 1
+    finally:
+        stop(proc)
+
+
+def health(url: str) -> dict:
+    return requests.get(f"{url}/health", timeout=10).json()

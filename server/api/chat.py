@@ -33,6 +33,7 @@ class ChatRun:
     stops: StopStrings
     logprobs: Logprobs | None = None  # when the request asked for them
     shape: AnswerShape = field(default_factory=lambda: AnswerShape(ToolPlan()))  # tool calls, JSON answers
+    cancel: threading.Event | None = None  # set from any thread: the answer leaves the batch at its next step
 
     @property
     def finish_reason(self) -> str:
@@ -50,10 +51,16 @@ class ChatRun:
         """Stops the computation too: closing the pieces drops this row from the batch."""
         self.stops.close()
 
+    def stop(self) -> None:
+        """Stop the computation from any thread, also while another one waits for its next piece (which then
+        ends): the row leaves the queue for KV-cache room, its prefill, or the batch at the next step."""
+        if self.cancel is not None:
+            self.cancel.set()
+
 
 def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> list[ChatRun]:
     """Check the request against the model it names and start its answers, `n` of them (blocking: call in a
-    thread). Setting `cancel` stops a single answer's row at its next step, from any thread."""
+    thread). Setting `cancel` (or any run's `stop()`) stops all its answers at their next step, from any thread."""
     refuse_unsupported(request)
     target = loaded.find_target(request.model)
     backend = loaded.backend()
@@ -70,6 +77,7 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
             code="unsupported_parameter",
         )
     tools = {"tools": shape.plan.tools} if shape.plan.tools else {}
+    cancel = cancel or threading.Event()
     try:
         if target.kind == "team":
             answers = [start_team(backend, target.backend_model, messages, options, request)]
@@ -77,14 +85,15 @@ def start_chat(request: ChatRequest, cancel: threading.Event | None = None) -> l
             answers = [backend.stream(messages, options, model=target.backend_model, cancel=cancel, **tools)]
         else:  # one prefill of the prompt for all of them; choice i is seeded seed + i
             choices = [options.model_copy(update={"seed": seeded(options.seed, i)}) for i in range(count)]
-            answers = backend.stream_choices(messages, choices, model=target.backend_model, **tools)
+            answers = backend.stream_choices(messages, choices, model=target.backend_model, cancel=cancel, **tools)
     except StudioError as exc:
         raise refusal(exc) from None
     runs = []
     for pieces in answers:
         logprobs = Logprobs(pieces) if options.logprobs is not None else None
         stops = StopStrings(logprobs or pieces, request.stop_strings())
-        runs.append(ChatRun(pieces, pieces.stats, stops, logprobs, AnswerShape(shape.plan)))
+        stopping = pieces.cancel if isinstance(pieces, TeamAnswer) else cancel
+        runs.append(ChatRun(pieces, pieces.stats, stops, logprobs, AnswerShape(shape.plan), stopping))
     return runs
 
 

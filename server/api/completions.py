@@ -9,6 +9,7 @@ naming `model`. On `LLM_BACKEND=openai` the text goes to the server's own /v1/co
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -66,12 +67,12 @@ def start_completion(body: CompletionRequest) -> ChatRun:
             param="model",
             code="unsupported_model",
         )
-    options = to_options(body.sampling())
+    options, cancel = to_options(body.sampling()), threading.Event()
     try:
-        pieces = loaded.backend().complete(body.prompt, options, model=target.backend_model)
+        pieces = loaded.backend().complete(body.prompt, options, model=target.backend_model, cancel=cancel)
     except StudioError as exc:
         raise refusal(exc, prompt="prompt") from None
-    return ChatRun(pieces, pieces.stats, StopStrings(pieces, body.stop_strings()))
+    return ChatRun(pieces, pieces.stats, StopStrings(pieces, body.stop_strings()), cancel=cancel)
 
 
 def usage(run: ChatRun) -> dict:

@@ -3,8 +3,6 @@ collected while its client is watched, a run closed however the request ends."""
 
 from __future__ import annotations
 
-import time
-
 import anyio
 from starlette.requests import Request
 
@@ -41,20 +39,30 @@ async def close_quietly(run: ChatRun) -> None:
 
 
 async def collect(run: ChatRun, request: Request) -> str | None:
-    """The whole answer; None when the client disconnected first (its computation is then stopped)."""
-    pieces, checked = [], time.monotonic()
+    """The whole answer; None when the client disconnected first. The client is watched every
+    DISCONNECT_CHECK_S also while no piece comes (the answer waits for KV-cache room or a long prefill), and one
+    that left stops the computation there, not at the first token."""
+    pieces, gone = [], anyio.Event()
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await anyio.sleep(DISCONNECT_CHECK_S)
+        gone.set()
+        run.stop()  # the blocked read below then ends
+
     try:
-        while (piece := await in_thread(_next, run)) is not _END:
-            pieces.append(piece)
-            if time.monotonic() - checked > DISCONNECT_CHECK_S:
-                checked = time.monotonic()
-                if await request.is_disconnected():
-                    return None
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(watch)
+            try:
+                while not gone.is_set() and (piece := await in_thread(_next, run)) is not _END:
+                    pieces.append(piece)
+            finally:
+                watching.cancel_scope.cancel()
     except StudioError as exc:
         raise refusal(exc) from None
     finally:
         await close_quietly(run)
-    return "".join(pieces)
+    return None if gone.is_set() else "".join(pieces)
 
 
 def complete(run: ChatRun) -> bool:
