@@ -4,10 +4,11 @@ file up to them in place, keeping every message."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 # 1: rows keyed by (conversation, position); 2: no API objects, no conversation metadata; 3: a regenerated answer's
-# predecessor hidden as taken back (1), not kept as another version
+# predecessor hidden as taken back (1), not kept as another version, and old model names with credentials
 SCHEMA_VERSION = 4
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS conversations (
@@ -43,6 +44,8 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC)",
 ]
 
+# `<model> @ <netloc>` where the netloc kept a URL's user info (everything up to its last "@").
+_SERVED_AT = re.compile(r"(?P<model>.*) @ (?P<credentials>\S*)@(?P<host>[^@\s]+)", re.DOTALL)
 OTHER = 2  # the `hidden` of a version beside the branch: an edited question's old text, a regenerated answer
 
 
@@ -74,6 +77,7 @@ def migrate(db: sqlite3.Connection) -> bool:
             )
             db.execute("DROP TABLE messages_v1")
         _replaced_answers_as_versions(db)
+        _no_credentials_in_model_names(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")
     return True
@@ -104,6 +108,23 @@ def _replaced_answers_as_versions(db: sqlite3.Connection) -> None:
             "UPDATE messages SET hidden = ?, meta = ? WHERE conversation_id = ? AND id = ?",
             (OTHER, json.dumps(meta, ensure_ascii=False), cid, mid),
         )
+
+
+def _no_credentials_in_model_names(db: sqlite3.Connection) -> None:
+    """Before 2026-11-23 an answer from an OpenAI-compatible server was stored with the model's name as
+    `<model> @ <user>:<password>@<host>`, the credentials of OPENAI_BASE_URL included: they are cut out of every
+    such name, and SQLite overwrites the old text instead of leaving it in free pages."""
+    db.execute("PRAGMA secure_delete = ON")
+    rows = db.execute("SELECT conversation_id, id, meta FROM messages WHERE meta LIKE '%\"model\"%@%@%'").fetchall()
+    for cid, mid, text in rows:
+        meta = _json_object(text)
+        found = _SERVED_AT.fullmatch(meta["model"]) if isinstance(meta.get("model"), str) else None
+        if found:
+            meta["model"] = f"{found['model']} @ {found['host']}"
+            db.execute(
+                "UPDATE messages SET meta = ? WHERE conversation_id = ? AND id = ?",
+                (json.dumps(meta, ensure_ascii=False), cid, mid),
+            )
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:

@@ -192,6 +192,27 @@ def test_answers_regenerated_before_versions_existed_become_versions_and_taken_b
     assert Store(path).load(cid).others == loaded.others  # once: opening again changes nothing
 
 
+def test_model_names_stored_with_a_servers_credentials_lose_them_and_the_file_keeps_no_copy(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    cid = Store(path).create("chat", "t")
+    names = {
+        "a": "llama3 @ admin:hunter2@gpu.lan:8000",  # as answers from a server were named before 2026-11-23
+        "b": "llama3 @ me:p@ss-hunter2@[::1]:8000",  # a password holding "@": the host is after the last one
+        "c": "model@v2 @ gpu.lan:8000",  # no credentials: left as it is
+    }
+    with sqlite3.connect(path) as raw:
+        raw.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, 'assistant', 'hi', ?, 1.0, 0)",
+            [(cid, mid, n, json.dumps({"model": name, "time": 1.0})) for n, (mid, name) in enumerate(names.items())],
+        )
+        raw.execute("PRAGMA user_version = 3")
+    store = Store(path)
+    assert [m["model"] for m in store.messages(cid)] == ["llama3 @ gpu.lan:8000", "llama3 @ [::1]:8000", names["c"]]
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert b"hunter2" not in path.read_bytes()
+
+
 def test_a_database_from_a_newer_app_is_refused_with_the_reason(tmp_path):
     path = tmp_path / "c.sqlite3"
     Store(path)
