@@ -112,5 +112,15 @@ def wait_answers(page, n: int) -> None:
     page.get_by_text("tokens used").nth(n - 1).wait_for(timeout=180_000)
 
 
+def until(check, timeout_s: float = 60.0, every_s: float = 0.25):
+    """`check()`'s first truthy value, asked every `every_s` (what a page saves lands in the store in its own
+    time, later on a loaded machine); AssertionError with its last value at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(every_s)
+    assert value, f"still {value!r} after {timeout_s} s"
+    return value
+
+
 def bubbles(page) -> list[str]:
     return page.locator('[data-testid="stChatMessage"]').all_inner_texts()

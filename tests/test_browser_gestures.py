@@ -10,7 +10,7 @@ import re
 import pytest
 
 from core.store import Store
-from tests.browser import bubbles, send, start_streamlit, stop
+from tests.browser import bubbles, send, start_streamlit, stop, until
 from tests.conftest import ARTIFACTS
 from ui import prefs
 
@@ -63,11 +63,11 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
         ".match(/\\+ (\\d+) answer/) || [0, 0])[1] > 6",
         timeout=120_000,
     )
-    page.wait_for_timeout(1000)  # the run's last save
     page.wait_for_url(re.compile(r"[?&]c=[\w-]{20,}"))
     cid = re.search(r"[?&]c=([\w-]+)", page.url)[1]
-    grown = Store(data / "conversations.sqlite3").load(cid).messages[1]
-    assert len(bubbles(page)) == 2 and grown["stats"]["completion_tokens"] > 6  # the same answer, grown
+    db = Store(data / "conversations.sqlite3")
+    grown = until(lambda: next((m for m in db.load(cid).messages[1:2] if tokens_of(m) > 6), None))
+    assert len(bubbles(page)) == 2  # the same answer, grown, and saved (the run's last save)
     assert as_shown(grown["content"]).startswith(re.sub(r"^smart_toy\s+", "", before).split("\n")[0].rstrip())
     # copy: the popover's code block has the copy button
     popover(page, 1, 0).click()
@@ -78,8 +78,7 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
     page.keyboard.press("Escape")
     thumbs_up = page.locator(ROW).nth(1).get_by_role("radio", name="Thumbs up")
     thumbs_up.click()
-    page.wait_for_timeout(1500)
-    assert Store(data / "conversations.sqlite3").load(cid).messages[1].get("feedback") == "up"
+    until(lambda: db.load(cid).messages[1].get("feedback") == "up")
     # edit the question: a second version, then back to the first
     popover(page, 0, 1).click()
     page.locator('[data-testid="stPopoverBody"] textarea').fill("Name three animals.")
@@ -94,12 +93,12 @@ def test_continue_copy_feedback_edit_and_versions(browser, served):
     page.locator(ROW).nth(0).locator('[class*="-previous"] button:visible').first.click()
     page.get_by_text("1/2").first.wait_for(timeout=30_000)
     assert said(page, 0) == "Name three colours." and as_shown(grown["content"])[:10] in bubbles(page)[1]
-    page.wait_for_timeout(1500)
+    until(lambda: db.load(cid).messages[0]["content"] == "Name three colours.")  # the switch saved
     page.reload()  # a new browser session: the branch, its versions and the 👍 come back from the store
     page.get_by_text("1/2").first.wait_for(timeout=120_000)
     assert said(page, 0) == "Name three colours."
     assert thumbs_up.get_attribute("aria-checked") == "true"
-    stored = Store(data / "conversations.sqlite3").load(cid)
+    stored = db.load(cid)
     assert stored.messages[1]["feedback"] == "up" and len(stored.others) == 2
     page.screenshot(path=ARTIFACTS / "gestures-en.png", full_page=True)
     # another server process on the same data (a restart): the same branch, both versions, the 👍
@@ -143,3 +142,7 @@ def test_the_row_speaks_chinese_and_fits_a_phone(browser, served):
     assert page.locator('[data-testid="stPopoverBody"]').get_by_text("你的消息").count() == 1
     page.screenshot(path=ARTIFACTS / "gestures-zh-phone.png", full_page=True)
     context.close()
+
+
+def tokens_of(message: dict) -> int:
+    return (message.get("stats") or {}).get("completion_tokens", 0)
