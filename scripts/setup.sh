@@ -32,19 +32,21 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Debian's chromium for the browser tests, and CJK fonts so their zh-CN screenshots show the text, not boxes
-# (optional: without them every test still runs).
-if $want_test && { [ ! -x /usr/bin/chromium ] || ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; }; then
+# Debian's chromium for the browser tests, and CJK and emoji fonts so their screenshots show the text (中文, 🦙),
+# not boxes (optional: without them every test still runs).
+fonts="fonts-noto-cjk fonts-noto-color-emoji"
+if $want_test && { [ ! -x /usr/bin/chromium ] || ! dpkg -s $fonts >/dev/null 2>&1; }; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq || echo "setup: apt-get update failed; trying the package lists already here"
   if [ ! -x /usr/bin/chromium ]; then
     echo "setup: installing Debian's chromium for the browser tests"
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
   fi
-  if ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then
-    echo "setup: installing fonts-noto-cjk for the zh-CN screenshots"
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq fonts-noto-cjk >/dev/null \
-      || echo "setup: fonts-noto-cjk could not be installed; zh-CN screenshots will show boxes for Chinese text"
+  if ! dpkg -s $fonts >/dev/null 2>&1; then
+    echo "setup: installing $fonts for the screenshots"
+    # shellcheck disable=SC2086  # one word per package
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $fonts >/dev/null \
+      || echo "setup: $fonts could not be installed; screenshots will show boxes for Chinese text and emoji"
   fi
 fi
 echo "setup: ready"
