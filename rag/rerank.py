@@ -30,8 +30,8 @@ class Reranker:
         from sentence_transformers import SentenceTransformer
 
         path = str(bundled_model_path()) if model_name == "bundled" else model_name
-        try:
-            self.model = SentenceTransformer(path, device=device or "cpu")
+        try:  # loading copies and converts weights: in a thread that ends with it, as encoding is
+            self.model = in_own_thread(lambda: SentenceTransformer(path, device=device or "cpu"), name="reranker-load")
         except Exception as exc:  # sentence-transformers raises OSError, ValueError, hub errors…
             raise StudioError(
                 N_("The reranking model {model_name!r} could not be loaded ({kind}). Check RERANK_MODEL."),
@@ -55,9 +55,11 @@ class Reranker:
         from sentence_transformers.util import cos_sim
 
         texts = [f"{r.title}. {r.snippet}" for r in results]
+
+        def scored() -> list[float]:
+            vectors = self.model.encode([query, *texts], convert_to_tensor=True, normalize_embeddings=True)
+            return cos_sim(vectors[:1], vectors[1:])[0].tolist()  # (n,)
+
         with self._lock:
-            vectors = in_own_thread(
-                lambda: self.model.encode([query, *texts], convert_to_tensor=True, normalize_embeddings=True)
-            )
-        scores = cos_sim(vectors[:1], vectors[1:])[0].tolist()  # (n,)
+            scores = in_own_thread(scored)
         return sorted(zip(scores, results), key=lambda pair: pair[0], reverse=True)
