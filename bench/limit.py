@@ -3,8 +3,8 @@ as shares of it.
 
 A decode step reads every weight once (the KV cache of a short prompt is small beside them), so its floor is the
 weights' bytes over the memory bandwidth. The bandwidth is measured here, not assumed: a large tensor copy
-(read + write) and the STREAM triad `a = b + s * c` (two reads, one write) in torch, best of `repeats`, on the
-model's device. Ceiling = bandwidth / bytes a step reads.
+(read + write), the STREAM triad `a = b + s * c` (two reads, one write) and a sum (reads only, as a step reads its
+weights) in torch, best of `repeats`, on the model's device. Ceiling = the best bandwidth / bytes a step reads.
 
 Every measurement computes in a thread that ends with it (`llm.compute_thread`): a thread that has run torch
 keeps an OpenMP pool while it lives, and with a second pool in the process (the engine's worker) every step
@@ -30,11 +30,11 @@ def _sync(device: str) -> None:
 
 
 def bandwidth(device: str, mib: int = 512, repeats: int = 5) -> dict[str, float]:
-    """GB/s of a copy and of the triad, best of `repeats` (bytes moved: 2x and 3x the array)."""
+    """GB/s of a copy, of the triad and of a sum, best of `repeats` (bytes moved: 2x, 3x and 1x the array)."""
     n = mib * 2**20 // 4
     b, c = torch.rand(n, device=device), torch.rand(n, device=device)
     a = torch.empty_like(b)
-    best = {"copy": 0.0, "triad": 0.0}
+    best = {"copy": 0.0, "triad": 0.0, "read": 0.0}
     for _ in range(repeats):
         _sync(device)
         started = time.perf_counter()
@@ -45,6 +45,10 @@ def bandwidth(device: str, mib: int = 512, repeats: int = 5) -> dict[str, float]
         torch.add(b, c, alpha=3.0, out=a)
         _sync(device)
         best["triad"] = max(best["triad"], 3 * 4 * n / (time.perf_counter() - started) / 1e9)
+        started = time.perf_counter()
+        torch.sum(b)
+        _sync(device)
+        best["read"] = max(best["read"], 4 * n / (time.perf_counter() - started) / 1e9)
     return best
 
 
@@ -118,7 +122,10 @@ def report_limit(lm, backend, new_tokens: int) -> None:
     r = decode_limit(lm, backend, new_tokens)
     bw = r["bandwidth"]
     print(f"8. the decode limit on this machine ({lm.device}), single stream, {new_tokens} new tokens, greedy")
-    print(f"   memory bandwidth (torch, best of 5): copy {bw['copy']:.1f} GB/s · triad {bw['triad']:.1f} GB/s")
+    print(
+        f"   memory bandwidth (torch, best of 5): copy {bw['copy']:.1f} GB/s · triad {bw['triad']:.1f} GB/s · "
+        f"read (sum) {bw['read']:.1f} GB/s"
+    )
     print(
         f"   one decode step reads the weights: {r['bytes'] / 1e6:.0f} MB ({r['dtype']}) → ceiling "
         f"{r['ceiling']:.1f} tokens/s"
