@@ -147,6 +147,9 @@ def test_a_run_with_a_tool_stops_for_its_output_and_then_answers(client, tokeniz
             run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_not_asked", "output": "x"}]
         )
     assert wrong.value.body["param"] == "tool_outputs"
+    with pytest.raises(openai.BadRequestError) as busy:  # one run at a time: answers would interleave
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=agent.id)
+    assert busy.value.body["code"] == "invalid_state" and run.id in busy.value.body["message"]
     done = client.beta.threads.runs.submit_tool_outputs_and_poll(
         run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "Sunny, 21 C"}],
         poll_interval_ms=200,
@@ -164,6 +167,9 @@ def test_a_run_in_progress_is_cancelled_and_a_finished_one_is_not(client, clerk)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Tell a very long story."}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=clerk.id, max_completion_tokens=900)
     assert run.status == "queued"
+    with pytest.raises(openai.BadRequestError) as busy:  # the thread's run is computing
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=clerk.id)
+    assert busy.value.body["code"] == "invalid_state" and busy.value.body["param"] == "thread_id"
     cancelling = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     assert cancelling.status in ("cancelling", "cancelled")
     ended = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=200)

@@ -69,3 +69,11 @@ def test_a_run_waiting_for_tool_outputs_expires_at_its_expires_at_and_only_then(
     assert [s["status"] for s in saved] == ["expired"]  # stored so: a restart reads it back expired
     done = runs.Run(shape(status="completed", expires_at=int(time.time()) - 1), "c")
     assert runs.expired_if_due(done).shape["status"] == "completed" and len(saved) == 1
+
+
+def test_a_second_run_on_a_thread_whose_run_computes_is_refused_naming_it(monkeypatch):
+    monkeypatch.setattr(runs, "LIVE", {"run_busy": runs.Run(shape(id="run_busy"), "thread-a")})
+    with pytest.raises(ApiError) as caught:
+        runs.begin(runs.Run(shape(id="run_new"), "thread-a"), [], stream=False)
+    assert caught.value.status == 400 and caught.value.code == "invalid_state" and "run_busy" in str(caught.value)
+    assert set(runs.LIVE) == {"run_busy"}

@@ -18,115 +18,31 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from core.api_store import ApiObject, new_api_id
+from core.api_store import new_api_id
 from core.errors import StudioError
 from core.message import Message as ConversationMessage
 from core.settings import get_settings
 from server.api.assistant_schemas import RunCreate, ThreadAndRunCreate, ToolOutputs
-from server.api.assistants import check_tools, found_assistant, found_thread, message_shape, thread_messages
-from server.api.body import first_problem, read_json
+from server.api.assistants import found_assistant, found_thread, message_shape, thread_messages
+from server.api.body import read_json
 from server.api.errors import ApiError, failure_message
 from server.api.items import page
-from server.api.response_schemas import ResponseRequest
 from server.api.responses import Turn, api_store, finish, finish_quietly, list_query, start
+from server.api.run_shapes import Run, new_run, response_request
 from server.api.streaming import _END, _next, close_quietly, complete, in_thread
 
 log = logging.getLogger(__name__)
 MAX_LIVE = 64  # runs computing at once, streamed or not; more get a 429
 POLL_AFTER_MS = "250"  # the official client polls a run this often (`openai-poll-after-ms`)
-RUN_FIELDS = {"max_output_tokens": "max_completion_tokens", "text": "response_format", "format": "response_format"}
 ENDED = ("completed", "incomplete", "cancelled", "failed", "expired")
-
-
-@dataclass
-class Run:
-    shape: dict  # OpenAI's run object, kept current
-    thread: str  # the store's conversation id
-    cancel: threading.Event = field(default_factory=threading.Event)
-    turn: Turn | None = None
-
-    def set(self, status: str, **fields) -> None:
-        self.shape.update(status=status, **fields)
-        stamp = {"in_progress": "started_at", "completed": "completed_at", "cancelled": "cancelled_at"}
-        stamp |= {"failed": "failed_at", "incomplete": "completed_at"}
-        if status in stamp and self.shape.get(stamp[status]) is None:
-            self.shape[stamp[status]] = int(time.time())
-
-    def save(self) -> None:
-        shape = self.shape
-        api_store().put(ApiObject(shape["id"], "run", shape["assistant_id"], self.thread, shape["created_at"], shape))
 
 
 LIVE: dict[str, Run] = {}
 _live = threading.Lock()
-
-
-def new_run(body: RunCreate, cid: str) -> Run:
-    assistant = found_assistant(body.assistant_id).body
-    check_tools(body.tools)
-    instructions = body.instructions if body.instructions is not None else assistant.get("instructions") or ""
-    if body.additional_instructions:
-        instructions = f"{instructions}\n\n{body.additional_instructions}".strip()
-    pick = {name: getattr(body, name) for name in ("temperature", "top_p", "response_format")}
-    shape = {
-        "id": new_api_id("run"),
-        "object": "thread.run",
-        "created_at": int(time.time()),
-        "thread_id": f"thread_{cid}",
-        "assistant_id": body.assistant_id,
-        "status": "queued",
-        "started_at": None,
-        "expires_at": None,
-        "cancelled_at": None,
-        "failed_at": None,
-        "completed_at": None,
-        "required_action": None,
-        "last_error": None,
-        "model": body.model or assistant["model"],
-        "instructions": instructions,
-        "tools": body.tools if body.tools is not None else assistant.get("tools") or [],
-        "metadata": body.metadata or {},
-        "incomplete_details": None,
-        "usage": None,
-        "temperature": pick["temperature"] if pick["temperature"] is not None else assistant.get("temperature"),
-        "top_p": pick["top_p"] if pick["top_p"] is not None else assistant.get("top_p"),
-        "max_completion_tokens": body.max_completion_tokens,
-        "max_prompt_tokens": None,
-        "truncation_strategy": {"type": "auto", "last_messages": None},
-        "response_format": pick["response_format"] or assistant.get("response_format") or "auto",
-        "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
-        "parallel_tool_calls": body.parallel_tool_calls is not False,
-    }
-    return Run(shape, cid)
-
-
-def response_request(shape: dict, stream: bool) -> ResponseRequest:
-    """The run's settings as the Responses request its turn answers."""
-    number = {key: float(shape[key]) for key in ("temperature", "top_p") if shape.get(key) is not None}
-    fields = {"model": shape["model"], "instructions": shape["instructions"] or None, "stream": stream, **number}
-    if shape["max_completion_tokens"] is not None:
-        fields["max_output_tokens"] = shape["max_completion_tokens"]
-    if shape["tools"]:
-        fields |= {"tools": shape["tools"], "tool_choice": shape["tool_choice"]}
-        fields["parallel_tool_calls"] = shape["parallel_tool_calls"]
-    answer_format = shape["response_format"]
-    if isinstance(answer_format, dict) and answer_format.get("type") == "json_object":
-        fields["text"] = {"format": {"type": "json_object"}}
-    elif isinstance(answer_format, dict) and answer_format.get("type") == "json_schema":
-        schema = answer_format.get("json_schema") if isinstance(answer_format.get("json_schema"), dict) else {}
-        fields["text"] = {"format": {"type": "json_schema", **schema}}
-    try:
-        return ResponseRequest.model_validate(fields)
-    except ValidationError as exc:
-        param, message = first_problem(exc, ResponseRequest.PARAMS)
-        param = RUN_FIELDS.get(param, param)  # the run's own names for them
-        raise ApiError(400, f"{param or 'run'}: {message}.", param=param, code="invalid_value") from None
 
 
 def begin(run: Run, new_messages: list[dict], stream: bool) -> None:
@@ -134,6 +50,8 @@ def begin(run: Run, new_messages: list[dict], stream: bool) -> None:
     with _live:
         if run.shape["id"] not in LIVE and len(LIVE) >= MAX_LIVE:
             raise ApiError(429, f"{MAX_LIVE} runs are in progress; wait for one to end.", code="rate_limit_exceeded")
+        if other := next((rid for rid, live in LIVE.items() if live.thread == run.thread), None):
+            raise busy_thread(other)  # two runs at once would interleave their answers in the one conversation
         LIVE[run.shape["id"]] = run
     try:
         body = response_request(run.shape, stream)
@@ -159,6 +77,25 @@ def begin(run: Run, new_messages: list[dict], stream: bool) -> None:
     run.turn = turn
     run.set("in_progress", required_action=None, expires_at=None)
     run.save()
+
+
+def busy_thread(rid: str) -> ApiError:
+    return ApiError(
+        400,
+        f"This thread already has an active run ({rid}); wait for it to end, cancel it, or submit the tool outputs it "
+        "waits for.",
+        param="thread_id",
+        code="invalid_state",
+    )
+
+
+def waiting_run(cid: str) -> str | None:
+    """The id of the thread's run that waits for tool outputs (and has not expired), if one does (blocking)."""
+    for obj in api_store().list("run", conversation_id=cid):
+        waiting = obj.body.get("status") == "requires_action"
+        if waiting and expired_if_due(Run(obj.body, cid)).shape["status"] == "requires_action":
+            return obj.id
+    return None
 
 
 def expired_if_due(run: Run) -> Run:
@@ -295,7 +232,10 @@ async def create_run(request: Request) -> Response:
     body = await read_json(request, RunCreate)
 
     def made() -> Run:
-        run = new_run(body, found_thread(request.path_params["thread_id"]).id)
+        cid = found_thread(request.path_params["thread_id"]).id
+        if waiting := waiting_run(cid):
+            raise busy_thread(waiting)
+        run = new_run(body, cid)
         begin(run, thread_messages(body.additional_messages, "additional_messages"), body.stream)
         return run
 
