@@ -241,12 +241,7 @@ def test_a_run_waiting_for_tool_outputs_survives_a_server_restart(tmp_path):
 
     proc, client = connect()
     try:
-        agent = client.beta.assistants.create(model=BASE, tools=[WEATHER])
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
-        run = client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=agent.id, tool_choice="required", max_completion_tokens=40,
-            temperature=0, poll_interval_ms=200,
-        )  # fmt: skip
+        agent, thread, run = stopped_for_the_weather(client)
         assert run.status == "requires_action"
     finally:
         stop(proc)
@@ -273,12 +268,7 @@ def test_a_run_not_given_its_tool_outputs_in_time_expires_and_refuses_them(tmp_p
     try:
         wait_healthy(url)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=120)
-        agent = client.beta.assistants.create(model=BASE, tools=[WEATHER])
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
-        run = client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=agent.id, tool_choice="required", max_completion_tokens=40,
-            temperature=0, poll_interval_ms=200,
-        )  # fmt: skip
+        agent, thread, run = stopped_for_the_weather(client)
         assert run.status == "requires_action" and run.expires_at is not None
         assert run.expires_at - time.time() <= 6
         call = run.required_action.submit_tool_outputs.tool_calls[0]
@@ -298,3 +288,14 @@ def test_a_run_not_given_its_tool_outputs_in_time_expires_and_refuses_them(tmp_p
         assert again.status == "requires_action"  # the thread goes on with a new run
     finally:
         stop(proc)
+
+
+def stopped_for_the_weather(client):
+    """An assistant with the weather tool, a thread asking for it, and its run, polled until it stops."""
+    agent = client.beta.assistants.create(model=BASE, tools=[WEATHER])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=agent.id, tool_choice="required", max_completion_tokens=40,
+        temperature=0, poll_interval_ms=200,
+    )  # fmt: skip
+    return agent, thread, run
